@@ -1,0 +1,186 @@
+"""One listing's book: its bids in priority order and the funding set.
+
+Bids are stored column-wise in arrival order (a listing's arrival order is its `seq` order), so
+a resting bid costs a few machine words rather than an object. Priority lives in one place,
+`priority_key`: an int that sorts by rate, then by arrival. The funding set is kept as a
+`SortedList` of those keys; a bid that is outbid leaves it for good (bids are binding, and a
+new bid can only push dearer bids out, never pull one back), so the set *is* the live book.
+"""
+
+from array import array
+from typing import Final, Literal
+
+from sortedcontainers import SortedList
+
+from matching.commands import ListingTerms
+from matching.events import CloseReason, Fill
+
+BidStatus = Literal["active", "outbid", "won", "lost"]
+ListingStatus = Literal["open", "funded", "failed", "cancelled"]
+
+_INDEX_BITS: Final = 32
+_INDEX_MASK: Final = (1 << _INDEX_BITS) - 1
+
+
+def priority_key(rate_bps: int, index: int) -> int:
+    """Lower rate first; equal rates by arrival. The only place priority is defined."""
+    return (rate_bps << _INDEX_BITS) | index
+
+
+class ListingBook:
+    """The state of one listing.
+
+    Placing a bid costs O(log n) for the insert plus O(log n) per bid it pushes out; reads of
+    one bid are O(1), summaries O(1), full listings and depth O(n).
+    """
+
+    __slots__ = (
+        "terms", "opened_seq", "opened_at", "status", "close_reason", "closed_at",
+        "bid_ids", "lenders", "amounts", "rates", "seqs", "funding", "outbid", "total",
+    )
+
+    def __init__(self, terms: ListingTerms, opened_seq: int, opened_at: int) -> None:
+        self.terms = terms
+        self.opened_seq = opened_seq
+        self.opened_at = opened_at
+        self.status: ListingStatus = "open"
+        self.close_reason: CloseReason | None = None
+        self.closed_at: int | None = None
+        self.bid_ids: list[str] = []
+        self.lenders: list[str] = []
+        self.amounts = array("q")
+        self.rates = array("l")
+        self.seqs = array("q")
+        self.funding: SortedList[int] = SortedList()
+        # Keys in the order they were outbid: each is ahead (in priority) of the one before.
+        self.outbid: list[int] = []
+        self.total = 0
+
+    # --- state -------------------------------------------------------------------------------
+
+    @property
+    def bid_count(self) -> int:
+        return len(self.seqs)
+
+    @property
+    def covered(self) -> int:
+        """Money the funding set covers now: min(sum of the set, amount)."""
+        return min(self.total, self.terms.amount)
+
+    @property
+    def fully_covered(self) -> bool:
+        return self.total >= self.terms.amount
+
+    @property
+    def marginal_rate_bps(self) -> int | None:
+        """Rate of the last bid in the funding set, None while the book is empty."""
+        return self.funding[-1] >> _INDEX_BITS if self.funding else None
+
+    def add(self, bid_id: str, lender_id: str, amount: int, rate_bps: int, seq: int) -> list[int]:
+        """Insert a bid into the funding set; return the indices it pushed out, in order.
+
+        O(log n) plus O(log n) per bid pushed out. The caller has checked admissibility.
+        """
+        index = len(self.seqs)
+        self.bid_ids.append(bid_id)
+        self.lenders.append(lender_id)
+        self.amounts.append(amount)
+        self.rates.append(rate_bps)
+        self.seqs.append(seq)
+        funding = self.funding
+        funding.add(priority_key(rate_bps, index))
+        self.total += amount
+        pushed_out: list[int] = []
+        target = self.terms.amount
+        amounts = self.amounts
+        while True:
+            last = funding[-1]
+            last_amount = amounts[last & _INDEX_MASK]
+            if self.total - last_amount < target:
+                return pushed_out
+            funding.pop()
+            self.total -= last_amount
+            self.outbid.append(last)
+            pushed_out.append(last & _INDEX_MASK)
+
+    # --- one bid ------------------------------------------------------------------------------
+
+    def key_of(self, index: int) -> int:
+        return priority_key(self.rates[index], index)
+
+    def is_in_funding_set(self, index: int) -> bool:
+        """O(1): outbid keys all sort after the set, so membership is a comparison."""
+        return bool(self.funding) and self.key_of(index) <= self.funding[-1]
+
+    def allocated(self, index: int) -> int:
+        """How much of the bid is in the funding set now; only the marginal bid is partial."""
+        if not self.is_in_funding_set(index):
+            return 0
+        amount = self.amounts[index]
+        if self.key_of(index) != self.funding[-1]:
+            return amount
+        return min(amount, self.terms.amount - (self.total - amount))
+
+    def bid_status(self, index: int) -> BidStatus:
+        if not self.is_in_funding_set(index):
+            return "outbid"
+        if self.status == "open":
+            return "active"
+        return "won" if self.status == "funded" else "lost"
+
+    def index_of_seq(self, seq: int) -> int | None:
+        """O(log n): arrival order is seq order, so the seq column is sorted."""
+        lo, hi = 0, len(self.seqs)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.seqs[mid] < seq:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo if lo < len(self.seqs) and self.seqs[lo] == seq else None
+
+    # --- resolution inputs ----------------------------------------------------------------------
+
+    def priority_order(self) -> list[int]:
+        """Every bid's index, best first: the funding set, then the outbid. O(n)."""
+        in_set = [key & _INDEX_MASK for key in self.funding]
+        return in_set + [key & _INDEX_MASK for key in reversed(self.outbid)]
+
+    def fills(self) -> list[Fill]:
+        """One fill per bid in the set at its own rate, the marginal bid partly. O(n)."""
+        fills = [
+            Fill(self.bid_ids[i], self.lenders[i], self.seqs[i], self.amounts[i], self.rates[i])
+            for i in (key & _INDEX_MASK for key in self.funding)
+        ]
+        if fills and self.total > self.terms.amount:
+            last = fills[-1]
+            part = last.amount - (self.total - self.terms.amount)
+            fills[-1] = Fill(last.bid_id, last.lender_id, last.seq, part, last.rate_bps)
+        return fills
+
+    def first_excluded_rate(self) -> int | None:
+        """Rate of the first unit of money left out of the set, None if nothing is left out."""
+        if self.total > self.terms.amount:
+            return self.marginal_rate_bps
+        return self.outbid[-1] >> _INDEX_BITS if self.outbid else None
+
+    def check_invariants(self) -> None:
+        """Assert the book's internal consistency. O(n); for tests after every command."""
+        n = len(self.seqs)
+        assert len(self.bid_ids) == len(self.lenders) == len(self.amounts) == len(self.rates) == n
+        assert list(self.seqs) == sorted(set(self.seqs)), "seqs must be strictly increasing"
+        funding = list(self.funding)
+        assert len(funding) + len(self.outbid) == n, "every bid is in the set or outbid"
+        assert sorted(funding + self.outbid) == sorted(self.key_of(i) for i in range(n))
+        assert self.outbid == sorted(self.outbid, reverse=True), "outbid in reverse priority"
+        if funding and self.outbid:
+            assert funding[-1] < self.outbid[-1], "the set is a prefix of the book"
+        assert self.total == sum(self.amounts[k & _INDEX_MASK] for k in funding)
+        if funding:
+            last_amount = self.amounts[funding[-1] & _INDEX_MASK]
+            assert self.total - last_amount < self.terms.amount, "the set is the shortest prefix"
+        if self.outbid:
+            assert self.total >= self.terms.amount, "bids are only outbid once fully covered"
+        for i in range(n):
+            assert 0 < self.amounts[i] <= self.terms.amount
+            assert 0 < self.rates[i] <= self.terms.max_rate_bps

@@ -1,0 +1,66 @@
+"""Commands: everything the engine needs arrives inside them, time, ids and sequence numbers included.
+
+Times (`at`, `closes_at`) are integer microseconds since the Unix epoch, UTC. The shell must
+hand commands over with non-decreasing `at`; replaying the journaled commands in `seq` order
+rebuilds the same books.
+"""
+
+from dataclasses import dataclass
+
+from matching.rules import Grade, Pricing
+
+
+@dataclass(frozen=True, slots=True)
+class ListingTerms:
+    listing_id: str
+    borrower_id: str
+    amount: int
+    term_months: int
+    max_rate_bps: int
+    grade: Grade
+    closes_at: int
+    min_funding_bps: int = 10_000
+    close_when_funded: bool = False
+    pricing: Pricing = "pay_as_bid"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenListing:
+    terms: ListingTerms
+    seq: int
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceBid:
+    listing_id: str
+    bid_id: str
+    lender_id: str
+    amount: int
+    min_rate_bps: int
+    seq: int
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptEarly:
+    listing_id: str
+    seq: int
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelListing:
+    listing_id: str
+    seq: int
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class AdvanceClock:
+    """Resolve every listing whose `closes_at` is at or before `at`, in deadline order."""
+
+    at: int
+
+
+Command = OpenListing | PlaceBid | AcceptEarly | CancelListing | AdvanceClock

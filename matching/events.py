@@ -1,0 +1,83 @@
+"""Events: what the engine decided. The shell persists and announces them."""
+
+from dataclasses import dataclass
+from typing import Literal
+
+from matching.commands import ListingTerms
+
+CloseReason = Literal["deadline", "fully_funded", "accepted", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class ListingOpened:
+    terms: ListingTerms
+    seq: int
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class BidPlaced:
+    listing_id: str
+    bid_id: str
+    lender_id: str
+    amount: int
+    rate_bps: int
+    seq: int
+    at: int
+    allocated_amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class BidOutbid:
+    """The bid's allocation dropped to 0. Final: bids are binding and never come back."""
+
+    listing_id: str
+    bid_id: str
+    lender_id: str
+    amount: int
+    rate_bps: int
+    seq: int
+    at: int
+    by_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    bid_id: str
+    lender_id: str
+    seq: int
+    amount: int
+    rate_bps: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListingFunded:
+    """A loan of `principal` booked with one fill per bid in the funding set."""
+
+    listing_id: str
+    at: int
+    reason: CloseReason
+    principal: int
+    rate_bps: int
+    term_months: int
+    fills: tuple[Fill, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ListingFailed:
+    listing_id: str
+    at: int
+    reason: CloseReason
+    covered: int
+    required: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListingCancelled:
+    listing_id: str
+    at: int
+    covered: int
+
+
+Event = ListingOpened | BidPlaced | BidOutbid | ListingFunded | ListingFailed | ListingCancelled
+Resolution = ListingFunded | ListingFailed | ListingCancelled

@@ -1,0 +1,33 @@
+"""Rejections are results, not exceptions: each carries the API's stable `code`."""
+
+from dataclasses import dataclass
+from typing import Final
+
+LISTING_NOT_FOUND: Final = "listing_not_found"
+LISTING_NOT_OPEN: Final = "listing_not_open"
+LISTING_EXISTS: Final = "listing_exists"
+BID_NOT_COMPETITIVE: Final = "bid_not_competitive"
+RATE_ABOVE_MAX: Final = "rate_above_max"
+RATE_OUT_OF_RANGE: Final = "rate_out_of_range"
+BID_BELOW_MINIMUM: Final = "bid_below_minimum"
+BID_ABOVE_LISTING_AMOUNT: Final = "bid_above_listing_amount"
+AMOUNT_OUT_OF_RANGE: Final = "amount_out_of_range"
+TERM_OUT_OF_RANGE: Final = "term_out_of_range"
+WINDOW_OUT_OF_RANGE: Final = "window_out_of_range"
+MIN_FUNDING_OUT_OF_RANGE: Final = "min_funding_out_of_range"
+UNKNOWN_GRADE: Final = "unknown_grade"
+UNKNOWN_PRICING: Final = "unknown_pricing"
+BELOW_MIN_FUNDING: Final = "below_min_funding"
+
+#: Codes that mean "the request is fine but the listing's state forbids it" (HTTP 409).
+CONFLICT_CODES: Final = frozenset({LISTING_NOT_OPEN, BID_NOT_COMPETITIVE, BELOW_MIN_FUNDING, LISTING_EXISTS})
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A command the engine refused; nothing changed. `field` names the offending input."""
+
+    code: str
+    detail: str
+    field: str | None = None
+    marginal_rate_bps: int | None = None

@@ -1,0 +1,71 @@
+"""The read model the API renders: summaries, bids in priority order, depth by rate level."""
+
+from dataclasses import dataclass
+
+from matching.book import BidStatus, ListingBook, ListingStatus
+from matching.commands import ListingTerms
+from matching.events import CloseReason
+
+
+@dataclass(frozen=True, slots=True)
+class ListingSummary:
+    terms: ListingTerms
+    status: ListingStatus
+    opened_seq: int
+    opened_at: int
+    funded_amount: int
+    bid_count: int
+    marginal_rate_bps: int | None
+    closed_at: int | None
+    close_reason: CloseReason | None
+
+
+@dataclass(frozen=True, slots=True)
+class BidView:
+    listing_id: str
+    bid_id: str
+    lender_id: str
+    seq: int
+    amount: int
+    rate_bps: int
+    status: BidStatus
+    allocated_amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class DepthLevel:
+    rate_bps: int
+    amount: int
+    bid_count: int
+    allocated_amount: int
+
+
+def summary(book: ListingBook) -> ListingSummary:
+    """O(1)."""
+    return ListingSummary(
+        book.terms, book.status, book.opened_seq, book.opened_at, book.covered, book.bid_count,
+        book.marginal_rate_bps, book.closed_at, book.close_reason,
+    )
+
+
+def bid_view(book: ListingBook, index: int) -> BidView:
+    """O(1)."""
+    return BidView(
+        book.terms.listing_id, book.bid_ids[index], book.lenders[index], book.seqs[index],
+        book.amounts[index], book.rates[index], book.bid_status(index), book.allocated(index),
+    )
+
+
+def depth(book: ListingBook) -> list[DepthLevel]:
+    """Aggregate the book by rate level, cheapest first. O(n)."""
+    levels: list[DepthLevel] = []
+    for index in book.priority_order():
+        rate, amount, allocated = book.rates[index], book.amounts[index], book.allocated(index)
+        if levels and levels[-1].rate_bps == rate:
+            top = levels[-1]
+            levels[-1] = DepthLevel(
+                rate, top.amount + amount, top.bid_count + 1, top.allocated_amount + allocated
+            )
+        else:
+            levels.append(DepthLevel(rate, amount, 1, allocated))
+    return levels
