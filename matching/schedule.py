@@ -5,8 +5,6 @@ Every division rounds half up. Each fill's last instalment absorbs the rounding,
 parts add up exactly to the fill; the borrower's schedule is the column sum of the fills'.
 """
 
-from __future__ import annotations
-
 import calendar
 import datetime
 import math
@@ -47,8 +45,7 @@ def _annuity_ratio(rate_bps: int, term_months: int) -> tuple[int, int]:
 def monthly_payment(principal: int, rate_bps: int, term_months: int) -> int:
     """Level payment P·r·(1+r)^n / ((1+r)^n − 1), exact, rounded half up. O(1) once cached.
 
-    At rate 0 it is P / n rounded half up (the formula's limit as r → 0, same rounding rule as
-    at any other rate); the last instalment then takes the difference.
+    At rate 0: P / n rounded half up (the limit as r → 0, same rule); the last takes the rest.
     """
     if principal < 0 or rate_bps < 0 or term_months < 1:
         raise ValueError(f"bad loan: {principal=} {rate_bps=} {term_months=}")
@@ -59,9 +56,9 @@ def monthly_payment(principal: int, rate_bps: int, term_months: int) -> int:
 def _parts(principal: int, rate_bps: int, term_months: int) -> tuple[list[int], list[int]]:
     """(principal parts, interest parts), one per month. O(term).
 
-    Interest is balance · r rounded half up. Before the last month the principal part is
-    payment − interest, clamped to the balance: only tiny loans (a few minor units per month)
-    reach the clamp, and every later row is then 0. The last month repays the whole balance.
+    Interest is balance · r rounded half up; the principal part is payment − interest, clamped
+    to the balance (only tiny loans reach the clamp; later rows are then 0). The last month
+    repays the whole remaining balance, absorbing all rounding.
     """
     payment = monthly_payment(principal, rate_bps, term_months)
     principals: list[int] = []
@@ -104,8 +101,8 @@ def borrower_schedule(
 ) -> list[Instalment]:
     """fills are (amount, rate_bps); row n is the sum of every fill's row n. O(fills·term).
 
-    Summing per-fill rows (not re-amortising the total) keeps the lenders' parts adding up
-    exactly to what the borrower pays. No fills gives term_months rows of zeros.
+    Summing the fills' rows, not re-amortising the total, keeps the lenders' parts adding up
+    exactly to what the borrower pays. No fills: term_months rows of zeros.
     """
     principals = [0] * term_months
     interests = [0] * term_months
