@@ -36,7 +36,8 @@ class ListingBook:
 
     __slots__ = (
         "terms", "opened_seq", "opened_at", "status", "close_reason", "closed_at",
-        "bid_ids", "lenders", "amounts", "rates", "seqs", "funding", "outbid", "total",
+        "bid_ids", "lenders", "amounts", "rates", "seqs", "placed_at", "funding", "outbid",
+        "total",
     )
 
     def __init__(self, terms: ListingTerms, opened_seq: int, opened_at: int) -> None:
@@ -51,6 +52,7 @@ class ListingBook:
         self.amounts = array("q")
         self.rates = array("l")
         self.seqs = array("q")
+        self.placed_at = array("q")
         self.funding: SortedList[int] = SortedList()
         # Keys in the order they were outbid: each is ahead (in priority) of the one before.
         self.outbid: list[int] = []
@@ -76,7 +78,9 @@ class ListingBook:
         """Rate of the last bid in the funding set, None while the book is empty."""
         return self.funding[-1] >> _INDEX_BITS if self.funding else None
 
-    def add(self, bid_id: str, lender_id: str, amount: int, rate_bps: int, seq: int) -> list[int]:
+    def add(
+        self, bid_id: str, lender_id: str, amount: int, rate_bps: int, seq: int, at: int
+    ) -> list[int]:
         """Insert a bid into the funding set; return the indices it pushed out, in order.
 
         O(log n) plus O(log n) per bid pushed out. The caller has checked admissibility.
@@ -87,6 +91,7 @@ class ListingBook:
         self.amounts.append(amount)
         self.rates.append(rate_bps)
         self.seqs.append(seq)
+        self.placed_at.append(at)
         funding = self.funding
         funding.add(priority_key(rate_bps, index))
         self.total += amount
@@ -167,7 +172,8 @@ class ListingBook:
     def check_invariants(self) -> None:
         """Assert the book's internal consistency. O(n); for tests after every command."""
         n = len(self.seqs)
-        assert len(self.bid_ids) == len(self.lenders) == len(self.amounts) == len(self.rates) == n
+        assert len(self.bid_ids) == len(self.lenders) == len(self.amounts) == n
+        assert len(self.rates) == len(self.placed_at) == n
         assert list(self.seqs) == sorted(set(self.seqs)), "seqs must be strictly increasing"
         funding = list(self.funding)
         assert len(funding) + len(self.outbid) == n, "every bid is in the set or outbid"

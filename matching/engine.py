@@ -64,7 +64,7 @@ class Engine:
         if rejection is not None:
             return rejection
         lender = self._lenders.setdefault(cmd.lender_id, cmd.lender_id)
-        pushed_out = book.add(cmd.bid_id, lender, cmd.amount, cmd.min_rate_bps, cmd.seq)
+        pushed_out = book.add(cmd.bid_id, lender, cmd.amount, cmd.min_rate_bps, cmd.seq, cmd.at)
         events: list[Event] = [
             BidPlaced(
                 cmd.listing_id, cmd.bid_id, lender, cmd.amount, cmd.min_rate_bps, cmd.seq, cmd.at,

@@ -30,6 +30,7 @@ class BidView:
     rate_bps: int
     status: BidStatus
     allocated_amount: int
+    placed_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ def bid_view(book: ListingBook, index: int) -> BidView:
     return BidView(
         book.terms.listing_id, book.bid_ids[index], book.lenders[index], book.seqs[index],
         book.amounts[index], book.rates[index], book.bid_status(index), book.allocated(index),
+        book.placed_at[index],
     )
 
 

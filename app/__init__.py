@@ -1,0 +1,1 @@
+"""The shell around the matching core: HTTP edge, service layer, store, workers, settings, CLI."""

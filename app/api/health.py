@@ -1,0 +1,32 @@
+"""Liveness, readiness and Prometheus metrics (no key needed)."""
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.api.deps import render_json, services
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> Response:
+    return render_json({"status": "ok"})
+
+
+@router.get("/readyz", responses={503: {"description": "not ready"}})
+async def readyz(request: Request) -> Response:
+    """Ready when Postgres answers and the books are rebuilt."""
+    state = getattr(request.app.state, "services", None)
+    if state is None or not services(request).market.writable:
+        return render_json({"status": "recovering"}, 503)
+    try:
+        await services(request).market.store.ping()
+    except Exception:
+        return render_json({"status": "database_unavailable"}, 503)
+    return render_json({"status": "ready"})
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

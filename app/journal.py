@@ -1,0 +1,174 @@
+"""The journal writer: one task that turns what the engine decided into Postgres rows.
+
+Group commit: every entry submitted while a transaction is in flight rides in the next one, so
+a burst of bids costs one COPY and one commit, not one transaction each. Entries are written in
+submission order, which is engine order, so event `seq` order is the order things happened.
+A request is answered only after its entry's transaction commits.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+log = logging.getLogger(__name__)
+
+Row = tuple[Any, ...]
+if TYPE_CHECKING:
+    Connection = PoolConnectionProxy[asyncpg.Record]
+
+_LISTING_COLUMNS = (
+    "id", "seq", "borrower_id", "amount", "term_months", "max_rate_bps", "grade", "closes_at",
+    "min_funding_bps", "close_when_funded", "pricing", "opened_at",
+)
+_BID_COLUMNS = ("id", "listing_id", "lender_id", "amount", "min_rate_bps", "seq", "placed_at")
+_LOAN_COLUMNS = (
+    "id", "listing_id", "borrower_id", "principal", "rate_bps", "term_months", "pricing",
+    "funded_at",
+)
+_FILL_COLUMNS = ("loan_id", "bid_id", "lender_id", "seq", "amount", "rate_bps")
+_EVENT_COLUMNS = ("id", "type", "listing_id", "created_at", "data")
+_IDEMPOTENCY_COLUMNS = ("scope", "key", "request_hash", "status", "body", "created_at")
+
+_CLOSE_LISTINGS = """
+UPDATE listings AS l SET status = c.status, closed_at = c.closed_at,
+    close_reason = c.close_reason, funded_amount = c.funded_amount, bid_count = c.bid_count,
+    marginal_rate_bps = c.marginal_rate_bps, loan_id = c.loan_id
+FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::bigint[], $6::int[],
+            $7::int[], $8::uuid[])
+     AS c(id, status, closed_at, close_reason, funded_amount, bid_count, marginal_rate_bps, loan_id)
+WHERE l.id = c.id AND l.status = 'open'
+"""
+_SETTLE_BIDS = """
+UPDATE bids AS b SET status = s.status, allocated_amount = s.allocated_amount
+FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS s(id, status, allocated_amount)
+WHERE b.id = s.id
+"""
+
+
+class ResolvedTwice(Exception):
+    """A listing was already closed in Postgres: a bug, the batch is rolled back."""
+
+
+@dataclass(slots=True)
+class Entry:
+    """Rows one action adds; several entries share a transaction."""
+
+    listings: list[Row] = field(default_factory=list)
+    bids: list[Row] = field(default_factory=list)
+    loans: list[Row] = field(default_factory=list)
+    fills: list[Row] = field(default_factory=list)
+    closes: list[Row] = field(default_factory=list)
+    settled_bids: list[Row] = field(default_factory=list)
+    events: list[Row] = field(default_factory=list)
+    idempotency: list[Row] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+
+    def extend(self, other: "Entry") -> None:
+        for name in self.__slots__:
+            getattr(self, name).extend(getattr(other, name))
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStats:
+    entries: int
+    seconds: float
+
+
+class JournalWriter:
+    """Owns the write path to Postgres. `submit` is called from the event loop, in engine order."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        max_batch: int,
+        on_commit: Callable[[Entry, BatchStats], None],
+        on_failure: Callable[[BaseException], Awaitable[None]],
+    ) -> None:
+        self._pool = pool
+        self._max_batch = max_batch
+        self._on_commit = on_commit
+        self._on_failure = on_failure
+        self._pending: list[tuple[Entry, asyncio.Future[None]]] = []
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def submit(self, entry: Entry) -> asyncio.Future[None]:
+        """Queue an entry; the future completes when it is committed (or fails)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((entry, future))
+        self._idle.clear()
+        self._wakeup.set()
+        return future
+
+    def fail_pending(self, error: BaseException) -> None:
+        """Fail everything not yet written: it was computed on state Postgres does not have."""
+        pending, self._pending = self._pending, []
+        for _, future in pending:
+            if not future.done():
+                future.set_exception(error)
+        self._idle.set()
+
+    async def flushed(self) -> None:
+        """Wait until every submitted entry is committed or failed."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                await self._write_batch(batch)
+            self._idle.set()
+
+    async def _write_batch(self, batch: list[tuple[Entry, asyncio.Future[None]]]) -> None:
+        merged = Entry()
+        for entry, _ in batch:
+            merged.extend(entry)
+        started = time.perf_counter()
+        try:
+            await self._write(merged)
+        except Exception as error:  # any failure: nothing in this batch is durable
+            log.error("journal batch failed", extra={"entries": len(batch), "error": repr(error)})
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            self.fail_pending(error)
+            await self._on_failure(error)
+            return
+        self._on_commit(merged, BatchStats(len(batch), time.perf_counter() - started))
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    async def _write(self, e: Entry) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await _copy(conn, "listings", _LISTING_COLUMNS, e.listings)
+            await _copy(conn, "bids", _BID_COLUMNS, e.bids)
+            await _copy(conn, "loans", _LOAN_COLUMNS, e.loans)
+            await _copy(conn, "fills", _FILL_COLUMNS, e.fills)
+            if e.settled_bids:
+                await conn.execute(_SETTLE_BIDS, *_columns(e.settled_bids, 3))
+            if e.closes:
+                status = await conn.execute(_CLOSE_LISTINGS, *_columns(e.closes, 8))
+                if status != f"UPDATE {len(e.closes)}":
+                    raise ResolvedTwice(f"{status} for {len(e.closes)} closes")
+            await _copy(conn, "events", _EVENT_COLUMNS, e.events)
+            await _copy(conn, "idempotency_keys", _IDEMPOTENCY_COLUMNS, e.idempotency)
+
+
+async def _copy(conn: "Connection", table: str, columns: tuple[str, ...], rows: list[Row]) -> None:
+    if rows:
+        await conn.copy_records_to_table(table, records=rows, columns=columns)
+
+
+def _columns(rows: list[Row], width: int) -> list[list[Any]]:
+    return [[row[i] for row in rows] for i in range(width)]

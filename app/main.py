@@ -1,0 +1,87 @@
+"""The application factory and its lifespan: open the pool, migrate, rebuild the books, serve."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from app import database
+from app.api import bids, events, health, keys, listings, loans, problems
+from app.api.deps import Services
+from app.auth import Keys
+from app.journal import JournalWriter
+from app.market import Market
+from app.metrics import Metrics
+from app.middleware import EdgeMiddleware
+from app.queries import Queries
+from app.ratelimit import RateLimiter
+from app.scheduler import run_deadlines, run_housekeeping
+from app.settings import Settings
+from app.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    metrics = Metrics()
+    app = FastAPI(
+        title="Loan auction engine",
+        version="1.0.0",
+        description="Borrowers post listings, lenders bid rates, the cheapest bids fund the loan.",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    problems.install(app)
+    for module in (listings, bids, loans, events, keys, health):
+        app.include_router(module.router)
+    app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes, metrics=metrics)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    async with database.postgres_uri(settings.database_url, settings.data_dir) as uri:
+        pool = await database.create_pool(
+            uri, settings.pool_min_size, settings.pool_max_size, settings.db_timeout_s
+        )
+        try:
+            async with pool.acquire() as conn:
+                await database.migrate(conn)
+            async with _running(app, settings, Store(pool)):
+                yield
+        finally:
+            await pool.close()
+
+
+@contextlib.asynccontextmanager
+async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncIterator[None]:
+    metrics: Metrics = app.state.metrics
+    market = Market(store, settings.market_rules(), settings.currency, metrics)
+    writer = JournalWriter(
+        store.pool, settings.journal_max_batch, market.on_commit, market.on_journal_failure
+    )
+    market.writer = writer
+    admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+    app.state.services = Services(
+        market, Queries(market, store, settings.currency), Keys(store, admin_key),
+        RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+    )
+    tasks = [asyncio.create_task(writer.run(), name="journal")]
+    try:
+        await market.recover()
+        tasks.append(asyncio.create_task(run_deadlines(market), name="deadlines"))
+        tasks.append(asyncio.create_task(
+            run_housekeeping(market, settings.idempotency_ttl_s), name="housekeeping"
+        ))
+        log.info("ready", extra={"open_listings": len(market.engine.open_listing_ids())})
+        yield
+    finally:
+        market.writable = False  # stop taking writes, then flush what was acknowledged-pending
+        await asyncio.wait_for(writer.flushed(), timeout=settings.db_timeout_s * 2)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

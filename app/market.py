@@ -1,0 +1,262 @@
+"""The service layer for writes: run a command through the engine, journal it, then answer.
+
+Engine calls are synchronous and happen between awaits, so the event loop itself serialises
+them: `seq` order, engine order and journal order are one order. An answer goes out only after
+the journal entry carrying the action (rows, outbox events, idempotency record) has committed.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import orjson
+
+from app.auth import Principal
+from app.clock import Clock
+from app.errors import ApiError, Conflict, NotFound, Unavailable, from_rejection
+from app.idempotency import Idempotency, IdempotentRequest, Reply
+from app.journal import BatchStats, Entry, JournalWriter
+from app.metrics import Metrics
+from app.outcomes import EntryBuilder
+from app.rendering import bid_from_view
+from app.recovery import rebuild
+from app.store import Store
+from matching import (
+    AcceptEarly, AdvanceClock, BidPlaced, CancelListing, Engine, Event, ListingFunded,
+    ListingTerms, MarketRules, OpenListing, PlaceBid, Rejection,
+)
+from matching.rejections import LISTING_NOT_FOUND, LISTING_NOT_OPEN
+from matching.rules import Grade, Pricing
+
+log = logging.getLogger(__name__)
+
+Action = Callable[[], "tuple[list[Event], Reply] | Rejection"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewListing:
+    borrower_id: str
+    amount: int
+    term_months: int
+    max_rate_bps: int
+    grade: Grade
+    closes_at: int | None
+    duration_s: int | None
+    min_funding_bps: int
+    close_when_funded: bool
+    pricing: Pricing
+
+
+class Market:
+    """Owns the engine, the sequence counter and the write path."""
+
+    def __init__(self, store: Store, rules: MarketRules, currency: str, metrics: Metrics) -> None:
+        self.store = store
+        self.rules = rules
+        self.currency = currency
+        self.metrics = metrics
+        self.clock = Clock()
+        self.engine = Engine(rules)
+        self.entries = EntryBuilder(self.engine, currency)
+        self.idempotency = Idempotency(store)
+        self.writer: JournalWriter | None = None
+        self.writable = False
+        self.deadline_changed = asyncio.Event()
+        self._seq = 0
+        self._recovering: asyncio.Task[None] | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Rebuild the books from Postgres, then resolve what lapsed while we were away."""
+        engine, max_seq = await rebuild(self.store, self.rules)
+        self.engine = engine
+        self.entries = EntryBuilder(engine, self.currency)
+        self._seq = max(self._seq, max_seq)
+        self.writable = True
+        self.metrics.set_book_gauges(engine)
+        self.advance_clock()
+        self.deadline_changed.set()
+        log.info("books rebuilt", extra={"open_listings": len(engine.open_listing_ids())})
+
+    async def on_journal_failure(self, error: BaseException) -> None:
+        """A batch did not commit: the books may hold writes Postgres lacks. Stop and rebuild."""
+        self.writable = False
+        if self._recovering is None or self._recovering.done():
+            self._recovering = asyncio.create_task(self._recover_until_done())
+
+    async def _recover_until_done(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self.recover()
+                return
+            except (OSError, asyncio.TimeoutError, ConnectionError) as error:
+                log.warning("recovery waiting for postgres", extra={"error": repr(error)})
+            except Exception as error:  # asyncpg raises many kinds while the server is away
+                log.warning("recovery failed, retrying", extra={"error": repr(error)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def on_commit(self, entry: Entry, stats: BatchStats) -> None:
+        for listing_id in entry.released:
+            self.engine.release(listing_id)
+            self.entries.loan_ids.pop(listing_id, None)
+        self.metrics.journal_committed(stats)
+
+    # --- commands ---------------------------------------------------------------------------
+
+    async def open_listing(
+        self, who: Principal, new: NewListing, idem: IdempotentRequest | None
+    ) -> Reply:
+        who.require("borrower", "admin")
+        who.require_subject(new.borrower_id)
+
+        def act() -> tuple[list[Event], Reply] | Rejection:
+            at = self.clock.now()
+            closes_at = new.closes_at if new.closes_at is not None else at + (new.duration_s or 0) * 1_000_000
+            terms = ListingTerms(
+                str(uuid4()), new.borrower_id, new.amount, new.term_months, new.max_rate_bps,
+                new.grade, closes_at, new.min_funding_bps, new.close_when_funded, new.pricing,
+            )
+            outcome = self.engine.open_listing(OpenListing(terms, self._next_seq(), at))
+            if isinstance(outcome, Rejection):
+                return outcome
+            self.deadline_changed.set()
+            return outcome, _reply(201, self.entries.listing_json(terms.listing_id))
+
+        return await self._write(idem, act)
+
+    async def place_bid(
+        self, who: Principal, listing_id: str, lender_id: str, amount: int, rate_bps: int,
+        idem: IdempotentRequest | None,
+    ) -> Reply:
+        who.require("lender", "admin")
+        who.require_subject(lender_id)
+
+        def act() -> tuple[list[Event], Reply] | Rejection:
+            command = PlaceBid(
+                listing_id, str(uuid4()), lender_id, amount, rate_bps, self._next_seq(),
+                self.clock.now(),
+            )
+            outcome = self.engine.place_bid(command)
+            if isinstance(outcome, Rejection):
+                self.metrics.bid_rejected(outcome.code)
+                return outcome
+            self.metrics.bid_accepted(len(outcome) - 1)
+            return outcome, _reply(201, self._placed_bid_json(outcome))
+
+        return await self._write(idem, act, listing_id)
+
+    async def accept(self, who: Principal, listing_id: str, idem: IdempotentRequest | None) -> Reply:
+        await self._require_owner(who, listing_id)
+        return await self._write(
+            idem, lambda: self._close(AcceptEarly(listing_id, self._next_seq(), self.clock.now()))
+        )
+
+    async def cancel(self, who: Principal, listing_id: str, idem: IdempotentRequest | None) -> Reply:
+        await self._require_owner(who, listing_id)
+        return await self._write(
+            idem, lambda: self._close(CancelListing(listing_id, self._next_seq(), self.clock.now()))
+        )
+
+    def advance_clock(self) -> None:
+        """Resolve every listing whose deadline passed; called by the scheduler."""
+        if not self.writable:
+            return
+        events = self.engine.advance_clock(AdvanceClock(self.clock.now()))
+        assert not isinstance(events, Rejection)
+        if events:
+            self._submit(events).add_done_callback(_consume)
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _close(self, command: AcceptEarly | CancelListing) -> tuple[list[Event], Reply] | Rejection:
+        outcome = self.engine.execute(command)
+        if isinstance(outcome, Rejection):
+            return outcome
+        return outcome, _reply(200, self.entries.listing_json(command.listing_id))
+
+    async def _write(
+        self, idem: IdempotentRequest | None, act: Action, listing_id: str | None = None
+    ) -> Reply:
+        if idem is None:
+            return await self._act(act, None, listing_id)
+        return await self.idempotency.run(idem, lambda: self._act(act, idem, listing_id))
+
+    async def _act(self, act: Action, idem: IdempotentRequest | None, listing_id: str | None) -> Reply:
+        if not self.writable:
+            raise Unavailable("the service is rebuilding its books; retry shortly")
+        result = act()
+        if isinstance(result, Rejection):
+            if result.code == LISTING_NOT_FOUND and listing_id is not None:
+                raise await self._closed_or_missing(listing_id)
+            raise from_rejection(result)
+        events, reply = result
+        future = self._submit(events, idem, reply)
+        try:
+            await future
+        except Exception as error:
+            raise Unavailable("the write could not be stored; retry") from error
+        return reply
+
+    def _submit(
+        self, events: list[Event], idem: IdempotentRequest | None = None, reply: Reply | None = None
+    ) -> "asyncio.Future[None]":
+        entry = self.entries.build(events)
+        if idem is not None and reply is not None:
+            entry.idempotency.append(idem.record(reply, datetime.now(UTC)))
+        for event in events:
+            self.metrics.event_decided(event)
+        assert self.writer is not None
+        return self.writer.submit(entry)
+
+    def _placed_bid_json(self, events: list[Event]) -> dict[str, Any]:
+        placed = events[0]
+        assert isinstance(placed, BidPlaced)
+        view = self.engine.bid(placed.listing_id, placed.seq)
+        assert view is not None
+        return bid_from_view(view)
+
+    async def _closed_or_missing(self, listing_id: str) -> ApiError:
+        """The engine forgets closed listings; Postgres tells closed from never-existed."""
+        row = await self.store.listing(_uuid(listing_id))
+        if row is None:
+            return NotFound(LISTING_NOT_FOUND, "no listing with this id")
+        return Conflict(LISTING_NOT_OPEN, f"listing is {row['status']}")
+
+    async def _require_owner(self, who: Principal, listing_id: str) -> None:
+        who.require("borrower", "admin")
+        summary = self.engine.summary(listing_id)
+        if summary is not None:
+            who.require_subject(summary.terms.borrower_id)
+            return
+        row = await self.store.listing(_uuid(listing_id))
+        if row is None:
+            raise NotFound(LISTING_NOT_FOUND, "no listing with this id")
+        who.require_subject(row["borrower_id"])
+        raise Conflict(LISTING_NOT_OPEN, f"listing is {row['status']}")
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+
+def _reply(status: int, body: dict[str, Any]) -> Reply:
+    return Reply(status, orjson.dumps(body))
+
+
+def _uuid(value: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise NotFound(LISTING_NOT_FOUND, "no listing with this id") from None
+
+
+def _consume(future: "asyncio.Future[None]") -> None:
+    if not future.cancelled():
+        future.exception()  # failures are handled by the writer's recovery; mark as seen

@@ -1,0 +1,92 @@
+"""ASGI middleware: request ids, the body-size limit, per-route metrics."""
+
+import contextvars
+import time
+import uuid
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import PROBLEM_JSON, PayloadTooLarge
+from app.metrics import Metrics
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class EdgeMiddleware:
+    """Tags each request with an id, caps the body at `max_body` bytes (413), counts it."""
+
+    def __init__(self, app: ASGIApp, max_body: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+        declared = _header(scope, b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+            await _too_large(scope, send, self.max_body, rid)
+            self._observe(scope, 413, started)
+            return
+        seen = 0
+        sent_start = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise _TooLarge
+            return message
+
+        async def tagged_send(message: Message) -> None:
+            nonlocal status, sent_start
+            if message["type"] == "http.response.start":
+                status, sent_start = message["status"], True
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tagged_send)
+        except _TooLarge:
+            if sent_start:
+                raise
+            status = 413
+            await _too_large(scope, send, self.max_body, rid)
+        finally:
+            self._observe(scope, status, started)
+
+    def _observe(self, scope: Scope, status: int, started: float) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        self.metrics.http_requests.labels(scope["method"], path, str(status)).inc()
+        self.metrics.http_latency.labels(scope["method"], path).observe(time.perf_counter() - started)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def _too_large(scope: Scope, send: Send, limit: int, rid: str) -> None:
+    error = PayloadTooLarge("payload_too_large", f"the body is over {limit} bytes")
+    body: dict[str, Any] = error.problem(scope["path"])
+    await send({
+        "type": "http.response.start", "status": 413,
+        "headers": [(b"content-type", PROBLEM_JSON.encode()), (b"x-request-id", rid.encode())],
+    })
+    await send({"type": "http.response.body", "body": orjson.dumps(body)})

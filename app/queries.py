@@ -1,0 +1,169 @@
+"""The service layer for reads: open listings from the engine, closed ones from Postgres."""
+
+import base64
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+from app.auth import Principal
+from app.clock import rfc3339, to_micros
+from app.errors import Invalid, NotFound
+from app.market import Market
+from app.rendering import (
+    Json, bid_from_row, bid_from_view, depth_level, event_from_row, listing_from_row,
+)
+from app.store import Store
+from matching.schedule import Instalment, borrower_schedule, fill_schedule
+
+
+class Queries:
+    def __init__(self, market: Market, store: Store, currency: str) -> None:
+        self.market = market
+        self.store = store
+        self.currency = currency
+
+    async def listing(self, listing_id: str) -> Json:
+        if self.market.engine.summary(listing_id) is not None:
+            return self.market.entries.listing_json(listing_id)
+        return listing_from_row(await self._listing_row(listing_id), self.currency)
+
+    async def listings(
+        self, status: str | None, grade: str | None, cursor: str | None, limit: int
+    ) -> Json:
+        rows = await self.store.listings(status, grade, _decode_cursor(cursor), limit)
+        data = [await self._listing_or_live(row) for row in rows]
+        return _page(data, rows, limit)
+
+    async def listing_bids(self, listing_id: str) -> Json:
+        views = self.market.engine.bids(listing_id)
+        if views is not None:
+            return {"data": [bid_from_view(v) for v in views]}
+        row = await self._listing_row(listing_id)
+        return {"data": [bid_from_row(b) for b in await self.store.listing_bids(row["id"])]}
+
+    async def depth(self, listing_id: str) -> Json:
+        levels = self.market.engine.depth(listing_id)
+        if levels is not None:
+            return {"data": [depth_level(level) for level in levels]}
+        row = await self._listing_row(listing_id)
+        merged: dict[int, Json] = {}
+        for bid in await self.store.listing_bids(row["id"]):
+            level = merged.setdefault(
+                bid["min_rate_bps"],
+                {"rate_bps": bid["min_rate_bps"], "amount": 0, "bid_count": 0, "allocated_amount": 0},
+            )
+            level["amount"] += bid["amount"]
+            level["bid_count"] += 1
+            level["allocated_amount"] += bid["allocated_amount"] or 0
+        return {"data": list(merged.values())}
+
+    async def bid(self, who: Principal, bid_id: str) -> Json:
+        row = await self.store.bid(_uuid(bid_id, "bid_not_found"))
+        if row is None:
+            raise NotFound("bid_not_found", "no bid with this id")
+        who.require_subject(row["lender_id"])
+        return self._bid_live(row)
+
+    async def lender_bids(
+        self, who: Principal, lender_id: str, cursor: str | None, limit: int
+    ) -> Json:
+        who.require_subject(lender_id)
+        rows = await self.store.lender_bids(lender_id, _decode_cursor(cursor), limit)
+        return _page([self._bid_live(r) for r in rows], rows, limit)
+
+    async def loan(self, loan_id: str, with_fill_schedules: bool) -> Json:
+        found = await self.store.loan(_uuid(loan_id, "loan_not_found"))
+        if found is None:
+            raise NotFound("loan_not_found", "no loan with this id")
+        loan, fills = found
+        funded_on = loan["funded_at"].date()
+        term = loan["term_months"]
+        body: Json = {
+            "id": str(loan["id"]), "listing_id": str(loan["listing_id"]),
+            "borrower_id": loan["borrower_id"], "principal": loan["principal"],
+            "currency": self.currency, "rate_bps": loan["rate_bps"], "term_months": term,
+            "pricing": loan["pricing"], "funded_at": rfc3339(to_micros(loan["funded_at"])),
+            "fills": [_fill(f) for f in fills],
+            "schedule": _rows(
+                borrower_schedule(((f["amount"], f["rate_bps"]) for f in fills), term, funded_on)
+            ),
+        }
+        if with_fill_schedules:
+            for fill, raw in zip(body["fills"], fills, strict=True):
+                fill["schedule"] = _rows(fill_schedule(raw["amount"], raw["rate_bps"], term, funded_on))
+        return body
+
+    async def events(self, after: int, limit: int, types: list[str] | None) -> Json:
+        rows = await self.store.events(after, limit, types)
+        return {
+            "data": [event_from_row(r) for r in rows],
+            "next_after": rows[-1]["seq"] if rows else after,
+        }
+
+    async def event(self, event_id: str) -> Json:
+        row = await self.store.event(_uuid(event_id, "event_not_found"))
+        if row is None:
+            raise NotFound("event_not_found", "no event with this id")
+        return event_from_row(row)
+
+    # --- internals --------------------------------------------------------------------------
+
+    async def _listing_row(self, listing_id: str) -> Any:
+        row = await self.store.listing(_uuid(listing_id, "listing_not_found"))
+        if row is None:
+            raise NotFound("listing_not_found", "no listing with this id")
+        return row
+
+    async def _listing_or_live(self, row: Any) -> Json:
+        listing_id = str(row["id"])
+        if self.market.engine.summary(listing_id) is not None:
+            return self.market.entries.listing_json(listing_id)
+        return listing_from_row(row, self.currency)
+
+    def _bid_live(self, row: Any) -> Json:
+        view = self.market.engine.bid(str(row["listing_id"]), row["seq"])
+        return bid_from_row(row) if view is None else bid_from_view(view)
+
+
+def _fill(row: Any) -> Json:
+    return {
+        "bid_id": str(row["bid_id"]), "lender_id": row["lender_id"], "amount": row["amount"],
+        "rate_bps": row["rate_bps"],
+    }
+
+
+def _rows(schedule: list[Instalment]) -> list[Json]:
+    return [
+        {"n": i.n, "due_date": _day(i.due_date), "payment": i.payment, "principal": i.principal,
+         "interest": i.interest, "balance": i.balance}
+        for i in schedule
+    ]
+
+
+def _day(d: date) -> str:
+    return d.isoformat()
+
+
+def _page(data: list[Json], rows: list[Any], limit: int) -> Json:
+    more = len(rows) == limit
+    cursor = base64.urlsafe_b64encode(str(rows[-1]["seq"]).encode()).decode() if more else None
+    return {"data": data, "next_cursor": cursor}
+
+
+def _decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        return int(base64.urlsafe_b64decode(cursor.encode()).decode())
+    except (ValueError, UnicodeDecodeError):
+        raise Invalid(
+            "invalid_cursor", "cursor is not one this API returned",
+            extra={"errors": [{"field": "cursor", "message": "malformed cursor"}]},
+        ) from None
+
+
+def _uuid(value: str, not_found_code: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise NotFound(not_found_code, "no such id") from None

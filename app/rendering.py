@@ -1,0 +1,77 @@
+"""Wire shapes: engine views and Postgres rows rendered to the same JSON objects."""
+
+from typing import Any
+
+from app.clock import rfc3339, to_micros
+from matching import BidView, DepthLevel, ListingSummary
+from matching.events import Fill
+
+Json = dict[str, Any]
+
+
+def listing_from_summary(s: ListingSummary, currency: str, loan_id: str | None) -> Json:
+    t = s.terms
+    return {
+        "id": t.listing_id, "seq": s.opened_seq, "borrower_id": t.borrower_id,
+        "amount": t.amount, "currency": currency, "term_months": t.term_months,
+        "max_rate_bps": t.max_rate_bps, "grade": t.grade, "closes_at": rfc3339(t.closes_at),
+        "min_funding_bps": t.min_funding_bps, "close_when_funded": t.close_when_funded,
+        "pricing": t.pricing, "opened_at": rfc3339(s.opened_at), "status": s.status,
+        "funded_amount": s.funded_amount, "bid_count": s.bid_count,
+        "marginal_rate_bps": s.marginal_rate_bps, "closed_at": rfc3339(s.closed_at),
+        "close_reason": s.close_reason, "loan_id": loan_id,
+    }
+
+
+def listing_from_row(row: Any, currency: str) -> Json:
+    return {
+        "id": str(row["id"]), "seq": row["seq"], "borrower_id": row["borrower_id"],
+        "amount": row["amount"], "currency": currency, "term_months": row["term_months"],
+        "max_rate_bps": row["max_rate_bps"], "grade": row["grade"],
+        "closes_at": _time(row["closes_at"]), "min_funding_bps": row["min_funding_bps"],
+        "close_when_funded": row["close_when_funded"], "pricing": row["pricing"],
+        "opened_at": _time(row["opened_at"]), "status": row["status"],
+        "funded_amount": row["funded_amount"] or 0, "bid_count": row["bid_count"] or 0,
+        "marginal_rate_bps": row["marginal_rate_bps"], "closed_at": _time(row["closed_at"]),
+        "close_reason": row["close_reason"],
+        "loan_id": None if row["loan_id"] is None else str(row["loan_id"]),
+    }
+
+
+def bid_from_view(v: BidView) -> Json:
+    return {
+        "id": v.bid_id, "listing_id": v.listing_id, "lender_id": v.lender_id, "seq": v.seq,
+        "amount": v.amount, "min_rate_bps": v.rate_bps, "status": v.status,
+        "allocated_amount": v.allocated_amount, "placed_at": rfc3339(v.placed_at),
+    }
+
+
+def bid_from_row(row: Any) -> Json:
+    return {
+        "id": str(row["id"]), "listing_id": str(row["listing_id"]),
+        "lender_id": row["lender_id"], "seq": row["seq"], "amount": row["amount"],
+        "min_rate_bps": row["min_rate_bps"], "status": row["status"],
+        "allocated_amount": row["allocated_amount"] or 0, "placed_at": _time(row["placed_at"]),
+    }
+
+
+def depth_level(level: DepthLevel) -> Json:
+    return {
+        "rate_bps": level.rate_bps, "amount": level.amount, "bid_count": level.bid_count,
+        "allocated_amount": level.allocated_amount,
+    }
+
+
+def fill_json(f: Fill) -> Json:
+    return {"bid_id": f.bid_id, "lender_id": f.lender_id, "amount": f.amount, "rate_bps": f.rate_bps}
+
+
+def event_from_row(row: Any) -> Json:
+    return {
+        "id": str(row["id"]), "seq": row["seq"], "type": row["type"],
+        "created_at": _time(row["created_at"]), "data": row["data"],
+    }
+
+
+def _time(moment: Any) -> str | None:
+    return None if moment is None else rfc3339(to_micros(moment))

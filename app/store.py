@@ -1,0 +1,113 @@
+"""Reads from Postgres, and the few writes outside the journal (API keys, housekeeping).
+
+Plain SQL, plain rows: the store knows tables, not rules.
+"""
+
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+from asyncpg import Record
+
+
+
+
+class Store:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
+    # --- listings and bids ------------------------------------------------------------------
+
+    async def listing(self, listing_id: UUID) -> Record | None:
+        return await self.pool.fetchrow("SELECT * FROM listings WHERE id = $1", listing_id)
+
+    async def listings(
+        self, status: str | None, grade: str | None, before_seq: int | None, limit: int
+    ) -> list[Record]:
+        return await self.pool.fetch(
+            """SELECT * FROM listings
+               WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR grade = $2)
+                 AND ($3::bigint IS NULL OR seq < $3)
+               ORDER BY seq DESC LIMIT $4""",
+            status, grade, before_seq, limit,
+        )
+
+    async def listing_bids(self, listing_id: UUID) -> list[Record]:
+        """A closed listing's bids in priority order."""
+        return await self.pool.fetch(
+            "SELECT * FROM bids WHERE listing_id = $1 ORDER BY min_rate_bps, seq", listing_id
+        )
+
+    async def bid(self, bid_id: UUID) -> Record | None:
+        return await self.pool.fetchrow("SELECT * FROM bids WHERE id = $1", bid_id)
+
+    async def lender_bids(self, lender_id: str, before_seq: int | None, limit: int) -> list[Record]:
+        return await self.pool.fetch(
+            """SELECT * FROM bids WHERE lender_id = $1 AND ($2::bigint IS NULL OR seq < $2)
+               ORDER BY seq DESC LIMIT $3""",
+            lender_id, before_seq, limit,
+        )
+
+    async def open_journal(self) -> tuple[list[Record], list[Record]]:
+        """Every open listing and its bids, each in seq order: what recovery replays."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            listings = await conn.fetch("SELECT * FROM listings WHERE status = 'open' ORDER BY seq")
+            bids = await conn.fetch(
+                """SELECT b.* FROM bids b JOIN listings l ON l.id = b.listing_id
+                   WHERE l.status = 'open' ORDER BY b.seq"""
+            )
+        return listings, bids
+
+    async def max_seq(self) -> int:
+        value = await self.pool.fetchval(
+            "SELECT greatest((SELECT max(seq) FROM listings), (SELECT max(seq) FROM bids))"
+        )
+        return int(value or 0)
+
+    # --- loans and events -------------------------------------------------------------------
+
+    async def loan(self, loan_id: UUID) -> tuple[Record, list[Record]] | None:
+        async with self.pool.acquire() as conn:
+            loan = await conn.fetchrow("SELECT * FROM loans WHERE id = $1", loan_id)
+            if loan is None:
+                return None
+            fills = await conn.fetch("SELECT * FROM fills WHERE loan_id = $1 ORDER BY seq", loan_id)
+        return loan, fills
+
+    async def events(self, after: int, limit: int, types: list[str] | None) -> list[Record]:
+        return await self.pool.fetch(
+            """SELECT * FROM events WHERE seq > $1 AND ($3::text[] IS NULL OR type = ANY($3))
+               ORDER BY seq LIMIT $2""",
+            after, limit, types,
+        )
+
+    async def event(self, event_id: UUID) -> Record | None:
+        return await self.pool.fetchrow("SELECT * FROM events WHERE id = $1", event_id)
+
+    # --- keys and idempotency ---------------------------------------------------------------
+
+    async def api_key(self, key_hash: bytes) -> Record | None:
+        return await self.pool.fetchrow("SELECT * FROM api_keys WHERE key_hash = $1", key_hash)
+
+    async def insert_api_key(
+        self, key_id: UUID, key_hash: bytes, role: str, subject: str, created_at: datetime
+    ) -> None:
+        await self.pool.execute(
+            """INSERT INTO api_keys (id, key_hash, role, subject, created_at)
+               VALUES ($1, $2, $3, $4, $5)""",
+            key_id, key_hash, role, subject, created_at,
+        )
+
+    async def idempotency_record(self, scope: str, key: str) -> Record | None:
+        return await self.pool.fetchrow(
+            "SELECT * FROM idempotency_keys WHERE scope = $1 AND key = $2", scope, key
+        )
+
+    async def delete_idempotency_before(self, moment: datetime) -> int:
+        status = await self.pool.execute(
+            "DELETE FROM idempotency_keys WHERE created_at < $1", moment
+        )
+        return int(status.split()[-1])
