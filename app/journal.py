@@ -87,11 +87,13 @@ class JournalWriter:
         self,
         pool: asyncpg.Pool,
         max_batch: int,
+        enabled: bool,
         on_commit: Callable[[Entry, BatchStats], None],
         on_failure: Callable[[BaseException], Awaitable[None]],
     ) -> None:
         self._pool = pool
         self._max_batch = max_batch
+        self._enabled = enabled
         self._on_commit = on_commit
         self._on_failure = on_failure
         self._pending: list[tuple[Entry, asyncio.Future[None]]] = []
@@ -150,6 +152,8 @@ class JournalWriter:
                 future.set_result(None)
 
     async def _write(self, e: Entry) -> None:
+        if not self._enabled:
+            return
         async with self._pool.acquire() as conn, conn.transaction():
             await _copy(conn, "listings", _LISTING_COLUMNS, e.listings)
             await _copy(conn, "bids", _BID_COLUMNS, e.bids)

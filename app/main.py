@@ -62,7 +62,8 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
     metrics: Metrics = app.state.metrics
     market = Market(store, settings.market_rules(), settings.currency, metrics)
     writer = JournalWriter(
-        store.pool, settings.journal_max_batch, market.on_commit, market.on_journal_failure
+        store.pool, settings.journal_max_batch, settings.journal_enabled, market.on_commit,
+        market.on_journal_failure,
     )
     market.writer = writer
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None

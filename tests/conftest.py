@@ -1,0 +1,70 @@
+"""Shared fixtures: a real PostgreSQL (DATABASE_URL, or embedded) and a fresh database per test."""
+
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from app import database
+
+TEMPLATE = "loan_auction_template"
+
+
+@pytest.fixture(scope="session")
+def postgres_server_uri() -> Iterator[str]:
+    """DATABASE_URL when set; otherwise an embedded server in a temporary folder."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    with tempfile.TemporaryDirectory(prefix="la-pg-") as folder:
+        server = database.start_embedded(Path(folder))
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
+
+
+def database_uri(server_uri: str, name: str) -> str:
+    """The server URI pointed at database `name` (works for socket and TCP URIs)."""
+    base, _, query = server_uri.partition("?")
+    root = base.rsplit("/", 1)[0]
+    return f"{root}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+async def migrated_template(postgres_server_uri: str) -> str:
+    """A migrated database that each test's database is copied from (fast, and clean)."""
+    admin = await asyncpg.connect(postgres_server_uri)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+        await admin.execute(f"CREATE DATABASE {TEMPLATE}")
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(database_uri(postgres_server_uri, TEMPLATE))
+    try:
+        await database.migrate(conn)  # type: ignore[arg-type]
+    finally:
+        await conn.close()
+    return TEMPLATE
+
+
+@pytest.fixture
+async def database_url(postgres_server_uri: str, migrated_template: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(postgres_server_uri)
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {migrated_template}")
+    finally:
+        await admin.close()
+    yield database_uri(postgres_server_uri, name)
+    admin = await asyncpg.connect(postgres_server_uri)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()

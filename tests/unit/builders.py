@@ -1,0 +1,151 @@
+"""Builders for the engine's unit tests: a market in miniature.
+
+`Market` plays the shell's part for the engine: it hands out `seq` numbers, keeps a clock that
+never runs backwards, and checks the engine's invariants after every command.
+"""
+
+from __future__ import annotations
+
+from typing import Final, TypeVar
+
+from matching import (
+    AcceptEarly, AdvanceClock, BidPlaced, BidView, CancelListing, Command, DepthLevel, Engine,
+    Event, ListingSummary, ListingTerms, MarketRules, OpenListing, Outcome, PlaceBid, Rejection,
+)
+from matching.rules import Grade, Pricing
+
+SECOND: Final = 1_000_000
+HOUR: Final = 3_600 * SECOND
+DAY: Final = 24 * HOUR
+T0: Final = 1_700_000_000 * SECOND  # 2023-11-14T22:13:20Z, when every market opens
+CLOSES_AT: Final = T0 + HOUR
+
+E = TypeVar("E", bound=Event)
+
+
+def listing_terms(
+    listing_id: str = "L1",
+    *,
+    amount: int = 100_000,
+    term_months: int = 12,
+    max_rate_bps: int = 2_000,
+    grade: Grade = "B",
+    closes_at: int = CLOSES_AT,
+    min_funding_bps: int = 10_000,
+    close_when_funded: bool = False,
+    pricing: Pricing = "pay_as_bid",
+) -> ListingTerms:
+    return ListingTerms(
+        listing_id, f"borrower-of-{listing_id}", amount, term_months, max_rate_bps, grade,
+        closes_at, min_funding_bps, close_when_funded, pricing,
+    )
+
+
+class Market:
+    """An engine, a seq counter and a clock. Every command is followed by the invariant check."""
+
+    def __init__(self, rules: MarketRules | None = None) -> None:
+        self.engine = Engine(rules or MarketRules())
+        self.seq = 0
+        self.now = T0
+
+    def execute(self, command: Command) -> Outcome:
+        outcome = self.engine.execute(command)
+        self.engine.check_invariants()
+        return outcome
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def tick(self, at: int | None) -> int:
+        """Move the clock to `at` (never backwards) and return the command's time."""
+        if at is not None:
+            assert at >= self.now, "commands reach the engine with non-decreasing times"
+            self.now = at
+        return self.now
+
+    # --- commands -------------------------------------------------------------------------
+
+    def open(self, terms: ListingTerms | None = None, *, at: int | None = None) -> Outcome:
+        terms = terms or listing_terms()
+        return self.execute(OpenListing(terms, self.next_seq(), self.tick(at)))
+
+    def bid(
+        self, amount: int, rate_bps: int, *, listing_id: str = "L1", at: int | None = None
+    ) -> Outcome:
+        seq = self.next_seq()
+        return self.execute(
+            PlaceBid(listing_id, f"bid-{seq}", f"lender-{seq}", amount, rate_bps, seq, self.tick(at))
+        )
+
+    def place(
+        self, amount: int, rate_bps: int, *, listing_id: str = "L1", at: int | None = None
+    ) -> int:
+        """Place a bid that must be accepted; return its seq."""
+        placed = events(self.bid(amount, rate_bps, listing_id=listing_id, at=at))[0]
+        assert isinstance(placed, BidPlaced)
+        return placed.seq
+
+    def accept(self, listing_id: str = "L1", *, at: int | None = None) -> Outcome:
+        return self.execute(AcceptEarly(listing_id, self.next_seq(), self.tick(at)))
+
+    def cancel(self, listing_id: str = "L1", *, at: int | None = None) -> Outcome:
+        return self.execute(CancelListing(listing_id, self.next_seq(), self.tick(at)))
+
+    def advance(self, at: int) -> Outcome:
+        return self.execute(AdvanceClock(self.tick(at)))
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def summary(self, listing_id: str = "L1") -> ListingSummary:
+        found = self.engine.summary(listing_id)
+        assert found is not None, f"{listing_id} is not in the engine"
+        return found
+
+    def view(self, seq: int, listing_id: str = "L1") -> BidView:
+        found = self.engine.bid(listing_id, seq)
+        assert found is not None, f"no bid with seq {seq} on {listing_id}"
+        return found
+
+    def bids(self, listing_id: str = "L1") -> list[BidView]:
+        found = self.engine.bids(listing_id)
+        assert found is not None, f"{listing_id} is not in the engine"
+        return found
+
+    def depth(self, listing_id: str = "L1") -> list[DepthLevel]:
+        found = self.engine.depth(listing_id)
+        assert found is not None, f"{listing_id} is not in the engine"
+        return found
+
+    def statuses(self, listing_id: str = "L1") -> dict[int, tuple[str, int]]:
+        """seq → (status, allocated_amount) for every bid of the listing."""
+        return {b.seq: (b.status, b.allocated_amount) for b in self.bids(listing_id)}
+
+
+def market(*terms: ListingTerms, rules: MarketRules | None = None) -> Market:
+    """A market with the given listings open (the default listing "L1" if none is given)."""
+    m = Market(rules)
+    for t in terms or (listing_terms(),):
+        events(m.open(t))
+    return m
+
+
+def events(outcome: Outcome) -> list[Event]:
+    """The events of an outcome that must not be a rejection."""
+    assert not isinstance(outcome, Rejection), f"unexpected rejection: {outcome}"
+    return outcome
+
+
+def rejected(outcome: Outcome, code: str) -> Rejection:
+    """The rejection of an outcome that must be rejected with `code`."""
+    assert isinstance(outcome, Rejection), f"expected {code}, got events {outcome}"
+    assert outcome.code == code, f"expected {code}, got {outcome}"
+    return outcome
+
+
+def only(outcome: Outcome, kind: type[E]) -> E:
+    """The single event of type `kind` in an outcome."""
+    found = [e for e in events(outcome) if isinstance(e, kind)]
+    assert len(found) == 1, f"expected one {kind.__name__} in {outcome}"
+    return found[0]

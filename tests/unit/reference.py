@@ -1,0 +1,299 @@
+"""A naive reference engine, written from SPEC §3 alone, for differential tests.
+
+Nothing clever on purpose (exchange-core's `OrderBookNaiveImpl`): each listing keeps a plain list
+of its accepted bids, and every question (funding set, allocations, who is outbid, clearing rate,
+coverage) is answered from scratch by sorting that list and walking it from the start. O(n log n)
+per command and per read; it exists to be obviously right, not fast.
+
+Only the ORDER of the admission checks is taken from `matching.engine`, since that is a choice
+the SPEC leaves open; the rest follows the SPEC's wording.
+"""
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from matching import rejections as r
+from matching.book import BidStatus, ListingStatus
+from matching.commands import (
+    AcceptEarly, AdvanceClock, CancelListing, Command, OpenListing, PlaceBid,
+)
+from matching.events import (
+    BidOutbid, BidPlaced, CloseReason, Event, Fill, ListingCancelled, ListingFailed,
+    ListingFunded, ListingOpened, Resolution,
+)
+from matching.rejections import Rejection
+from matching.rules import MarketRules
+from matching.views import BidView, DepthLevel, ListingSummary
+
+Outcome = list[Event] | Rejection
+
+GRADES = ("AA", "A", "B", "C", "D", "E", "HR")
+PRICINGS = ("pay_as_bid", "uniform")
+
+
+@dataclass(eq=False)
+class _Bid:
+    """Compared and hashed by identity: two bids are the same bid only if they are one object."""
+
+    bid_id: str
+    lender_id: str
+    amount: int
+    rate_bps: int
+    seq: int
+
+
+@dataclass(eq=False)
+class _Listing:
+    open_command: OpenListing
+    status: ListingStatus = "open"
+    closed_at: int | None = None
+    close_reason: CloseReason | None = None
+    bids: list[_Bid] = field(default_factory=list)  # arrival order
+
+    @property
+    def amount(self) -> int:
+        return self.open_command.terms.amount
+
+    def ranked(self) -> list[_Bid]:
+        """Every bid, best first: lower rate, then earlier seq."""
+        return sorted(self.bids, key=lambda bid: (bid.rate_bps, bid.seq))
+
+    def funding_set(self) -> list[_Bid]:
+        """The shortest prefix of the ranked book whose amounts reach the listing amount."""
+        prefix: list[_Bid] = []
+        for bid in self.ranked():
+            if sum(b.amount for b in prefix) >= self.amount:
+                break
+            prefix.append(bid)
+        return prefix
+
+    def allocations(self) -> dict[_Bid, int]:
+        """How much of each bid is in the funding set: fill the amount in priority order."""
+        still_needed = self.amount
+        allocated: dict[_Bid, int] = {}
+        for bid in self.ranked():
+            allocated[bid] = min(bid.amount, still_needed)
+            still_needed -= allocated[bid]
+        return allocated
+
+    def covered(self) -> int:
+        return min(sum(b.amount for b in self.funding_set()), self.amount)
+
+    def fully_covered(self) -> bool:
+        return sum(b.amount for b in self.funding_set()) >= self.amount
+
+    def marginal_rate_bps(self) -> int | None:
+        funding = self.funding_set()
+        return funding[-1].rate_bps if funding else None
+
+    def required(self) -> int:
+        """ceil(amount × min_funding_bps / 10000), by Fraction to stay independent."""
+        exact = Fraction(self.amount * self.open_command.terms.min_funding_bps, 10_000)
+        return exact.numerator // exact.denominator + (exact.denominator != 1)
+
+    def clearing_rate_bps(self) -> int:
+        """Rate of the first unit of money left out of the funding set, else the listing cap."""
+        allocated = self.allocations()
+        for bid in self.ranked():
+            if allocated[bid] < bid.amount:
+                return bid.rate_bps
+        return self.open_command.terms.max_rate_bps
+
+    def bid_status(self, allocated_amount: int) -> BidStatus:
+        if allocated_amount == 0:
+            return "outbid"
+        if self.status == "open":
+            return "active"
+        return "won" if self.status == "funded" else "lost"
+
+    def is_open_at(self, at: int) -> bool:
+        return self.status == "open" and at < self.open_command.terms.closes_at
+
+
+class ReferenceEngine:
+    """Same commands and reads as `matching.Engine`; state is a dict of plain listings."""
+
+    def __init__(self, rules: MarketRules) -> None:
+        self.rules = rules
+        self._listings: dict[str, _Listing] = {}
+
+    def execute(self, command: Command) -> Outcome:
+        if isinstance(command, OpenListing):
+            return self.open_listing(command)
+        if isinstance(command, PlaceBid):
+            return self.place_bid(command)
+        if isinstance(command, AcceptEarly):
+            return self.accept_early(command)
+        if isinstance(command, CancelListing):
+            return self.cancel_listing(command)
+        return self.advance_clock(command)
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def open_listing(self, cmd: OpenListing) -> Outcome:
+        t, rules = cmd.terms, self.rules
+        if t.listing_id in self._listings:
+            return Rejection(r.LISTING_EXISTS, "", "listing_id")
+        if t.amount < rules.min_listing_amount or t.amount > rules.max_listing_amount:
+            return Rejection(r.AMOUNT_OUT_OF_RANGE, "", "amount")
+        if t.term_months < 1 or t.term_months > rules.max_term_months:
+            return Rejection(r.TERM_OUT_OF_RANGE, "", "term_months")
+        if t.max_rate_bps < 1 or t.max_rate_bps > rules.legal_rate_cap_bps:
+            return Rejection(r.RATE_OUT_OF_RANGE, "", "max_rate_bps")
+        window = t.closes_at - cmd.at
+        if window < rules.min_window_us or window > rules.max_window_us:
+            return Rejection(r.WINDOW_OUT_OF_RANGE, "", "closes_at")
+        if t.min_funding_bps < 1 or t.min_funding_bps > 10_000:
+            return Rejection(r.MIN_FUNDING_OUT_OF_RANGE, "", "min_funding_bps")
+        if t.grade not in GRADES:
+            return Rejection(r.UNKNOWN_GRADE, "", "grade")
+        if t.pricing not in PRICINGS:
+            return Rejection(r.UNKNOWN_PRICING, "", "pricing")
+        self._listings[t.listing_id] = _Listing(cmd)
+        return [ListingOpened(t, cmd.seq, cmd.at)]
+
+    def place_bid(self, cmd: PlaceBid) -> Outcome:
+        listing = self._listings.get(cmd.listing_id)
+        if listing is None:
+            return Rejection(r.LISTING_NOT_FOUND, "")
+        if not listing.is_open_at(cmd.at):
+            return Rejection(r.LISTING_NOT_OPEN, "")
+        if cmd.amount < self.rules.min_bid_amount:
+            return Rejection(r.BID_BELOW_MINIMUM, "", "amount")
+        if cmd.amount > listing.amount:
+            return Rejection(r.BID_ABOVE_LISTING_AMOUNT, "", "amount")
+        if cmd.min_rate_bps < 1:
+            return Rejection(r.RATE_OUT_OF_RANGE, "", "min_rate_bps")
+        if cmd.min_rate_bps > listing.open_command.terms.max_rate_bps:
+            return Rejection(r.RATE_ABOVE_MAX, "", "min_rate_bps")
+        marginal = listing.marginal_rate_bps()
+        if listing.fully_covered() and marginal is not None and cmd.min_rate_bps >= marginal:
+            return Rejection(r.BID_NOT_COMPETITIVE, "", "min_rate_bps", marginal)
+
+        in_before = listing.funding_set()
+        out_before = [b for b in listing.bids if b not in in_before]
+        new = _Bid(cmd.bid_id, cmd.lender_id, cmd.amount, cmd.min_rate_bps, cmd.seq)
+        listing.bids.append(new)
+        in_after = listing.funding_set()
+        assert not any(b in in_after for b in out_before), "an outbid bid came back"
+        events: list[Event] = [
+            BidPlaced(
+                cmd.listing_id, cmd.bid_id, cmd.lender_id, cmd.amount, cmd.min_rate_bps,
+                cmd.seq, cmd.at, listing.allocations()[new],
+            )
+        ]
+        dropped = [b for b in reversed(listing.ranked()) if b in in_before and b not in in_after]
+        events += [
+            BidOutbid(
+                cmd.listing_id, b.bid_id, b.lender_id, b.amount, b.rate_bps, b.seq, cmd.at,
+                cmd.seq,
+            )
+            for b in dropped
+        ]
+        if listing.open_command.terms.close_when_funded and listing.fully_covered():
+            events.append(self._resolve(listing, cmd.at, "fully_funded"))
+        return events
+
+    def accept_early(self, cmd: AcceptEarly) -> Outcome:
+        listing = self._listings.get(cmd.listing_id)
+        if listing is None:
+            return Rejection(r.LISTING_NOT_FOUND, "")
+        if not listing.is_open_at(cmd.at):
+            return Rejection(r.LISTING_NOT_OPEN, "")
+        if listing.covered() < listing.required() or listing.covered() == 0:
+            return Rejection(r.BELOW_MIN_FUNDING, "")
+        return [self._resolve(listing, cmd.at, "accepted")]
+
+    def cancel_listing(self, cmd: CancelListing) -> Outcome:
+        listing = self._listings.get(cmd.listing_id)
+        if listing is None:
+            return Rejection(r.LISTING_NOT_FOUND, "")
+        if not listing.is_open_at(cmd.at):
+            return Rejection(r.LISTING_NOT_OPEN, "")
+        return [self._resolve(listing, cmd.at, "cancelled")]
+
+    def advance_clock(self, cmd: AdvanceClock) -> Outcome:
+        due = sorted(
+            (
+                listing for listing in self._listings.values()
+                if listing.status == "open" and listing.open_command.terms.closes_at <= cmd.at
+            ),
+            key=lambda listing: (listing.open_command.terms.closes_at, listing.open_command.seq),
+        )
+        return [self._resolve(d, d.open_command.terms.closes_at, "deadline") for d in due]
+
+    def _resolve(self, listing: _Listing, at: int, reason: CloseReason) -> Resolution:
+        terms = listing.open_command.terms
+        covered = listing.covered()
+        listing.closed_at, listing.close_reason = at, reason
+        if reason == "cancelled":
+            listing.status = "cancelled"
+            return ListingCancelled(terms.listing_id, at, covered)
+        if covered < listing.required() or covered == 0:
+            listing.status = "failed"
+            return ListingFailed(terms.listing_id, at, reason, covered, listing.required())
+        listing.status = "funded"
+        allocated = listing.allocations()
+        clearing = listing.clearing_rate_bps()
+        fills = tuple(
+            Fill(
+                b.bid_id, b.lender_id, b.seq, allocated[b],
+                clearing if terms.pricing == "uniform" else b.rate_bps,
+            )
+            for b in listing.funding_set()
+        )
+        if terms.pricing == "uniform":
+            headline = clearing
+        else:
+            mean = Fraction(sum(f.amount * f.rate_bps for f in fills), covered)
+            headline = int(mean + Fraction(1, 2))  # floor(x + 1/2) for x > 0: half up
+        return ListingFunded(
+            terms.listing_id, at, reason, covered, headline, terms.term_months, fills
+        )
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def summary(self, listing_id: str) -> ListingSummary | None:
+        listing = self._listings.get(listing_id)
+        if listing is None:
+            return None
+        return ListingSummary(
+            listing.open_command.terms, listing.status, listing.open_command.seq,
+            listing.open_command.at, listing.covered(), len(listing.bids),
+            listing.marginal_rate_bps(), listing.closed_at, listing.close_reason,
+        )
+
+    def bids(self, listing_id: str) -> list[BidView] | None:
+        listing = self._listings.get(listing_id)
+        if listing is None:
+            return None
+        allocated = listing.allocations()
+        return [
+            BidView(
+                listing_id, b.bid_id, b.lender_id, b.seq, b.amount, b.rate_bps,
+                listing.bid_status(allocated[b]), allocated[b],
+            )
+            for b in listing.ranked()
+        ]
+
+    def bid(self, listing_id: str, seq: int) -> BidView | None:
+        views = self.bids(listing_id) or []
+        return next((v for v in views if v.seq == seq), None)
+
+    def depth(self, listing_id: str) -> list[DepthLevel] | None:
+        views = self.bids(listing_id)
+        if views is None:
+            return None
+        rates = sorted({v.rate_bps for v in views})
+        return [
+            DepthLevel(
+                rate,
+                sum(v.amount for v in views if v.rate_bps == rate),
+                sum(1 for v in views if v.rate_bps == rate),
+                sum(v.allocated_amount for v in views if v.rate_bps == rate),
+            )
+            for rate in rates
+        ]
+
+    def listing_ids(self) -> list[str]:
+        return list(self._listings)

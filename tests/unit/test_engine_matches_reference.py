@@ -1,0 +1,283 @@
+"""The engine against a naive reference written from SPEC §3, command by command.
+
+exchange-core runs one suite of seeded random commands through its fast book and through
+`OrderBookNaiveImpl`; this is ours. Every command goes to `matching.Engine` and to
+`reference.ReferenceEngine`; the outcomes must be equal (the same events, or rejections with the
+same code), the engine's invariants must hold after every step, and the read model (summary,
+bids, depth) of every listing a command touched must agree.
+
+Three drivers share one command generator: hypothesis (shrinks a disagreement to a short
+story), seeded random stress (long books and many outbids, in the style of sortedcontainers'
+stress tests), and a replay that feeds only the accepted commands to a fresh engine.
+"""
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar, cast
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from matching import (
+    AcceptEarly, AdvanceClock, CancelListing, Command, Engine, Event, ListingFunded, ListingTerms,
+    MarketRules, OpenListing, Outcome, PlaceBid, Rejection,
+)
+from matching.rules import GRADES, Grade, Pricing
+from reference import ReferenceEngine
+
+RULES = MarketRules()
+SECOND = 1_000_000
+START_AT = 1_700_000_000 * SECOND
+
+# Small menus so that ties, exact covers and boundary times happen often.
+LISTING_AMOUNTS = (100_000, 150_000, 300_000, 1_000_000)
+MAX_RATES = (1_200, 1_500, 1_800, 3_600)
+BID_RATES = (800, 1_000, 1_000, 1_200, 1_200, 1_500, 1_800)
+BID_DIVISORS = (3, 3, 4, 5, 6, 7, 8, 10)
+MIN_FUNDING = (10_000, 10_000, 7_000, 5_000, 1)
+WINDOWS = (1 * SECOND, 2 * SECOND, 5 * SECOND, 20 * SECOND)
+TO_NEXT_DEADLINE = -1
+STEPS = (0, 0, 1, 50_000, 250_000, 1 * SECOND, TO_NEXT_DEADLINE)
+KINDS = ("bid",) * 12 + ("open",) * 3 + ("clock",) * 3 + ("accept", "cancel")
+LENDERS = ("ann", "bob", "cy")
+BREAKAGES = (
+    "amount_low", "amount_high", "term_low", "term_high", "rate_low", "rate_high", "window_short",
+    "window_long", "funding_low", "funding_high", "grade", "pricing", "duplicate_id",
+)
+
+T = TypeVar("T")
+
+
+class Picker(Protocol):
+    def pick(self, options: Sequence[T]) -> T: ...
+
+
+class DrawPicker:
+    """Choices drawn by hypothesis, so a failure shrinks to the simplest choices."""
+
+    def __init__(self, draw: st.DrawFn) -> None:
+        self._draw = draw
+
+    def pick(self, options: Sequence[T]) -> T:
+        return self._draw(st.sampled_from(options))
+
+
+class RandomPicker:
+    def __init__(self, seed: int) -> None:
+        self._rng = random.Random(seed)
+
+    def pick(self, options: Sequence[T]) -> T:
+        return self._rng.choice(options)
+
+
+class Script:
+    """Writes a plausible stream of commands: non-decreasing `at`, increasing `seq`, mostly
+    valid input with a sprinkle of every rejection."""
+
+    def __init__(self, picker: Picker) -> None:
+        self.pick = picker.pick
+        self.at = START_AT
+        self.seq = 0
+        self.terms: dict[str, ListingTerms] = {}
+        self.opened = 0
+
+    def next_command(self) -> Command:
+        step = self.pick(STEPS)
+        if step == TO_NEXT_DEADLINE:
+            ahead = [t.closes_at for t in self.terms.values() if t.closes_at >= self.at]
+            self.at = min(ahead, default=self.at)
+        else:
+            self.at += step
+        self.seq += 1
+        kind = self.pick(KINDS)
+        if kind == "open" or not self.terms:
+            return self._open()
+        if kind == "bid":
+            return self._bid()
+        if kind == "clock":
+            self.at += self.pick((0, 1, SECOND, 5 * SECOND))
+            return AdvanceClock(self.at)
+        listing_id = self._target()
+        if kind == "accept":
+            return AcceptEarly(listing_id, self.seq, self.at)
+        return CancelListing(listing_id, self.seq, self.at)
+
+    def _target(self) -> str:
+        recent = list(self.terms)[-3:]
+        return self.pick(recent + recent + ["nowhere"])
+
+    def _open(self) -> OpenListing:
+        listing_id = f"L{self.opened}"
+        self.opened += 1
+        amount = self.pick(LISTING_AMOUNTS)
+        term_months = self.pick((1, 12, 36, 60))
+        max_rate = self.pick(MAX_RATES)
+        closes_at = self.at + self.pick(WINDOWS)
+        min_funding = self.pick(MIN_FUNDING)
+        grade: Grade = self.pick(GRADES)
+        pricing: Pricing = self.pick(("pay_as_bid", "uniform"))
+        if self.pick((False,) * 9 + (True,)):
+            breakage = self.pick(BREAKAGES)
+            if breakage == "duplicate_id" and self.terms:
+                listing_id = self.pick(list(self.terms))
+            amount = {"amount_low": 99_999, "amount_high": 1_000_000_001}.get(breakage, amount)
+            term_months = {"term_low": 0, "term_high": 61}.get(breakage, term_months)
+            max_rate = {"rate_low": 0, "rate_high": 3_601}.get(breakage, max_rate)
+            closes_at = {
+                "window_short": self.at + SECOND - 1, "window_long": self.at + 30 * 86_400 * SECOND + 1,
+            }.get(breakage, closes_at)
+            min_funding = {"funding_low": 0, "funding_high": 10_001}.get(breakage, min_funding)
+            if breakage == "grade":
+                grade = cast(Grade, "Z")
+            if breakage == "pricing":
+                pricing = cast(Pricing, "dutch")
+        terms = ListingTerms(
+            listing_id, "borrower", amount, term_months, max_rate, grade, closes_at, min_funding,
+            self.pick((False, False, True)), pricing,
+        )
+        self.terms.setdefault(listing_id, terms)
+        return OpenListing(terms, self.seq, self.at)
+
+    def _bid(self) -> PlaceBid:
+        listing_id = self._target()
+        terms = self.terms.get(listing_id)
+        amount_cap = 300_000 if terms is None else terms.amount
+        max_rate = 1_800 if terms is None else terms.max_rate_bps
+        amount = amount_cap // self.pick(BID_DIVISORS)
+        rate = self.pick(BID_RATES)
+        if self.pick((False,) * 9 + (True,)):
+            amount = self.pick((4_999, 5_000, amount_cap, amount_cap + 1, amount))
+            rate = self.pick((0, 1, max_rate, max_rate + 1, rate))
+        return PlaceBid(
+            listing_id, f"B{self.seq}", self.pick(LENDERS), amount, min(rate, max_rate + 1),
+            self.seq, self.at,
+        )
+
+
+def script(picker: Picker, length: int) -> list[Command]:
+    writer = Script(picker)
+    return [writer.next_command() for _ in range(length)]
+
+
+@st.composite
+def command_sequences(draw: st.DrawFn) -> list[Command]:
+    return script(DrawPicker(draw), draw(st.integers(min_value=1, max_value=80)))
+
+
+# --- comparing the two engines ------------------------------------------------------------------
+
+
+def listing_ids_touched(command: Command, outcome: Outcome) -> set[str]:
+    touched: set[str] = set()
+    if isinstance(command, OpenListing):
+        touched.add(command.terms.listing_id)
+    elif not isinstance(command, AdvanceClock):
+        touched.add(command.listing_id)
+    for event in outcome if isinstance(outcome, list) else []:
+        touched.add(event.terms.listing_id if hasattr(event, "terms") else event.listing_id)
+    return touched
+
+
+def assert_same_outcome(command: Command, got: Outcome, want: Outcome) -> None:
+    if isinstance(got, Rejection) or isinstance(want, Rejection):
+        assert isinstance(got, Rejection) and isinstance(want, Rejection), (command, got, want)
+        assert (got.code, got.marginal_rate_bps) == (want.code, want.marginal_rate_bps), command
+    else:
+        assert got == want, command
+
+
+def assert_same_views(engine: Engine, reference: ReferenceEngine, listing_id: str) -> None:
+    assert engine.summary(listing_id) == reference.summary(listing_id), listing_id
+    bids = engine.bids(listing_id)
+    assert bids == reference.bids(listing_id), listing_id
+    assert engine.depth(listing_id) == reference.depth(listing_id), listing_id
+    for view in bids or []:
+        assert engine.bid(listing_id, view.seq) == view
+
+
+def run_side_by_side(commands: Sequence[Command]) -> tuple[Engine, ReferenceEngine]:
+    engine, reference = Engine(RULES), ReferenceEngine(RULES)
+    for command in commands:
+        got = engine.execute(command)
+        want = reference.execute(command)
+        assert_same_outcome(command, got, want)
+        engine.check_invariants()
+        for listing_id in listing_ids_touched(command, got):
+            assert_same_views(engine, reference, listing_id)
+    for listing_id in reference.listing_ids():
+        assert_same_views(engine, reference, listing_id)
+    return engine, reference
+
+
+# --- the reference itself follows the SPEC's worked example ----------------------------------------
+
+
+def uniform_listing(amount: int) -> OpenListing:
+    terms = ListingTerms("L", "b", amount, 12, 2_000, "A", START_AT + 10 * SECOND, pricing="uniform")
+    return OpenListing(terms, 1, START_AT)
+
+
+@pytest.mark.parametrize("make", [Engine, ReferenceEngine])
+@pytest.mark.parametrize(
+    ("bids", "clearing"),
+    [
+        ([(150_000, 1_200), (100_000, 1_500), (100_000, 1_800)], 1_800),
+        ([(150_000, 1_200), (100_000, 1_500), (50_000, 1_800), (10_000, 1_900)], 1_900),
+    ],
+)
+def test_both_engines_clear_the_spec_uniform_example_at_the_first_rate_left_out(
+    make: Callable[[MarketRules], Engine | ReferenceEngine], bids: list[tuple[int, int]],
+    clearing: int,
+) -> None:
+    engine = make(RULES)
+    engine.execute(uniform_listing(300_000))
+    for seq, (amount, rate) in enumerate(bids, start=2):
+        assert not isinstance(
+            engine.execute(PlaceBid("L", f"B{seq}", "x", amount, rate, seq, START_AT)), Rejection
+        )
+    events = engine.execute(AdvanceClock(START_AT + 10 * SECOND))
+    assert isinstance(events, list) and isinstance(events[0], ListingFunded)
+    assert {fill.rate_bps for fill in events[0].fills} == {clearing}
+    assert (events[0].principal, events[0].rate_bps) == (300_000, clearing)
+
+
+# --- differential drivers -------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(command_sequences())
+def test_engine_and_reference_agree_on_every_command(commands: list[Command]) -> None:
+    run_side_by_side(commands)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_engine_and_reference_agree_over_three_thousand_seeded_commands(seed: int) -> None:
+    started = time.perf_counter()
+    commands = script(RandomPicker(seed), 3_000)
+    engine, reference = run_side_by_side(commands)
+    outcomes = [reference.execute(c) for c in []]  # nothing: the run above already compared
+    assert outcomes == []
+    closed = [s for s in map(reference.summary, reference.listing_ids()) if s and s.status != "open"]
+    assert len(closed) > 20, "the script should close plenty of listings"
+    assert time.perf_counter() - started < 10
+
+
+@pytest.mark.parametrize("seed", [10, 11])
+def test_replaying_only_the_accepted_commands_gives_the_same_events(seed: int) -> None:
+    engine = Engine(RULES)
+    accepted: list[tuple[Command, list[Event]]] = []
+    for command in script(RandomPicker(seed), 2_000):
+        outcome = engine.execute(command)
+        if not isinstance(outcome, Rejection):
+            accepted.append((command, outcome))
+    assert len(accepted) < 2_000, "the script should have some rejections to leave out"
+
+    replayed = Engine(RULES)
+    for command, events in accepted:
+        assert repr(replayed.execute(command)) == repr(events), command
+    replayed.check_invariants()
+    for listing_id in {c.terms.listing_id for c, _ in accepted if isinstance(c, OpenListing)}:
+        assert repr(replayed.bids(listing_id)) == repr(engine.bids(listing_id))
+        assert replayed.summary(listing_id) == engine.summary(listing_id)
