@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from app import database
-from app.api import bids, events, health, keys, listings, loans, problems
+from app.api import bids, events, health, keys, listings, loans, problems, webhooks
 from app.api.deps import Services
 from app.auth import Keys
-from app.journal import JournalWriter
+from app.journal import BatchStats, Entry, JournalWriter
 from app.market import Market
 from app.metrics import Metrics
 from app.middleware import EdgeMiddleware
@@ -20,6 +20,9 @@ from app.ratelimit import RateLimiter
 from app.scheduler import run_deadlines, run_housekeeping
 from app.settings import Settings
 from app.store import Store
+from app.webhooks.dispatcher import Dispatcher
+from app.webhooks.service import Webhooks
+from app.webhooks.store import WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     problems.install(app)
-    for module in (listings, bids, loans, events, keys, health):
+    for module in (listings, bids, loans, events, keys, webhooks, health):
         app.include_router(module.router)
     app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes, metrics=metrics)
     return app
@@ -61,8 +64,18 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncIterator[None]:
     metrics: Metrics = app.state.metrics
     market = Market(store, settings.market_rules(), settings.currency, metrics)
+    dispatcher = Dispatcher(
+        WebhookStore(store.pool), metrics, settings.retry_schedule(), settings.webhook_timeout_s,
+        settings.webhook_poll_s,
+    )
+
+    def on_commit(entry: Entry, stats: BatchStats) -> None:
+        market.on_commit(entry, stats)
+        if entry.events:
+            dispatcher.nudge()
+
     writer = JournalWriter(
-        store.pool, settings.journal_max_batch, settings.journal_enabled, market.on_commit,
+        store.pool, settings.journal_max_batch, settings.journal_enabled, on_commit,
         market.on_journal_failure,
     )
     market.writer = writer
@@ -70,11 +83,13 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
     app.state.services = Services(
         market, Queries(market, store, settings.currency), Keys(store, admin_key),
         RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+        Webhooks(dispatcher.store, dispatcher),
     )
     tasks = [asyncio.create_task(writer.run(), name="journal")]
     try:
         await market.recover()
         tasks.append(asyncio.create_task(run_deadlines(market), name="deadlines"))
+        tasks.append(asyncio.create_task(dispatcher.run(), name="webhooks"))
         tasks.append(asyncio.create_task(
             run_housekeeping(market, settings.idempotency_ttl_s), name="housekeeping"
         ))

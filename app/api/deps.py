@@ -14,6 +14,7 @@ from app.idempotency import IdempotentRequest, Reply
 from app.market import Market
 from app.queries import Queries
 from app.ratelimit import RateLimiter
+from app.webhooks.service import Webhooks
 
 
 @dataclass(slots=True)
@@ -22,6 +23,7 @@ class Services:
     queries: Queries
     keys: Keys
     limiter: RateLimiter
+    webhooks: Webhooks
 
 
 def services(request: Request) -> Services:

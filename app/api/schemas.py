@@ -49,6 +49,72 @@ class ApiKeyIn(Strict):
     subject: SubjectId
 
 
+EventTypeIn = Literal[
+    "listing.opened", "bid.placed", "bid.outbid", "listing.funded", "listing.failed",
+    "listing.cancelled",
+]
+
+
+class WebhookEndpointIn(Strict):
+    url: Annotated[
+        str, Field(max_length=2048, pattern=r"^https?://[^\s/$.?#][^\s]*$",
+                   examples=["https://platform.example/hooks/loans"]),
+    ]
+    event_types: Annotated[list[EventTypeIn], Field(min_length=1, max_length=6)] | None = Field(
+        None, description="Default: listing.funded and listing.failed."
+    )
+    description: Annotated[str, Field(max_length=500)] = ""
+
+
+class WebhookEndpointOut(BaseModel):
+    id: str
+    url: str
+    event_types: list[str]
+    description: str
+    status: Literal["enabled", "disabled"]
+    disabled_reason: str | None
+    created_at: str
+    secret: str | None = Field(None, description="whsec_… shown once, at creation.")
+
+
+class WebhookEndpointList(BaseModel):
+    data: list[WebhookEndpointOut]
+
+
+class AttemptOut(BaseModel):
+    attempted_at: str
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    event_id: str
+    event_type: str
+    event_seq: int
+    status: Literal["pending", "delivered", "failed", "cancelled"]
+    attempts: int
+    next_attempt_at: str | None
+    delivered_at: str | None
+    last_error: str | None
+    attempt_log: list[AttemptOut]
+
+
+class DeliveryList(BaseModel):
+    data: list[DeliveryOut]
+
+
+class RedeliveryOut(BaseModel):
+    id: str
+    endpoint_id: str
+    status: str
+
+
+class RedeliveryList(BaseModel):
+    data: list[RedeliveryOut]
+
+
 class ListingOut(BaseModel):
     id: str
     seq: int

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from app.main import create_app
 from app.settings import Settings
@@ -19,7 +20,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 async def running_service(
     database_url: str, **overrides: Any
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    settings = Settings(database_url=database_url, admin_key=ADMIN_KEY, **overrides)
+    settings = Settings(database_url=database_url, admin_key=SecretStr(ADMIN_KEY), **overrides)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

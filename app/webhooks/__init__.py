@@ -1,0 +1,1 @@
+"""Webhook delivery from the event outbox: Standard Webhooks signatures, at least once."""

@@ -1,0 +1,211 @@
+"""Webhook delivery over real HTTP to a receiver on 127.0.0.1, signatures verified."""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import httpx
+
+from tests.integration.conftest import ADMIN, running_service
+from tests.integration.receiver import Receiver, free_port, serving
+
+FAST = {"webhook_retry_schedule": "0.2,0.2,0.2", "webhook_timeout_s": 1.0, "webhook_poll_s": 0.1}
+
+
+async def subscribe(client: httpx.AsyncClient, receiver: Receiver, types: list[str] | None = None) -> str:
+    body: dict[str, Any] = {"url": receiver.url, "description": "test"}
+    if types:
+        body["event_types"] = types
+    response = await client.post("/v1/webhook-endpoints", json=body, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    receiver.secret = response.json()["secret"]
+    assert receiver.secret.startswith("whsec_")
+    return str(response.json()["id"])
+
+
+async def open_listing(client: httpx.AsyncClient, amount: int = 100_000, **extra: Any) -> str:
+    response = await client.post("/v1/listings", headers=ADMIN, json={
+        "borrower_id": "bob", "amount": amount, "term_months": 6, "max_rate_bps": 2000,
+        "grade": "B", "duration_s": 1, **extra,
+    })
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def bid(client: httpx.AsyncClient, listing_id: str, amount: int, rate: int) -> None:
+    response = await client.post(f"/v1/listings/{listing_id}/bids", headers=ADMIN, json={
+        "amount": amount, "min_rate_bps": rate, "lender_id": "lena",
+    })
+    assert response.status_code == 201, response.text
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_funded_and_failed_listings_are_delivered_signed_and_retried_under_one_id(
+    database_url: str,
+) -> None:
+    async with serving(Receiver(fail_first=2)) as receiver, running_service(database_url, **FAST) as (_, client):
+        await subscribe(client, receiver)
+        funded = await open_listing(client)
+        await bid(client, funded, 100_000, 1500)
+        failed = await open_listing(client)
+        await bid(client, failed, 50_000, 1500)
+
+        async def both() -> bool:
+            return len(receiver.delivered) == 2
+
+        await eventually(both)
+        kinds = {d["type"]: d for d in receiver.delivered}
+        assert set(kinds) == {"listing.funded", "listing.failed"}
+        assert kinds["listing.funded"]["data"]["listing"]["id"] == funded
+        assert kinds["listing.funded"]["data"]["loan"]["principal"] == 100_000
+        assert kinds["listing.failed"]["data"]["listing"]["id"] == failed
+        assert receiver.bad_signatures == 0
+        assert sorted(receiver.attempts.values()) == [3, 3], "two 500s, then the 2xx, same id"
+        assert set(receiver.attempts) == {d["id"] for d in receiver.delivered}
+        await asyncio.sleep(0.5)
+        assert len(receiver.delivered) == 2, "no duplicate once delivered"
+
+
+async def test_the_delivery_log_records_every_attempt(database_url: str) -> None:
+    async with serving(Receiver(fail_first=1)) as receiver, running_service(database_url, **FAST) as (_, client):
+        endpoint = await subscribe(client, receiver)
+        listing = await open_listing(client)
+        await bid(client, listing, 100_000, 1500)
+
+        async def delivered() -> bool:
+            log = (await client.get(f"/v1/webhook-endpoints/{endpoint}/deliveries", headers=ADMIN)).json()
+            return bool(log["data"]) and log["data"][0]["status"] == "delivered"
+
+        await eventually(delivered)
+        log = (await client.get(f"/v1/webhook-endpoints/{endpoint}/deliveries", headers=ADMIN)).json()
+        attempts = log["data"][0]["attempt_log"]
+        assert [a["status_code"] for a in attempts] == [500, 204]
+        assert log["data"][0]["attempts"] == 2
+
+
+async def test_a_receiver_down_all_along_gets_the_event_after_redelivery(database_url: str) -> None:
+    port = free_port()
+    async with running_service(database_url, **FAST) as (_, client):
+        receiver = Receiver()
+        receiver.url = f"http://127.0.0.1:{port}/hooks"
+        endpoint = await subscribe(client, receiver)
+        listing = await open_listing(client)
+        await bid(client, listing, 100_000, 1500)
+
+        async def failed() -> bool:
+            log = (await client.get(f"/v1/webhook-endpoints/{endpoint}/deliveries", headers=ADMIN)).json()
+            return bool(log["data"]) and log["data"][0]["status"] == "failed"
+
+        await eventually(failed)
+        log = (await client.get(f"/v1/webhook-endpoints/{endpoint}/deliveries", headers=ADMIN)).json()
+        assert log["data"][0]["attempts"] == 4, "first try and three retries"
+        event_id = log["data"][0]["event_id"]
+        async with serving(receiver, port):
+            response = await client.post(f"/v1/events/{event_id}/redeliver", headers=ADMIN)
+            assert response.status_code == 202
+
+            async def arrived() -> bool:
+                return len(receiver.delivered) == 1
+
+            await eventually(arrived)
+        assert receiver.delivered[0]["id"] == event_id
+
+
+async def test_pending_retries_resume_after_a_restart(database_url: str) -> None:
+    slow = {**FAST, "webhook_retry_schedule": "1.5,0.2"}
+    async with serving(Receiver(fail_first=1)) as receiver:
+        async with running_service(database_url, **slow) as (_, client):
+            await subscribe(client, receiver)
+            listing = await open_listing(client)
+            await bid(client, listing, 100_000, 1500)
+
+            async def first_attempt() -> bool:
+                return sum(receiver.attempts.values()) == 1
+
+            await eventually(first_attempt)
+        assert not receiver.delivered, "stopped before the retry was due"
+        async with running_service(database_url, **slow):
+
+            async def delivered() -> bool:
+                return len(receiver.delivered) == 1
+
+            await eventually(delivered)
+        assert list(receiver.attempts.values()) == [2]
+
+
+async def test_a_hanging_receiver_blocks_neither_other_endpoints_nor_bidding(database_url: str) -> None:
+    async with (
+        serving(Receiver(hang=True)) as hanging,
+        serving(Receiver()) as healthy,
+        running_service(database_url, **{**FAST, "webhook_timeout_s": 5.0}) as (_, client),
+    ):
+        await subscribe(client, hanging, ["bid.placed", "listing.funded"])
+        await subscribe(client, healthy, ["listing.funded"])
+        listing = await open_listing(client, amount=200_000, duration_s=3)
+        for i in range(20):
+            await bid(client, listing, 10_000, 1000 + i)
+
+        async def healthy_got_it() -> bool:
+            return len(healthy.delivered) == 1
+
+        await eventually(healthy_got_it)
+        assert not hanging.delivered
+        assert sum(hanging.attempts.values()) >= 1, "the hanging endpoint was tried meanwhile"
+
+
+async def test_410_gone_disables_the_endpoint(database_url: str) -> None:
+    async with serving(Receiver(status=410)) as receiver, running_service(database_url, **FAST) as (_, client):
+        endpoint = await subscribe(client, receiver)
+        listing = await open_listing(client)
+        await bid(client, listing, 100_000, 1500)
+
+        async def disabled() -> bool:
+            body = (await client.get(f"/v1/webhook-endpoints/{endpoint}", headers=ADMIN)).json()
+            return bool(body["status"] == "disabled")
+
+        await eventually(disabled)
+        assert sum(receiver.attempts.values()) == 1
+
+
+async def test_only_http_urls_are_accepted_and_endpoints_can_be_deleted(client: httpx.AsyncClient) -> None:
+    for url in ("ftp://example.com/x", "file:///etc/passwd", "javascript:alert(1)", "not a url"):
+        response = await client.post("/v1/webhook-endpoints", json={"url": url}, headers=ADMIN)
+        assert response.status_code == 422, url
+        assert response.json()["code"] == "validation_error"
+    created = await client.post(
+        "/v1/webhook-endpoints", json={"url": "https://example.com/hook"}, headers=ADMIN
+    )
+    assert created.status_code == 201
+    body = created.json()
+    assert body["event_types"] == ["listing.failed", "listing.funded"]
+    listed = (await client.get("/v1/webhook-endpoints", headers=ADMIN)).json()["data"]
+    assert [e["id"] for e in listed] == [body["id"]] and "secret" not in listed[0] or listed[0]["secret"] is None
+    assert (await client.delete(f"/v1/webhook-endpoints/{body['id']}", headers=ADMIN)).status_code == 204
+    assert (await client.get(f"/v1/webhook-endpoints/{body['id']}", headers=ADMIN)).status_code == 404
+    assert (await client.delete(f"/v1/webhook-endpoints/{body['id']}", headers=ADMIN)).status_code == 404
+
+
+async def test_deliveries_survive_in_postgres(database_url: str) -> None:
+    async with serving(Receiver()) as receiver, running_service(database_url, **FAST) as (_, client):
+        await subscribe(client, receiver)
+        listing = await open_listing(client)
+        await bid(client, listing, 100_000, 1500)
+
+        async def delivered() -> bool:
+            return len(receiver.delivered) == 1
+
+        await eventually(delivered)
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT status, attempts FROM webhook_deliveries")
+    finally:
+        await conn.close()
+    assert [(r["status"], r["attempts"]) for r in rows] == [("delivered", 1)]
