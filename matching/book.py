@@ -20,6 +20,7 @@ ListingStatus = Literal["open", "funded", "failed", "cancelled"]
 
 _INDEX_BITS: Final = 32
 _INDEX_MASK: Final = (1 << _INDEX_BITS) - 1
+_NONE_PUSHED_OUT: Final[list[int]] = []  # shared, never mutated: most bids push nothing out
 
 
 def priority_key(rate_bps: int, index: int) -> int:
@@ -80,10 +81,12 @@ class ListingBook:
 
     def add(
         self, bid_id: str, lender_id: str, amount: int, rate_bps: int, seq: int, at: int
-    ) -> list[int]:
-        """Insert a bid into the funding set; return the indices it pushed out, in order.
+    ) -> tuple[int, list[int]]:
+        """Insert a bid; return its allocated amount and the indices it pushed out, in order.
 
-        O(log n) plus O(log n) per bid pushed out. The caller has checked admissibility.
+        O(log n) plus O(log n) per bid pushed out. The caller has checked admissibility. This is
+        the hot path, so it reads the set's last key from the SortedList's last sublist (O(1))
+        rather than through `funding[-1]`, and inlines `priority_key`.
         """
         index = len(self.seqs)
         self.bid_ids.append(bid_id)
@@ -92,21 +95,29 @@ class ListingBook:
         self.rates.append(rate_bps)
         self.seqs.append(seq)
         self.placed_at.append(at)
+        key = (rate_bps << _INDEX_BITS) | index
         funding = self.funding
-        funding.add(priority_key(rate_bps, index))
-        self.total += amount
-        pushed_out: list[int] = []
+        funding.add(key)
+        total = self.total + amount
         target = self.terms.amount
+        if total < target:
+            self.total = total
+            return amount, _NONE_PUSHED_OUT
         amounts = self.amounts
-        while True:
-            last = funding[-1]
-            last_amount = amounts[last & _INDEX_MASK]
-            if self.total - last_amount < target:
-                return pushed_out
+        pushed_out: list[int] = []
+        last = funding._lists[-1][-1]  # type: ignore[attr-defined]
+        last_amount = amounts[last & _INDEX_MASK]
+        while total - last_amount >= target:
             funding.pop()
-            self.total -= last_amount
+            total -= last_amount
             self.outbid.append(last)
             pushed_out.append(last & _INDEX_MASK)
+            last = funding._lists[-1][-1]  # type: ignore[attr-defined]
+            last_amount = amounts[last & _INDEX_MASK]
+        self.total = total
+        if key != last:
+            return amount, pushed_out
+        return target - (total - amount), pushed_out
 
     # --- one bid ------------------------------------------------------------------------------
 

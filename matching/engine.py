@@ -64,22 +64,22 @@ class Engine:
         if rejection is not None:
             return rejection
         lender = self._lenders.setdefault(cmd.lender_id, cmd.lender_id)
-        pushed_out = book.add(cmd.bid_id, lender, cmd.amount, cmd.min_rate_bps, cmd.seq, cmd.at)
+        listing_id, seq, at = cmd.listing_id, cmd.seq, cmd.at
+        allocated, pushed_out = book.add(
+            cmd.bid_id, lender, cmd.amount, cmd.min_rate_bps, seq, at
+        )
         events: list[Event] = [
             BidPlaced(
-                cmd.listing_id, cmd.bid_id, lender, cmd.amount, cmd.min_rate_bps, cmd.seq, cmd.at,
-                book.allocated(book.bid_count - 1),
+                listing_id, cmd.bid_id, lender, cmd.amount, cmd.min_rate_bps, seq, at, allocated
             )
         ]
         for i in pushed_out:
-            events.append(
-                BidOutbid(
-                    cmd.listing_id, book.bid_ids[i], book.lenders[i], book.amounts[i],
-                    book.rates[i], book.seqs[i], cmd.at, cmd.seq,
-                )
-            )
+            events.append(BidOutbid(
+                listing_id, book.bid_ids[i], book.lenders[i], book.amounts[i], book.rates[i],
+                book.seqs[i], at, seq,
+            ))
         if book.terms.close_when_funded and book.fully_covered:
-            events.append(self._close(book, cmd.at, "fully_funded"))
+            events.append(self._close(book, at, "fully_funded"))
         return events
 
     def accept_early(self, cmd: AcceptEarly) -> Outcome:
@@ -173,6 +173,7 @@ class Engine:
 
     def _check_bid(self, book: ListingBook, cmd: PlaceBid) -> r.Rejection | None:
         terms = book.terms
+        rate = cmd.min_rate_bps
         if book.status != "open" or cmd.at >= terms.closes_at:
             return r.Rejection(r.LISTING_NOT_OPEN, f"listing is {_shown_status(book, cmd.at)}")
         if cmd.amount < self.rules.min_bid_amount:
@@ -183,16 +184,16 @@ class Engine:
             return r.Rejection(
                 r.BID_ABOVE_LISTING_AMOUNT, f"a bid is at most {terms.amount}", "amount"
             )
-        if cmd.min_rate_bps < 1:
+        if rate < 1:
             return r.Rejection(r.RATE_OUT_OF_RANGE, "a rate is at least 1 bp", "min_rate_bps")
-        if cmd.min_rate_bps > terms.max_rate_bps:
+        if rate > terms.max_rate_bps:
             return r.Rejection(
                 r.RATE_ABOVE_MAX, f"the listing accepts at most {terms.max_rate_bps} bps",
                 "min_rate_bps",
             )
-        if book.fully_covered:
+        if book.total >= terms.amount:
             marginal = book.marginal_rate_bps
-            if marginal is not None and cmd.min_rate_bps >= marginal:
+            if marginal is not None and rate >= marginal:
                 return r.Rejection(
                     r.BID_NOT_COMPETITIVE,
                     f"the listing is fully covered; bid below {marginal} bps",

@@ -15,7 +15,9 @@ class ListingOpened:
     at: int
 
 
-@dataclass(frozen=True, slots=True)
+# The two per-bid events are not frozen: a frozen dataclass's __init__ sets each field through
+# object.__setattr__, which costs about half a microsecond per bid on the hot path.
+@dataclass(slots=True)
 class BidPlaced:
     listing_id: str
     bid_id: str
@@ -27,7 +29,7 @@ class BidPlaced:
     allocated_amount: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BidOutbid:
     """The bid's allocation dropped to 0. Final: bids are binding and never come back."""
 

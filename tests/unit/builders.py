@@ -6,11 +6,13 @@ never runs backwards, and checks the engine's invariants after every command.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final, TypeVar
 
 from matching import (
     AcceptEarly, AdvanceClock, BidPlaced, BidView, CancelListing, Command, DepthLevel, Engine,
-    Event, ListingSummary, ListingTerms, MarketRules, OpenListing, Outcome, PlaceBid, Rejection,
+    Event, ListingCancelled, ListingFailed, ListingFunded, ListingSummary, ListingTerms,
+    MarketRules, OpenListing, Outcome, PlaceBid, Rejection,
 )
 from matching.rules import Grade, Pricing
 
@@ -75,8 +77,9 @@ class Market:
         self, amount: int, rate_bps: int, *, listing_id: str = "L1", at: int | None = None
     ) -> Outcome:
         seq = self.next_seq()
+        at = self.tick(at)
         return self.execute(
-            PlaceBid(listing_id, f"bid-{seq}", f"lender-{seq}", amount, rate_bps, seq, self.tick(at))
+            PlaceBid(listing_id, f"bid-{seq}", f"lender-{seq}", amount, rate_bps, seq, at)
         )
 
     def place(
@@ -149,3 +152,49 @@ def only(outcome: Outcome, kind: type[E]) -> E:
     found = [e for e in events(outcome) if isinstance(e, kind)]
     assert len(found) == 1, f"expected one {kind.__name__} in {outcome}"
     return found[0]
+
+
+# --- "L1" brought to each closed state, for tests of what a closed listing refuses ---------------
+
+
+def funded_at_deadline() -> Market:
+    m = market()
+    m.place(100_000, 1_000)
+    only(m.advance(CLOSES_AT), ListingFunded)
+    return m
+
+
+def funded_when_covered() -> Market:
+    m = market(listing_terms(close_when_funded=True))
+    only(m.bid(100_000, 1_000), ListingFunded)
+    return m
+
+
+def funded_by_acceptance() -> Market:
+    m = market(listing_terms(min_funding_bps=5_000))
+    m.place(60_000, 1_000)
+    only(m.accept(), ListingFunded)
+    return m
+
+
+def failed_at_deadline() -> Market:
+    m = market()
+    m.place(60_000, 1_000)
+    only(m.advance(CLOSES_AT), ListingFailed)
+    return m
+
+
+def cancelled() -> Market:
+    m = market()
+    m.place(60_000, 1_000)
+    only(m.cancel(), ListingCancelled)
+    return m
+
+
+CLOSED_MARKETS: Final[tuple[tuple[str, Callable[[], Market]], ...]] = (
+    ("funded at deadline", funded_at_deadline),
+    ("funded when covered", funded_when_covered),
+    ("funded by acceptance", funded_by_acceptance),
+    ("failed", failed_at_deadline),
+    ("cancelled", cancelled),
+)

@@ -1,4 +1,4 @@
-"""Opening listings and placing bids (SPEC §3 "Listing" and "Bid").
+"""Placing bids (SPEC §3 "Bid"): priority, the funding set, admission, competitiveness, depth.
 
 Unless a test says otherwise the listing is "L1": amount 100,000, max rate 2,000 bps, all or
 nothing, closing an hour after T0.
@@ -6,91 +6,12 @@ nothing, closing an hour after T0.
 
 from __future__ import annotations
 
-from typing import cast
-
 import pytest
-from builders import (
-    CLOSES_AT, DAY, SECOND, T0, Market, events, listing_terms, market, only, rejected,
+
+from matching import BidOutbid, BidPlaced, DepthLevel
+from tests.unit.builders import (
+    CLOSES_AT, T0, events, market, only, rejected,
 )
-
-from matching import BidOutbid, BidPlaced, DepthLevel, ListingTerms
-from matching.rules import Grade, Pricing
-
-# --- opening a listing -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("terms", "code", "field"),
-    [
-        pytest.param(listing_terms(amount=99_999), "amount_out_of_range", "amount",
-                     id="amount below 100,000"),
-        pytest.param(listing_terms(amount=1_000_000_001), "amount_out_of_range", "amount",
-                     id="amount above 1,000,000,000"),
-        pytest.param(listing_terms(term_months=0), "term_out_of_range", "term_months",
-                     id="term 0"),
-        pytest.param(listing_terms(term_months=61), "term_out_of_range", "term_months",
-                     id="term 61"),
-        pytest.param(listing_terms(max_rate_bps=0), "rate_out_of_range", "max_rate_bps",
-                     id="max rate 0"),
-        pytest.param(listing_terms(max_rate_bps=3_601), "rate_out_of_range", "max_rate_bps",
-                     id="max rate above the legal cap"),
-        pytest.param(listing_terms(closes_at=T0 + SECOND - 1), "window_out_of_range",
-                     "closes_at", id="window below 1 s"),
-        pytest.param(listing_terms(closes_at=T0 + 30 * DAY + 1), "window_out_of_range",
-                     "closes_at", id="window above 30 days"),
-        pytest.param(listing_terms(closes_at=T0), "window_out_of_range", "closes_at",
-                     id="closes when it opens"),
-        pytest.param(listing_terms(min_funding_bps=0), "min_funding_out_of_range",
-                     "min_funding_bps", id="min funding 0"),
-        pytest.param(listing_terms(min_funding_bps=10_001), "min_funding_out_of_range",
-                     "min_funding_bps", id="min funding 10001"),
-        pytest.param(listing_terms(grade=cast(Grade, "Z")), "unknown_grade", "grade",
-                     id="unknown grade"),
-        pytest.param(listing_terms(pricing=cast(Pricing, "dutch")), "unknown_pricing", "pricing",
-                     id="unknown pricing"),
-    ],
-)
-def test_invalid_listing_is_rejected_with_its_code_and_changes_nothing(
-    terms: ListingTerms, code: str, field: str
-) -> None:
-    m = Market()
-    assert rejected(m.open(terms), code).field == field
-    assert m.engine.summary("L1") is None
-    assert m.engine.next_deadline() is None
-    assert m.engine.open_listing_ids() == []
-
-
-@pytest.mark.parametrize(
-    "terms",
-    [
-        pytest.param(listing_terms(amount=100_000), id="amount 100,000"),
-        pytest.param(listing_terms(amount=1_000_000_000), id="amount 1,000,000,000"),
-        pytest.param(listing_terms(term_months=1), id="term 1"),
-        pytest.param(listing_terms(term_months=60), id="term 60"),
-        pytest.param(listing_terms(max_rate_bps=1), id="max rate 1"),
-        pytest.param(listing_terms(max_rate_bps=3_600), id="max rate at the legal cap"),
-        pytest.param(listing_terms(closes_at=T0 + SECOND), id="window 1 s"),
-        pytest.param(listing_terms(closes_at=T0 + 30 * DAY), id="window 30 days"),
-        pytest.param(listing_terms(min_funding_bps=1), id="min funding 1"),
-        pytest.param(listing_terms(grade="HR", pricing="uniform"), id="grade HR, uniform"),
-    ],
-)
-def test_listing_at_each_limit_opens(terms: ListingTerms) -> None:
-    m = Market()
-    events(m.open(terms))
-    summary = m.summary()
-    assert (summary.terms, summary.status, summary.funded_amount) == (terms, "open", 0)
-    assert m.engine.next_deadline() == terms.closes_at
-
-
-def test_duplicate_listing_id_is_rejected_and_the_first_listing_is_untouched() -> None:
-    m = market()
-    m.place(30_000, 1_000)
-    before = m.summary()
-    rejected(m.open(listing_terms(amount=200_000, closes_at=T0 + 2 * DAY)), "listing_exists")
-    assert m.summary() == before
-    assert m.engine.next_deadline() == CLOSES_AT
-
 
 # --- priority and the funding set -------------------------------------------------------------
 
@@ -128,11 +49,12 @@ def test_cheaper_bid_pushes_out_the_dearest() -> None:
     cheap = m.place(50_000, 1_000)
     dear = m.place(50_000, 1_800)
     outcome = m.bid(50_000, 1_500, at=T0 + 7)
+    new = m.seq
     assert events(outcome) == [
-        BidPlaced("L1", "bid-3", "lender-3", 50_000, 1_500, 3, T0 + 7, 50_000),
-        BidOutbid("L1", f"bid-{dear}", f"lender-{dear}", 50_000, 1_800, dear, T0 + 7, by_seq=3),
+        BidPlaced("L1", f"bid-{new}", f"lender-{new}", 50_000, 1_500, new, T0 + 7, 50_000),
+        BidOutbid("L1", f"bid-{dear}", f"lender-{dear}", 50_000, 1_800, dear, T0 + 7, new),
     ]
-    assert m.statuses() == {cheap: ("active", 50_000), 3: ("active", 50_000), dear: ("outbid", 0)}
+    assert m.statuses() == {cheap: ("active", 50_000), new: ("active", 50_000), dear: ("outbid", 0)}
 
 
 def test_one_bid_can_push_out_several_dearest_first() -> None:
@@ -287,7 +209,7 @@ def test_depth_aggregates_bids_by_rate_level_cheapest_first() -> None:
     m.place(40_000, 1_200)
     m.place(30_000, 1_000)
     m.place(30_000, 1_200)
-    m.place(20_000, 1_000)  # 120,000 bid: the first 1,200 bid is the marginal one, 20,000 in
+    m.place(20_000, 1_000)  # 120,000 bid: the later 1,200 bid is marginal, 10,000 of it in
     assert m.depth() == [DepthLevel(1_000, 50_000, 2, 50_000), DepthLevel(1_200, 70_000, 2, 50_000)]
 
 
