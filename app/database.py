@@ -16,7 +16,12 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     Connection = PoolConnectionProxy[asyncpg.Record]
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+def migrations_dir() -> Path:
+    """`migrations/` beside the source tree, or under the working directory when installed."""
+    for candidate in (Path(__file__).resolve().parent.parent / "migrations", Path.cwd() / "migrations"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("no migrations/ folder beside the code or in the working directory")
 
 
 @contextlib.asynccontextmanager
@@ -64,7 +69,7 @@ async def create_pool(uri: str, min_size: int, max_size: int, timeout: float) ->
 
 
 def migration_files() -> list[Path]:
-    return sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql"))
+    return sorted(migrations_dir().glob("[0-9][0-9][0-9]_*.sql"))
 
 
 async def migrate(conn: "Connection") -> list[str]:

@@ -14,7 +14,7 @@ router = APIRouter(tags=["bids"])
 
 @router.post(
     "/v1/listings/{listing_id}/bids", status_code=201, response_model=BidOut,
-    responses=problem_responses(404, 409, 413, 422), summary="Place a bid (binding)",
+    responses=problem_responses(400, 404, 409, 413, 422), summary="Place a bid (binding)",
 )
 async def place_bid(
     listing_id: str, body: PlaceBidIn, who: Caller, svc: Svc, idem: Idem

@@ -27,6 +27,9 @@ async def readyz(request: Request) -> Response:
     return render_json({"status": "ready"})
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics", response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}, "description": "Prometheus text"}},
+)
 async def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

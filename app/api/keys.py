@@ -10,7 +10,7 @@ from app.clock import rfc3339, to_micros
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 
 
-@router.post("", status_code=201, response_model=ApiKeyOut, responses=problem_responses(413, 422))
+@router.post("", status_code=201, response_model=ApiKeyOut, responses=problem_responses(400, 413, 422))
 async def create_key(body: ApiKeyIn, who: Caller, svc: Svc) -> Response:
     who.require("admin")
     minted = await svc.keys.mint(body.role, body.subject)

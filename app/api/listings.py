@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1/listings", tags=["listings"])
 
 
 @router.post(
-    "", status_code=201, response_model=ListingOut, responses=problem_responses(409, 413, 422),
+    "", status_code=201, response_model=ListingOut, responses=problem_responses(400, 409, 413, 422),
     summary="Open a listing",
 )
 async def open_listing(body: OpenListingIn, who: Caller, svc: Svc, idem: Idem) -> Response:

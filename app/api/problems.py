@@ -13,7 +13,11 @@ from app.errors import PROBLEM_JSON, ApiError, Invalid, MethodNotAllowed, NotFou
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {404: (NotFound, "not_found"), 405: (MethodNotAllowed, "method_not_allowed")}
+_HTTP_CODES = {
+    400: (ApiError, "malformed_body"),
+    404: (NotFound, "not_found"),
+    405: (MethodNotAllowed, "method_not_allowed"),
+}
 _DATABASE_DOWN = (
     OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,

@@ -15,7 +15,7 @@ router = APIRouter(tags=["webhooks"])
 
 @router.post(
     "/v1/webhook-endpoints", status_code=201, response_model=WebhookEndpointOut,
-    responses=problem_responses(413, 422), summary="Subscribe; the secret is shown once",
+    responses=problem_responses(400, 413, 422), summary="Subscribe; the secret is shown once",
 )
 async def create_endpoint(body: WebhookEndpointIn, who: Caller, svc: Svc) -> Response:
     who.require("admin")

@@ -1,0 +1,26 @@
+# Multi-stage: build a wheel-only virtualenv, then copy it into a slim runtime as a non-root user.
+FROM python:3.11-slim AS build
+WORKDIR /src
+RUN python -m venv /venv
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY matching ./matching
+RUN /venv/bin/pip install --no-cache-dir .
+
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 auction
+COPY --from=build /venv /venv
+COPY migrations /app/migrations
+COPY bench /app/bench
+WORKDIR /app
+ENV PATH=/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    LOAN_AUCTION_HOST=0.0.0.0 \
+    LOAN_AUCTION_PORT=8000 \
+    LOAN_AUCTION_DATA_DIR=/home/auction/data
+USER auction
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2).status == 200 else 1)"
+ENTRYPOINT ["loan-auction"]
+CMD ["serve"]
