@@ -34,8 +34,8 @@ def _open_listing(client: Any) -> None:
             _open[response.json()["id"]] = time.time() + WINDOW_S
 
 
-@events.test_start.add_listener
-def _seed(environment: Any, **_: Any) -> None:
+@events.test_start.add_listener  # type: ignore[untyped-decorator]
+def _seed(environment: Any, **kwargs: Any) -> None:
     import requests
 
     session = requests.Session()

@@ -78,9 +78,43 @@ def render(reply: Reply) -> Response:
     return Response(reply.body, reply.status, headers=headers, media_type="application/json")
 
 
+#: Every error `code` the API gives, by status, for the OpenAPI examples.
+PROBLEM_CODES: dict[int, tuple[str, ...]] = {
+    400: ("malformed_body",),
+    401: ("unauthorized",),
+    403: ("forbidden_role", "forbidden_subject"),
+    404: ("listing_not_found", "bid_not_found", "loan_not_found", "event_not_found",
+          "webhook_endpoint_not_found", "not_found"),
+    409: ("listing_not_open", "bid_not_competitive", "below_min_funding"),
+    413: ("payload_too_large",),
+    422: ("validation_error", "idempotency_key_reused", "rate_above_max", "rate_out_of_range",
+          "bid_below_minimum", "bid_above_listing_amount", "amount_out_of_range",
+          "term_out_of_range", "window_out_of_range", "min_funding_out_of_range", "invalid_cursor"),
+    429: ("rate_limited",),
+    503: ("database_unavailable",),
+}
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the problem responses a route can give."""
+    """OpenAPI entries, with an example per code, for the problem responses a route can give."""
     return {
-        status: {"model": Problem, "content": {"application/problem+json": {}}}
+        status: {
+            "model": Problem,
+            "content": {"application/problem+json": {"examples": {
+                code: {"value": _example(status, code)} for code in PROBLEM_CODES[status]
+            }}},
+        }
         for status in (401, 403, 429, 503, *statuses)
     }
+
+
+def _example(status: int, code: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": f"https://errors.loan-auction.dev/{code}", "title": "…", "status": status,
+        "code": code, "detail": code.replace("_", " "), "instance": "/v1/…",
+    }
+    if status == 422:
+        body["errors"] = [{"field": "min_rate_bps", "message": "…"}]
+    if code == "bid_not_competitive":
+        body["marginal_rate_bps"] = 1800
+    return body

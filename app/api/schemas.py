@@ -16,6 +16,10 @@ class Strict(BaseModel):
 
 
 class OpenListingIn(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "amount": 300_000, "term_months": 12, "max_rate_bps": 2000, "grade": "B",
+        "duration_s": 3600, "min_funding_bps": 7000, "pricing": "uniform",
+    }]})
     borrower_id: SubjectId | None = Field(
         None, description="Defaults to the key's subject; an admin must name the borrower."
     )
@@ -37,6 +41,9 @@ class OpenListingIn(Strict):
 
 
 class PlaceBidIn(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"amount": 50_000, "min_rate_bps": 1250}
+    ]})
     amount: Money
     min_rate_bps: Bps
     lender_id: SubjectId | None = Field(
@@ -45,6 +52,9 @@ class PlaceBidIn(Strict):
 
 
 class ApiKeyIn(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"role": "lender", "subject": "lender-42"}
+    ]})
     role: Literal["admin", "borrower", "lender"]
     subject: SubjectId
 
