@@ -21,20 +21,27 @@ def main(argv: list[str] | None = None) -> None:
     create = keys.add_parser("create", help="mint a key (printed once)")
     create.add_argument("--role", choices=["admin", "borrower", "lender"], required=True)
     create.add_argument("--subject", required=True)
-    bench = sub.add_parser("bench", help="bid-burst benchmark (see bench/burst.py)")
-    bench.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("bench", help="bid-burst benchmark; options go to bench/burst.py", add_help=False)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        _bench(argv[1:])
+        return
     args = parser.parse_args(argv)
     settings = Settings()
     if args.command == "serve":
         _serve(settings, args.host, args.port)
     elif args.command == "migrate":
         print("applied:", ", ".join(asyncio.run(_migrate(settings))) or "nothing")
-    elif args.command == "keys":
-        print(asyncio.run(_create_key(settings, args.role, args.subject)))
     else:
-        script = Path(__file__).resolve().parent.parent / "bench" / "burst.py"
-        sys.argv = [str(script), *args.args]
-        runpy.run_path(str(script), run_name="__main__")
+        print(asyncio.run(_create_key(settings, args.role, args.subject)))
+
+
+def _bench(args: list[str]) -> None:
+    script = Path(__file__).resolve().parent.parent / "bench" / "burst.py"
+    if not script.is_file():
+        script = Path.cwd() / "bench" / "burst.py"
+    sys.argv = [str(script), *args]
+    runpy.run_path(str(script), run_name="__main__")
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:

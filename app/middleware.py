@@ -2,7 +2,7 @@
 
 import contextvars
 import time
-import uuid
+import os
 from typing import Any
 
 import orjson
@@ -25,12 +25,13 @@ class EdgeMiddleware:
         self.app = app
         self.max_body = max_body
         self.metrics = metrics
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        rid = _header(scope, b"x-request-id") or os.urandom(12).hex()
         request_id.set(rid)
         started = time.perf_counter()
         status = 500
@@ -69,10 +70,17 @@ class EdgeMiddleware:
             self._observe(scope, status, started)
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
-        route = scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        self.metrics.http_requests.labels(scope["method"], path, str(status)).inc()
-        self.metrics.http_latency.labels(scope["method"], path).observe(time.perf_counter() - started)
+        """Label lookups are cached: `labels()` costs microseconds on every request."""
+        path = getattr(scope.get("route"), "path", "unmatched")
+        slot = (scope["method"], path, status)
+        children = self._children.get(slot)
+        if children is None:
+            children = self._children[slot] = (
+                self.metrics.http_requests.labels(scope["method"], path, str(status)),
+                self.metrics.http_latency.labels(scope["method"], path),
+            )
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -1,20 +1,24 @@
 """What every route needs: the caller, the services, idempotency, and rendering a Reply."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Depends, Header, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
 
 from app.api.schemas import Problem
 from app.auth import Keys, Principal
-from app.errors import Invalid
+from app.errors import ApiError, Invalid
 from app.idempotency import IdempotentRequest, Reply
 from app.market import Market
 from app.queries import Queries
 from app.ratelimit import RateLimiter
 from app.webhooks.service import Webhooks
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(slots=True)
@@ -26,19 +30,24 @@ class Services:
     webhooks: Webhooks
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    """Async on purpose: FastAPI runs a plain `def` dependency in a worker thread."""
     found: Services = request.app.state.services
     return found
+
+
+async def authenticate(request: Request, authorization: str | None) -> Principal:
+    svc: Services = request.app.state.services
+    who = await svc.keys.authenticate(authorization)
+    svc.limiter.check(f"{who.role}:{who.subject}")
+    return who
 
 
 async def principal(
     request: Request,
     authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
 ) -> Principal:
-    svc = services(request)
-    who = await svc.keys.authenticate(authorization)
-    svc.limiter.check(f"{who.role}:{who.subject}")
-    return who
+    return await authenticate(request, authorization)
 
 
 async def idempotent(
@@ -47,16 +56,39 @@ async def idempotent(
         str | None, Header(max_length=255, description="Retry-safe key; stored at least 24 h")
     ] = None,
 ) -> IdempotentRequest | None:
-    if idempotency_key is None:
+    return idempotent_request(request, request.state.principal, idempotency_key, await request.body())
+
+
+def idempotent_request(
+    request: Request, who: Principal, key: str | None, body: bytes
+) -> IdempotentRequest | None:
+    if key is None:
         return None
-    if not idempotency_key.strip():
-        raise Invalid("validation_error", "Idempotency-Key is empty",
-                      extra={"errors": [{"field": "Idempotency-Key", "message": "empty"}]})
-    who: Principal = request.state.principal
-    body = await request.body()
-    return IdempotentRequest.of(
-        f"{who.role}:{who.subject}", idempotency_key, request.method, request.url.path, body
-    )
+    if not key.strip() or len(key) > 255:
+        raise Invalid("validation_error", "Idempotency-Key must be 1 to 255 characters",
+                      extra={"errors": [{"field": "Idempotency-Key", "message": "bad length"}]})
+    return IdempotentRequest.of(f"{who.role}:{who.subject}", key, request.method, request.url.path, body)
+
+
+def field_errors(errors: Sequence[Any], skip: int) -> list[dict[str, str]]:
+    """Pydantic errors as `{field, message}`; `skip` drops leading loc parts like "body"."""
+    return [
+        {"field": ".".join(str(p) for p in e["loc"][skip:]) or str(e["loc"][0]), "message": e["msg"]}
+        for e in errors
+    ]
+
+
+def parse_json(model: type[M], body: bytes) -> M:
+    """Validate a JSON body straight through pydantic-core, without FastAPI's machinery."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as error:
+        errors = error.errors()
+        if any(e["type"] == "json_invalid" for e in errors):
+            malformed = ApiError("malformed_body", "the body is not valid JSON")
+            raise malformed from None
+        raise Invalid("validation_error", "the request is invalid",
+                      extra={"errors": field_errors(errors, 0)}) from None
 
 
 async def caller(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.api.deps import render_json, services
+from app.api.deps import Services, render_json
 
 router = APIRouter(tags=["operations"])
 
@@ -17,11 +17,11 @@ async def healthz() -> Response:
 @router.get("/readyz", responses={503: {"description": "not ready"}})
 async def readyz(request: Request) -> Response:
     """Ready when Postgres answers and the books are rebuilt."""
-    state = getattr(request.app.state, "services", None)
-    if state is None or not services(request).market.writable:
+    svc: Services | None = getattr(request.app.state, "services", None)
+    if svc is None or not svc.market.writable:
         return render_json({"status": "recovering"}, 503)
     try:
-        await services(request).market.store.ping()
+        await svc.market.store.ping()
     except Exception:
         return render_json({"status": "database_unavailable"}, 503)
     return render_json({"status": "ready"})

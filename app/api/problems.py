@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
+from app.api.deps import field_errors
 from app.errors import PROBLEM_JSON, ApiError, Invalid, MethodNotAllowed, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation(request: Request, error: RequestValidationError) -> Response:
-        fields = [
-            {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]}
-            for e in error.errors()
-        ]
+        fields = field_errors(error.errors(), 1)
         return problem_response(
             Invalid("validation_error", "the request is invalid", extra={"errors": fields}), request
         )

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 _FAN_OUT_BATCH = 1000
 _MAX_IN_FLIGHT = 32
+_MIN_GAP_S = 0.1  # at most ten rounds a second, however many commits nudge it
 
 
 class Dispatcher:
@@ -58,6 +59,7 @@ class Dispatcher:
                     await self._round()
                 except Exception as error:  # postgres away or a bug: log, back off, go on
                     log.warning("webhook round failed", extra={"error": repr(error)})
+                await asyncio.sleep(min(_MIN_GAP_S, self.poll_s))
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), self.poll_s)
                 except TimeoutError:
