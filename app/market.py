@@ -7,7 +7,7 @@ the journal entry carrying the action (rows, outbox events, idempotency record) 
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +34,10 @@ from matching.rules import Grade, Pricing
 
 log = logging.getLogger(__name__)
 
-Action = Callable[[], "tuple[list[Event], Reply] | Rejection"]
+#: A command run through the engine: its events and how to render the answer, or a rejection.
+#: The answer is rendered after the journal entry is built, so it can name the loan it booked.
+Action = Callable[[], "tuple[list[Event], Callable[[], Reply]] | Rejection"]
+Guard = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,7 @@ class Market:
         who.require("borrower", "admin")
         who.require_subject(new.borrower_id)
 
-        def act() -> tuple[list[Event], Reply] | Rejection:
+        def act() -> tuple[list[Event], Callable[[], Reply]] | Rejection:
             at = self.clock.now()
             closes_at = new.closes_at if new.closes_at is not None else at + (new.duration_s or 0) * 1_000_000
             terms = ListingTerms(
@@ -127,7 +130,7 @@ class Market:
             if isinstance(outcome, Rejection):
                 return outcome
             self.deadline_changed.set()
-            return outcome, _reply(201, self.entries.listing_json(terms.listing_id))
+            return outcome, lambda: _reply(201, self.entries.listing_json(terms.listing_id))
 
         return await self._write(idem, act)
 
@@ -137,8 +140,9 @@ class Market:
     ) -> Reply:
         who.require("lender", "admin")
         who.require_subject(lender_id)
+        listing_id = canonical_id(listing_id)
 
-        def act() -> tuple[list[Event], Reply] | Rejection:
+        def act() -> tuple[list[Event], Callable[[], Reply]] | Rejection:
             command = PlaceBid(
                 listing_id, str(uuid4()), lender_id, amount, rate_bps, self._next_seq(),
                 self.clock.now(),
@@ -148,20 +152,29 @@ class Market:
                 self.metrics.bid_rejected(outcome.code)
                 return outcome
             self.metrics.bid_accepted(len(outcome) - 1)
-            return outcome, _reply(201, self._placed_bid_json(outcome))
+            placed = outcome
+            return placed, lambda: _reply(201, self._placed_bid_json(placed))
 
         return await self._write(idem, act, listing_id)
 
     async def accept(self, who: Principal, listing_id: str, idem: IdempotentRequest | None) -> Reply:
-        await self._require_owner(who, listing_id)
+        who.require("borrower", "admin")
+        listing_id = canonical_id(listing_id)
         return await self._write(
-            idem, lambda: self._close(AcceptEarly(listing_id, self._next_seq(), self.clock.now()))
+            idem,
+            lambda: self._close(AcceptEarly(listing_id, self._next_seq(), self.clock.now())),
+            listing_id,
+            lambda: self._require_owner(who, listing_id),
         )
 
     async def cancel(self, who: Principal, listing_id: str, idem: IdempotentRequest | None) -> Reply:
-        await self._require_owner(who, listing_id)
+        who.require("borrower", "admin")
+        listing_id = canonical_id(listing_id)
         return await self._write(
-            idem, lambda: self._close(CancelListing(listing_id, self._next_seq(), self.clock.now()))
+            idem,
+            lambda: self._close(CancelListing(listing_id, self._next_seq(), self.clock.now())),
+            listing_id,
+            lambda: self._require_owner(who, listing_id),
         )
 
     def advance_clock(self) -> None:
@@ -171,47 +184,58 @@ class Market:
         events = self.engine.advance_clock(AdvanceClock(self.clock.now()))
         assert not isinstance(events, Rejection)
         if events:
-            self._submit(events).add_done_callback(_consume)
+            self._submit(self._entry(events)).add_done_callback(_consume)
 
     # --- internals --------------------------------------------------------------------------
 
-    def _close(self, command: AcceptEarly | CancelListing) -> tuple[list[Event], Reply] | Rejection:
+    def _close(
+        self, command: AcceptEarly | CancelListing
+    ) -> tuple[list[Event], Callable[[], Reply]] | Rejection:
         outcome = self.engine.execute(command)
         if isinstance(outcome, Rejection):
             return outcome
-        return outcome, _reply(200, self.entries.listing_json(command.listing_id))
+        return outcome, lambda: _reply(200, self.entries.listing_json(command.listing_id))
 
     async def _write(
-        self, idem: IdempotentRequest | None, act: Action, listing_id: str | None = None
+        self, idem: IdempotentRequest | None, act: Action, listing_id: str | None = None,
+        guard: Guard | None = None,
     ) -> Reply:
+        """`guard` runs inside the idempotent section: a retry replays before it can refuse."""
         if idem is None:
-            return await self._act(act, None, listing_id)
-        return await self.idempotency.run(idem, lambda: self._act(act, idem, listing_id))
+            return await self._act(act, None, listing_id, guard)
+        return await self.idempotency.run(idem, lambda: self._act(act, idem, listing_id, guard))
 
-    async def _act(self, act: Action, idem: IdempotentRequest | None, listing_id: str | None) -> Reply:
+    async def _act(
+        self, act: Action, idem: IdempotentRequest | None, listing_id: str | None,
+        guard: Guard | None = None,
+    ) -> Reply:
         if not self.writable:
             raise Unavailable("the service is rebuilding its books; retry shortly")
+        if guard is not None:
+            await guard()
         result = act()
         if isinstance(result, Rejection):
             if result.code == LISTING_NOT_FOUND and listing_id is not None:
                 raise await self._closed_or_missing(listing_id)
             raise from_rejection(result)
-        events, reply = result
-        future = self._submit(events, idem, reply)
+        events, render = result
+        entry = self._entry(events)
+        reply = render()
+        if idem is not None:
+            entry.idempotency.append(idem.record(reply, datetime.now(UTC)))
+        future = self._submit(entry)
         try:
             await future
         except Exception as error:
             raise Unavailable("the write could not be stored; retry") from error
         return reply
 
-    def _submit(
-        self, events: list[Event], idem: IdempotentRequest | None = None, reply: Reply | None = None
-    ) -> "asyncio.Future[None]":
-        entry = self.entries.build(events)
-        if idem is not None and reply is not None:
-            entry.idempotency.append(idem.record(reply, datetime.now(UTC)))
+    def _entry(self, events: list[Event]) -> Entry:
         for event in events:
             self.metrics.event_decided(event)
+        return self.entries.build(events)
+
+    def _submit(self, entry: Entry) -> "asyncio.Future[None]":
         assert self.writer is not None
         return self.writer.submit(entry)
 
@@ -244,6 +268,14 @@ class Market:
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
+
+
+def canonical_id(value: str) -> str:
+    """A UUID in its canonical spelling, as the engine keys it; anything else as given (a 404)."""
+    try:
+        return str(UUID(value))
+    except ValueError:
+        return value
 
 
 def _reply(status: int, body: dict[str, Any]) -> Reply:

@@ -8,7 +8,7 @@ from uuid import UUID
 from app.auth import Principal
 from app.clock import rfc3339, to_micros
 from app.errors import Invalid, NotFound
-from app.market import Market
+from app.market import Market, canonical_id
 from app.rendering import (
     Json, bid_from_row, bid_from_view, depth_level, event_from_row, listing_from_row,
 )
@@ -23,6 +23,7 @@ class Queries:
         self.currency = currency
 
     async def listing(self, listing_id: str) -> Json:
+        listing_id = canonical_id(listing_id)
         if self.market.engine.summary(listing_id) is not None:
             return self.market.entries.listing_json(listing_id)
         return listing_from_row(await self._listing_row(listing_id), self.currency)
@@ -35,6 +36,7 @@ class Queries:
         return _page(data, rows, limit)
 
     async def listing_bids(self, listing_id: str) -> Json:
+        listing_id = canonical_id(listing_id)
         views = self.market.engine.bids(listing_id)
         if views is not None:
             return {"data": [bid_from_view(v) for v in views]}
@@ -42,6 +44,7 @@ class Queries:
         return {"data": [bid_from_row(b) for b in await self.store.listing_bids(row["id"])]}
 
     async def depth(self, listing_id: str) -> Json:
+        listing_id = canonical_id(listing_id)
         levels = self.market.engine.depth(listing_id)
         if levels is not None:
             return {"data": [depth_level(level) for level in levels]}
@@ -58,6 +61,7 @@ class Queries:
         return {"data": list(merged.values())}
 
     async def bid(self, who: Principal, bid_id: str) -> Json:
+        who.require("lender", "admin")  # a borrower key with the same subject is not the owner
         row = await self.store.bid(_uuid(bid_id, "bid_not_found"))
         if row is None:
             raise NotFound("bid_not_found", "no bid with this id")
@@ -67,6 +71,7 @@ class Queries:
     async def lender_bids(
         self, who: Principal, lender_id: str, cursor: str | None, limit: int
     ) -> Json:
+        who.require("lender", "admin")
         who.require_subject(lender_id)
         rows = await self.store.lender_bids(lender_id, _decode_cursor(cursor), limit)
         return _page([self._bid_live(r) for r in rows], rows, limit)
@@ -154,7 +159,10 @@ def _decode_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
     try:
-        return int(base64.urlsafe_b64decode(cursor.encode()).decode())
+        seq = int(base64.urlsafe_b64decode(cursor.encode()).decode())
+        if not 0 <= seq < 2**63:  # a bigint in Postgres; anything else is not ours
+            raise ValueError(seq)
+        return seq
     except (ValueError, UnicodeDecodeError):
         raise Invalid(
             "invalid_cursor", "cursor is not one this API returned",

@@ -73,9 +73,14 @@ def idempotent_request(
 def field_errors(errors: Sequence[Any], skip: int) -> list[dict[str, str]]:
     """Pydantic errors as `{field, message}`; `skip` drops leading loc parts like "body"."""
     return [
-        {"field": ".".join(str(p) for p in e["loc"][skip:]) or str(e["loc"][0]), "message": e["msg"]}
-        for e in errors
+        {"field": _field(e["loc"], skip), "message": e["msg"]} for e in errors
     ]
+
+
+def _field(loc: Sequence[Any], skip: int) -> str:
+    if not loc:  # the body as a whole, e.g. JSON that is not an object
+        return "body"
+    return ".".join(str(p) for p in loc[skip:]) or str(loc[0])
 
 
 def parse_json(model: type[M], body: bytes) -> M:

@@ -8,9 +8,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from app.api.deps import field_errors
-from app.errors import PROBLEM_JSON, ApiError, Invalid, MethodNotAllowed, NotFound, Unavailable
+from app.errors import (
+    PROBLEM_JSON, ApiError, Invalid, MethodNotAllowed, NotFound, PayloadTooLarge, Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +21,7 @@ _HTTP_CODES = {
     400: (ApiError, "malformed_body"),
     404: (NotFound, "not_found"),
     405: (MethodNotAllowed, "method_not_allowed"),
+    413: (PayloadTooLarge, "payload_too_large"),  # a streamed body over the limit (middleware)
 }
 _DATABASE_DOWN = (
     OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
@@ -38,6 +42,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation(request: Request, error: RequestValidationError) -> Response:
+        if any(e["type"] == "json_invalid" for e in error.errors()):  # as parse_json does
+            malformed = ApiError("malformed_body", "the body is not valid JSON")
+            return problem_response(malformed, request)
         fields = field_errors(error.errors(), 1)
         return problem_response(
             Invalid("validation_error", "the request is invalid", extra={"errors": fields}), request
@@ -46,7 +53,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
         kind, code = _HTTP_CODES.get(error.status_code, (ApiError, "bad_request"))
-        mapped = kind(code, str(error.detail))
+        headers = dict(error.headers or {})
+        if error.status_code == 405:  # starlette names only the first route's methods
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        mapped = kind(code, str(error.detail), headers=headers)
         if kind is ApiError:
             mapped.status = error.status_code
         return problem_response(mapped, request)
@@ -64,3 +74,12 @@ def install(app: FastAPI) -> None:
         internal = ApiError("internal_error", "an unexpected error; it has been logged")
         internal.status = 500
         return problem_response(internal, request)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (FastAPI makes one route per method)."""
+    routes = request.app.router.routes
+    return [
+        method for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in routes)
+    ]

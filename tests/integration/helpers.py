@@ -1,0 +1,121 @@
+"""Helpers for the HTTP tests: open listings, place bids, read problems, poll, ask Postgres."""
+
+import asyncio
+import time
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import httpx
+
+from tests.integration.conftest import ADMIN
+
+PROBLEM_JSON = "application/problem+json"
+Json = dict[str, Any]
+
+
+def listing_body(**overrides: Any) -> Json:
+    """A valid listing request; an override of None drops the field."""
+    body: Json = {
+        "borrower_id": "bob", "amount": 300_000, "term_months": 12, "max_rate_bps": 2000,
+        "grade": "B", "duration_s": 60,
+    }
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+async def open_listing(
+    client: httpx.AsyncClient, headers: dict[str, str] = ADMIN, **overrides: Any
+) -> Json:
+    response = await client.post("/v1/listings", headers=headers, json=listing_body(**overrides))
+    assert response.status_code == 201, response.text
+    assert response.headers["content-type"] == "application/json"
+    body: Json = response.json()
+    return body
+
+
+async def place_bid(
+    client: httpx.AsyncClient,
+    listing_id: str,
+    amount: int,
+    rate_bps: int,
+    headers: dict[str, str] = ADMIN,
+    lender_id: str | None = "lena",
+) -> Json:
+    path = f"/v1/listings/{listing_id}/bids"
+    response = await client.post(path, headers=headers, json=bid_body(amount, rate_bps, lender_id))
+    assert response.status_code == 201, response.text
+    body: Json = response.json()
+    return body
+
+
+def bid_body(amount: int, rate_bps: int, lender_id: str | None = "lena") -> Json:
+    body: Json = {"amount": amount, "min_rate_bps": rate_bps}
+    if lender_id is not None:
+        body["lender_id"] = lender_id
+    return body
+
+
+def problem(response: httpx.Response, status: int, code: str) -> Json:
+    """Assert an RFC 9457 problem with this status and code; return its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body: Json = response.json()
+    assert body["status"] == status
+    assert body["code"] == code, body
+    assert body["type"].endswith(f"/{code}")
+    assert body["title"] and body["detail"]
+    assert body["instance"] == response.request.url.path
+    return body
+
+
+def error_fields(body: Json) -> list[str]:
+    return [e["field"] for e in body.get("errors", [])]
+
+
+async def get_json(client: httpx.AsyncClient, path: str, headers: dict[str, str] = ADMIN,
+                   **params: Any) -> Json:
+    response = await client.get(path, headers=headers, params=params)
+    assert response.status_code == 200, response.text
+    body: Json = response.json()
+    return body
+
+
+async def wait_until_closed(
+    client: httpx.AsyncClient, listing_id: str, database_url: str | None = None,
+    seconds: float = 10.0,
+) -> Json:
+    """Poll the listing until its status leaves `open` (bounded); with `database_url`, also
+    until Postgres has the resolution, so the rows can be read back right after."""
+    deadline = time.monotonic() + seconds
+    while True:
+        listing = await get_json(client, f"/v1/listings/{listing_id}")
+        stored = database_url is None or (await rows(
+            database_url, "SELECT 1 FROM listings WHERE id = $1 AND status <> 'open'",
+            UUID(listing_id),
+        ))
+        if listing["status"] != "open" and stored:
+            return listing
+        assert time.monotonic() < deadline, f"listing {listing_id} still open after {seconds} s"
+        await asyncio.sleep(0.05)
+
+
+async def rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """Read straight from Postgres, on a connection of our own."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def all_events(client: httpx.AsyncClient, **params: Any) -> list[Json]:
+    """The whole event log, walked page by page with the `after` cursor."""
+    found: list[Json] = []
+    after = 0
+    while True:
+        page = await get_json(client, "/v1/events", after=after, limit=100, **params)
+        found.extend(page["data"])
+        if not page["data"]:
+            return found
+        after = page["next_after"]
