@@ -2,14 +2,14 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from app.api.deps import (
     Caller, Svc, authenticate, idempotent_request, parse_json, problem_responses, render,
     render_json,
 )
-from app.api.schemas import BidList, BidOut, BidPage, DepthOut, PlaceBidIn
+from app.api.schemas import SUBJECT_PATTERN, BidList, BidOut, BidPage, DepthOut, PlaceBidIn
 from app.errors import Invalid
 
 router = APIRouter(tags=["bids"])
@@ -72,7 +72,7 @@ async def get_bid(bid_id: str, who: Caller, svc: Svc) -> Response:
     "/v1/lenders/{lender_id}/bids", response_model=BidPage, responses=problem_responses(422)
 )
 async def lender_bids(
-    lender_id: str,
+    lender_id: Annotated[str, Path(min_length=1, max_length=128, pattern=SUBJECT_PATTERN)],
     who: Caller,
     svc: Svc,
     cursor: Annotated[str | None, Query(max_length=64)] = None,

@@ -68,6 +68,12 @@ def install(app: FastAPI) -> None:
     for kind in _DATABASE_DOWN:
         app.add_exception_handler(kind, database_down)
 
+    @app.exception_handler(asyncpg.DataError)
+    async def refused_by_postgres(request: Request, error: asyncpg.DataError) -> Response:
+        """Last line of defence: a value the edge let through but Postgres cannot hold."""
+        log.warning("postgres refused a value", extra={"error": repr(error)})
+        return problem_response(Invalid("validation_error", "a value cannot be stored"), request)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
         log.exception("unhandled error", exc_info=error)

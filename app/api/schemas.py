@@ -8,7 +8,8 @@ GradeIn = Literal["AA", "A", "B", "C", "D", "E", "HR"]
 PricingIn = Literal["pay_as_bid", "uniform"]
 Money = Annotated[StrictInt, Field(ge=0, le=10**15, examples=[300_000])]
 Bps = Annotated[StrictInt, Field(ge=0, le=100_000, examples=[1250])]
-SubjectId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+SUBJECT_PATTERN = r"^[A-Za-z0-9_.:@-]+$"
+SubjectId = Annotated[str, Field(min_length=1, max_length=128, pattern=SUBJECT_PATTERN)]
 
 
 class Strict(BaseModel):
@@ -67,13 +68,13 @@ EventTypeIn = Literal[
 
 class WebhookEndpointIn(Strict):
     url: Annotated[
-        str, Field(max_length=2048, pattern=r"^https?://[^\s/$.?#][^\s]*$",
+        str, Field(max_length=2048, pattern=r"^https?://[^\s/$.?#\x00-\x1f][^\s\x00-\x1f]*$",
                    examples=["https://platform.example/hooks/loans"]),
     ]
     event_types: Annotated[list[EventTypeIn], Field(min_length=1, max_length=6)] | None = Field(
         None, description="Default: listing.funded and listing.failed."
     )
-    description: Annotated[str, Field(max_length=500)] = ""
+    description: Annotated[str, Field(max_length=500, pattern=r"^[^\x00]*$")] = ""
 
 
 class WebhookEndpointOut(BaseModel):
