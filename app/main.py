@@ -38,6 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     problems.install(app)
+    app.include_router(bids.hot_path)
     for module in (listings, bids, loans, events, keys, webhooks, health):
         app.include_router(module.router)
     app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes, metrics=metrics)
