@@ -40,6 +40,7 @@ class _Bid:
     amount: int
     rate_bps: int
     seq: int
+    placed_at: int
 
 
 @dataclass(eq=False)
@@ -172,7 +173,7 @@ class ReferenceEngine:
 
         in_before = listing.funding_set()
         out_before = [b for b in listing.bids if b not in in_before]
-        new = _Bid(cmd.bid_id, cmd.lender_id, cmd.amount, cmd.min_rate_bps, cmd.seq)
+        new = _Bid(cmd.bid_id, cmd.lender_id, cmd.amount, cmd.min_rate_bps, cmd.seq, cmd.at)
         listing.bids.append(new)
         in_after = listing.funding_set()
         assert not any(b in in_after for b in out_before), "an outbid bid came back"
@@ -271,7 +272,7 @@ class ReferenceEngine:
         return [
             BidView(
                 listing_id, b.bid_id, b.lender_id, b.seq, b.amount, b.rate_bps,
-                listing.bid_status(allocated[b]), allocated[b],
+                listing.bid_status(allocated[b]), allocated[b], b.placed_at,
             )
             for b in listing.ranked()
         ]
@@ -294,6 +295,12 @@ class ReferenceEngine:
             )
             for rate in rates
         ]
+
+    def release(self, listing_id: str) -> None:
+        """Forget a closed listing, as the shell does once its resolution is stored."""
+        listing = self._listings.get(listing_id)
+        if listing is not None and listing.status != "open":
+            del self._listings[listing_id]
 
     def listing_ids(self) -> list[str]:
         return list(self._listings)
