@@ -1,0 +1,117 @@
+"""Concurrent bidders over keep-alive HTTP: every answer tallied, every 201 body kept."""
+
+import asyncio
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+Json = dict[str, Any]
+ACCEPTED_ANSWERS = frozenset({201, 409, 422})
+
+
+@dataclass(frozen=True)
+class Target:
+    listing_id: str
+    amount: int
+    max_rate_bps: int
+
+
+@dataclass
+class Tally:
+    """What the bidders saw. `acknowledged` holds each 201 body with the request that got it."""
+
+    acknowledged: list[tuple[Json, Json]] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    codes: Counter[str] = field(default_factory=Counter)
+    unexpected: list[str] = field(default_factory=list)
+    transport_errors: int = 0
+    #: requests whose fate a crash hid: (Idempotency-Key, request, the exact body bytes sent)
+    in_doubt: list[tuple[str, Json, bytes]] = field(default_factory=list)
+    retried: int = 0
+    replayed: int = 0
+    early_transport_errors: list[str] = field(default_factory=list)
+    requests: int = 0
+
+
+async def bidder(
+    client: httpx.AsyncClient, rng: random.Random, targets: list[Target], tally: Tally,
+    killed: asyncio.Event, until: float, max_requests: int,
+) -> None:
+    """Fire bids, each with its own Idempotency-Key, until `until` (monotonic), `max_requests`,
+    or the server goes away.
+
+    A transport error after `killed` is set is the crash we caused: the request's fate is
+    unknown, so it is kept in `in_doubt` for a retry. One before it is a failure of the service.
+    """
+    live = list(targets)
+    for _ in range(max_requests):
+        if killed.is_set() or time.monotonic() >= until or not live:
+            return
+        target = rng.choice(live)
+        request: Json = {
+            "listing_id": target.listing_id,
+            "amount": rng.randrange(5_000, min(target.amount, 300_000) + 1, 500),
+            # up to 10 % above the cap, so some answers are 422 rate_above_max
+            "min_rate_bps": rng.randrange(100, target.max_rate_bps * 11 // 10 + 1),
+            "lender_id": f"lender-{rng.randrange(40)}",
+        }
+        key = f"{rng.getrandbits(64):016x}"
+        content = orjson.dumps({k: v for k, v in request.items() if k != "listing_id"})
+        tally.requests += 1
+        try:
+            response = await _post(client, request, key, content)
+        except httpx.TransportError as error:
+            tally.transport_errors += 1
+            tally.in_doubt.append((key, request, content))
+            if not killed.is_set():
+                tally.early_transport_errors.append(repr(error))
+            return
+        if _count(tally, request, response) == "listing_not_open":
+            live.remove(target)  # closed: bid on the others
+
+
+async def retry_in_doubt(client: httpx.AsyncClient, tally: Tally) -> None:
+    """Send every in-doubt request again, same key and bytes: a stored one is replayed."""
+    in_doubt, tally.in_doubt = tally.in_doubt, []
+    for key, request, content in in_doubt:
+        response = await _post(client, request, key, content)
+        tally.retried += 1
+        if response.headers.get("Idempotent-Replayed") == "true":
+            tally.replayed += 1
+        _count(tally, request, response)
+
+
+async def _post(client: httpx.AsyncClient, request: Json, key: str,
+                content: bytes) -> httpx.Response:
+    return await client.post(
+        f"/v1/listings/{request['listing_id']}/bids", content=content,
+        headers={"Idempotency-Key": key, "Content-Type": "application/json"},
+    )
+
+
+def _count(tally: Tally, request: Json, response: httpx.Response) -> str | None:
+    """Tally one answer; returns the problem's `code` for a rejection."""
+    tally.statuses[response.status_code] += 1
+    if response.status_code not in ACCEPTED_ANSWERS:
+        tally.unexpected.append(f"{response.status_code} {response.text[:300]}")
+        return None
+    if response.status_code == 201:
+        tally.acknowledged.append((request, response.json()))
+        return None
+    code: str = response.json()["code"]
+    tally.codes[code] += 1
+    return code
+
+
+def check_acknowledgement(request: Json, bid: Json) -> None:
+    """A 201 body describes the bid that was asked for."""
+    assert bid["listing_id"] == request["listing_id"], (request, bid)
+    assert bid["amount"] == request["amount"], (request, bid)
+    assert bid["min_rate_bps"] == request["min_rate_bps"], (request, bid)
+    assert bid["lender_id"] == request["lender_id"], (request, bid)
+    assert bid["status"] in ("active", "won", "lost"), (request, bid)

@@ -1,0 +1,285 @@
+"""kill -9 in the middle of bid bursts, again and again: nothing acknowledged is ever lost.
+
+Each round opens fresh short-lived listings (one closes when funded, one at a deadline that may
+fall while the service is down), fires 48 concurrent bidders, kills the process at a random
+moment, restarts it, and retries every request whose answer the crash swallowed with the same
+Idempotency-Key. Then: every 201 is stored and read back unchanged, every stored bid is owned by
+some answer, the books equal the naive reference fed the stored journal, nothing resolved twice.
+
+Set LOAN_AUCTION_SOAK_KILLS=N to run the drill with N kills instead of the default 6, and
+LOAN_AUCTION_E2E_SEED to replay a run's random choices (timing still varies).
+"""
+
+import asyncio
+import json
+import os
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from matching import Fill, ListingFailed, ListingFunded, MarketRules
+from tests.e2e.conftest import ServiceProcess
+from tests.e2e.drive import (
+    Json, close_due, comparable, epoch, get_json, open_listing, reference_bids,
+    reference_depth, replay_journal, until_closed,
+)
+from tests.e2e.load import Tally, Target, bidder, check_acknowledgement, retry_in_doubt
+from tests.unit.reference import ReferenceEngine
+
+BIDDERS = 48
+DEFAULT_KILLS = 6
+RESOLUTIONS = ("listing.funded", "listing.failed", "listing.cancelled")
+
+
+def _kills() -> int:
+    soak = os.environ.get("LOAN_AUCTION_SOAK_KILLS")
+    return max(1, int(soak)) if soak else DEFAULT_KILLS
+
+
+async def _open_long_listings(client: httpx.AsyncClient) -> list[Json]:
+    """Books that stay open through the whole drill."""
+    specs: list[dict[str, Any]] = [
+        {"amount": 2_000_000, "max_rate_bps": 2000},
+        {"amount": 20_000_000, "max_rate_bps": 2400, "pricing": "uniform"},
+        {"amount": 100_000_000, "max_rate_bps": 1800, "min_funding_bps": 7000},
+    ]
+    return [await open_listing(client, duration_s=3600, **spec) for spec in specs]
+
+
+async def _open_short_listings(client: httpx.AsyncClient, rng: random.Random) -> list[Json]:
+    """Per round: one that closes when funded, one whose deadline falls in a burst or a gap."""
+    return [
+        await open_listing(client, amount=rng.choice([300_000, 800_000]), max_rate_bps=2200,
+                           duration_s=3600, close_when_funded=True),
+        await open_listing(
+            client, amount=rng.choice([500_000, 2_000_000, 50_000_000]), max_rate_bps=2000,
+            duration_s=rng.choice([1, 2, 3]), pricing=rng.choice(["pay_as_bid", "uniform"]),
+            min_funding_bps=rng.choice([10_000, 7_000]),
+        ),
+    ]
+
+
+async def _burst(service: ServiceProcess, rng: random.Random, targets: list[Target],
+                 tally: Tally, graceful: bool) -> None:
+    """Bidders fire at the live service; SIGKILL (or SIGTERM) lands after a random delay.
+
+    Bidders drop a listing once it answers `listing_not_open`, so the burst stays on live books.
+    """
+    stopping = asyncio.Event()
+    async with service.client() as client:
+        tasks = [
+            asyncio.create_task(bidder(
+                client, random.Random(rng.random()), targets, tally, stopping,
+                until=time.monotonic() + 10, max_requests=10_000,
+            ))
+            for _ in range(BIDDERS)
+        ]
+        await asyncio.sleep(rng.uniform(0.2, 1.5))
+        stopping.set()
+        if graceful:
+            assert await service.stop() in (0, -15)  # uvicorn re-raises SIGTERM when done
+        else:
+            assert await service.kill() == -9
+        async with asyncio.timeout(15):
+            await asyncio.gather(*tasks)
+
+
+@dataclass
+class Drill:
+    listings: list[Json] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)
+    restarts: list[float] = field(default_factory=list)
+
+
+async def _drill(service: ServiceProcess, rng: random.Random, rounds: int,
+                 graceful: bool) -> Drill:
+    """`rounds` times: open fresh listings, burst, stop mid-burst, restart, retry the in-doubt."""
+    drill = Drill()
+    async with service.client() as client:
+        drill.listings = await _open_long_listings(client)
+    async with asyncio.timeout(60 + rounds * 30):
+        for _ in range(rounds):
+            async with service.client() as client:
+                drill.listings += await _open_short_listings(client, rng)
+                targets = [
+                    Target(x["id"], x["amount"], x["max_rate_bps"]) for x in drill.listings
+                    if (await get_json(client, f"/v1/listings/{x['id']}"))["status"] == "open"
+                ]
+            await _burst(service, rng, targets, drill.tally, graceful)
+            drill.restarts.append(await service.start())
+            async with service.client() as client:
+                await retry_in_doubt(client, drill.tally)
+    return drill
+
+
+async def _verify(service: ServiceProcess, db: "asyncpg.Connection[asyncpg.Record]",
+                  drill: Drill) -> dict[str, Any]:
+    """Nothing acknowledged lost, books as the reference rebuilds them, resolved once each."""
+    tally, listings = drill.tally, drill.listings
+    assert not tally.unexpected, f"answers other than 201/409/422: {tally.unexpected[:5]}"
+    assert not tally.early_transport_errors, tally.early_transport_errors[:5]
+    acked = [bid for _, bid in tally.acknowledged]
+    for request, bid in tally.acknowledged:
+        check_acknowledgement(request, bid)
+    assert len({bid["id"] for bid in acked}) == len(acked), "a replay is the same bid, once"
+    seqs = [bid["seq"] for bid in acked]
+    assert len(set(seqs)) == len(seqs), "every acknowledged seq is unique"
+    assert len(acked) >= 30, f"the drill barely bid: {tally.statuses}"
+
+    # Every acknowledged bid is stored, and the API reads it back, unchanged.
+    stored = {str(r["id"]): r for r in await db.fetch("SELECT * FROM bids")}
+    missing = [bid["id"] for bid in acked if bid["id"] not in stored]
+    assert not missing, f"{len(missing)} acknowledged bids lost, e.g. {missing[:3]}"
+    unknown = stored.keys() - {bid["id"] for bid in acked}
+    assert not unknown, (
+        f"{len(unknown)} stored bids no answer owned up to: a retry with the same"
+        " Idempotency-Key must have replayed them"
+    )
+    for bid in acked:
+        row = stored[bid["id"]]
+        assert (row["seq"], row["amount"], row["min_rate_bps"], str(row["listing_id"])) == (
+            bid["seq"], bid["amount"], bid["min_rate_bps"], bid["listing_id"]
+        )
+    async with service.client() as client:
+        found = await _read_back(client, acked)
+
+        # The short listings' deadlines have passed: each is resolved (by the scheduler, or by
+        # recovery if it lapsed while the service was down), as the reference resolves it.
+        lapsed = [x for x in listings if epoch(x["closes_at"]) < time.time() + 600]
+        await asyncio.sleep(max(0.0, max(epoch(x["closes_at"]) for x in lapsed) - time.time()))
+        for listing in lapsed:
+            await until_closed(client, listing["id"], seconds=10)
+        replay = await replay_journal(db, MarketRules())
+        due = close_due(replay, max(int(epoch(x["closes_at"]) * 1e6) for x in lapsed))
+        resolutions = {
+            e.listing_id: e for events in [*replay.outcomes.values(), due] for e in events
+            if isinstance(e, ListingFunded | ListingFailed)
+        }
+        for listing in listings:
+            await _matches_reference(client, db, replay.engine, listing["id"], resolutions)
+
+    await _resolved_at_most_once(db, [x["id"] for x in listings])
+    placed = await db.fetchval("SELECT count(*) FROM events WHERE type = 'bid.placed'")
+    assert placed == len(stored), "one bid.placed event per stored bid (same transaction)"
+    return {
+        "restarts": len(drill.restarts),
+        "restart_seconds_max": round(max(drill.restarts), 3),
+        "restart_seconds_mean": round(sum(drill.restarts) / len(drill.restarts), 3),
+        "requests": tally.requests, "answers": {str(k): v for k, v in tally.statuses.items()},
+        "rejections": dict(tally.codes), "transport_errors_after_stop": tally.transport_errors,
+        "bids_acknowledged": len(acked), "bids_found": found, "bids_stored": len(stored),
+        "in_doubt_retried": tally.retried, "retries_replayed": tally.replayed,
+        "listings": dict(Counter(x["status"] for x in await _listing_states(db))),
+        "resolution_events": await db.fetchval(
+            "SELECT count(*) FROM events WHERE type = ANY($1::text[])", list(RESOLUTIONS)
+        ),
+    }
+
+
+@pytest.mark.slow
+async def test_every_acknowledged_bid_survives_repeated_kill_nine_in_mid_burst(
+    service: ServiceProcess, db: "asyncpg.Connection[asyncpg.Record]", rng_seed: int,
+    tmp_path: Path,
+) -> None:
+    started = time.monotonic()
+    kills = _kills()
+    drill = await _drill(service, random.Random(rng_seed), kills, graceful=False)
+    counts = {"seed": rng_seed, "kills": kills, **await _verify(service, db, drill),
+              "seconds": round(time.monotonic() - started, 2)}
+    print("crash drill:", json.dumps(counts, indent=2))
+    (tmp_path / "crash_drill.json").write_text(json.dumps(counts, indent=2))
+    print(f"written to {tmp_path / 'crash_drill.json'}")
+
+
+@pytest.mark.slow
+async def test_a_graceful_stop_in_mid_burst_keeps_every_acknowledged_bid_too(
+    service: ServiceProcess, db: "asyncpg.Connection[asyncpg.Record]", rng_seed: int,
+) -> None:
+    drill = await _drill(service, random.Random(rng_seed), 2, graceful=True)
+    counts = await _verify(service, db, drill)
+    print("graceful drill:", json.dumps(counts))
+
+
+async def _read_back(client: httpx.AsyncClient, acked: list[Json]) -> int:
+    """GET /v1/bids/{id} for every acknowledged bid (32 at a time); returns how many matched."""
+    gate = asyncio.Semaphore(32)
+
+    async def one(bid: Json) -> None:
+        async with gate:
+            got = await get_json(client, f"/v1/bids/{bid['id']}")
+        assert (got["seq"], got["amount"], got["min_rate_bps"]) == (
+            bid["seq"], bid["amount"], bid["min_rate_bps"]
+        ), (bid, got)
+
+    async with asyncio.timeout(60):
+        await asyncio.gather(*(one(bid) for bid in acked))
+    return len(acked)
+
+
+async def _matches_reference(
+    client: httpx.AsyncClient, db: "asyncpg.Connection[asyncpg.Record]",
+    reference: ReferenceEngine, listing_id: str,
+    resolutions: dict[str, ListingFunded | ListingFailed],
+) -> None:
+    """The service's book (open) or its books (closed) equal the reference's."""
+    listing = await get_json(client, f"/v1/listings/{listing_id}")
+    summary = reference.summary(listing_id)
+    assert summary is not None
+    assert listing["status"] == summary.status, (listing, summary)
+    assert listing["bid_count"] == summary.bid_count
+    assert listing["funded_amount"] == summary.funded_amount
+    bids = (await get_json(client, f"/v1/listings/{listing_id}/bids"))["data"]
+    assert comparable(bids) == reference_bids(reference, listing_id), f"book of {listing_id}"
+    depth = (await get_json(client, f"/v1/listings/{listing_id}/book"))["data"]
+    assert depth == reference_depth(reference, listing_id), f"depth of {listing_id}"
+    if summary.status == "open":
+        assert listing["marginal_rate_bps"] == summary.marginal_rate_bps
+        return
+    resolution = resolutions[listing_id]
+    assert listing["close_reason"] == resolution.reason
+    if isinstance(resolution, ListingFunded):
+        loan = await get_json(client, f"/v1/loans/{listing['loan_id']}")
+        assert (loan["principal"], loan["rate_bps"]) == (resolution.principal, resolution.rate_bps)
+        assert [(f["bid_id"], f["amount"], f["rate_bps"]) for f in loan["fills"]] == [
+            (f.bid_id, f.amount, f.rate_bps) for f in sorted(resolution.fills, key=_by_seq)
+        ], f"fills of {listing_id} (the API lists them in seq order)"
+    else:
+        assert listing["loan_id"] is None
+        assert await db.fetchval(
+            "SELECT count(*) FROM loans WHERE listing_id = $1::uuid", listing_id
+        ) == 0
+
+
+async def _resolved_at_most_once(
+    db: "asyncpg.Connection[asyncpg.Record]", listing_ids: list[str]
+) -> None:
+    rows = await db.fetch(
+        "SELECT listing_id, count(*) AS n FROM events WHERE type = ANY($1::text[])"
+        " GROUP BY listing_id", list(RESOLUTIONS),
+    )
+    events = {str(r["listing_id"]): r["n"] for r in rows}
+    assert all(n == 1 for n in events.values()), f"a listing resolved twice: {events}"
+    for state in await _listing_states(db):
+        closed = state["status"] != "open"
+        assert events.get(str(state["id"]), 0) == int(closed), state
+    loans = await db.fetch("SELECT listing_id, count(*) AS n FROM loans GROUP BY listing_id")
+    assert all(r["n"] == 1 for r in loans)
+    funded = {str(s["id"]) for s in await _listing_states(db) if s["status"] == "funded"}
+    assert {str(r["listing_id"]) for r in loans} == funded
+    assert set(events) <= set(listing_ids)
+
+
+async def _listing_states(db: "asyncpg.Connection[asyncpg.Record]") -> list[Json]:
+    rows = await db.fetch("SELECT id, status FROM listings ORDER BY seq")
+    return [{"id": str(r["id"]), "status": r["status"]} for r in rows]
+
+
+def _by_seq(fill: Fill) -> int:
+    return fill.seq
