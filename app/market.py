@@ -71,6 +71,7 @@ class Market:
         self.deadline_changed = asyncio.Event()
         self._seq = 0
         self._recovering: asyncio.Task[None] | None = None
+        self._resolving: dict[str, asyncio.Future[None]] = {}
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -237,7 +238,26 @@ class Market:
 
     def _submit(self, entry: Entry) -> "asyncio.Future[None]":
         assert self.writer is not None
-        return self.writer.submit(entry)
+        future = self.writer.submit(entry)
+        for listing_id in entry.released:
+            self._resolving[listing_id] = future
+        if entry.released:
+            future.add_done_callback(lambda _: self._forget_resolving(entry.released))
+        return future
+
+    def _forget_resolving(self, listing_ids: list[str]) -> None:
+        for listing_id in listing_ids:
+            self._resolving.pop(listing_id, None)
+
+    def is_resolving(self, listing_id: str) -> bool:
+        return listing_id in self._resolving
+
+    async def settled(self, listing_id: str) -> None:
+        """Wait until a resolution decided in memory is committed or failed, so readers never
+        see a loan that Postgres does not have yet. Free when nothing is resolving."""
+        pending = self._resolving.get(listing_id)
+        if pending is not None:
+            await asyncio.wait([pending])
 
     def _placed_bid_json(self, events: list[Event]) -> dict[str, Any]:
         placed = events[0]

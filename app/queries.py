@@ -24,6 +24,7 @@ class Queries:
 
     async def listing(self, listing_id: str) -> Json:
         listing_id = canonical_id(listing_id)
+        await self.market.settled(listing_id)
         if self.market.engine.summary(listing_id) is not None:
             return self.market.entries.listing_json(listing_id)
         return listing_from_row(await self._listing_row(listing_id), self.currency)
@@ -37,6 +38,7 @@ class Queries:
 
     async def listing_bids(self, listing_id: str) -> Json:
         listing_id = canonical_id(listing_id)
+        await self.market.settled(listing_id)
         views = self.market.engine.bids(listing_id)
         if views is not None:
             return {"data": [bid_from_view(v) for v in views]}
@@ -45,6 +47,7 @@ class Queries:
 
     async def depth(self, listing_id: str) -> Json:
         listing_id = canonical_id(listing_id)
+        await self.market.settled(listing_id)
         levels = self.market.engine.depth(listing_id)
         if levels is not None:
             return {"data": [depth_level(level) for level in levels]}
@@ -66,7 +69,7 @@ class Queries:
         if row is None:
             raise NotFound("bid_not_found", "no bid with this id")
         who.require_subject(row["lender_id"])
-        return self._bid_live(row)
+        return await self._bid_live(row)
 
     async def lender_bids(
         self, who: Principal, lender_id: str, cursor: str | None, limit: int
@@ -74,7 +77,7 @@ class Queries:
         who.require("lender", "admin")
         who.require_subject(lender_id)
         rows = await self.store.lender_bids(lender_id, _decode_cursor(cursor), limit)
-        return _page([self._bid_live(r) for r in rows], rows, limit)
+        return _page([await self._bid_live(r) for r in rows], rows, limit)
 
     async def loan(self, loan_id: str, with_fill_schedules: bool) -> Json:
         found = await self.store.loan(_uuid(loan_id, "loan_not_found"))
@@ -121,12 +124,19 @@ class Queries:
 
     async def _listing_or_live(self, row: Any) -> Json:
         listing_id = str(row["id"])
+        if self.market.is_resolving(listing_id):
+            return await self.listing(listing_id)  # the row may be stale once it commits
         if self.market.engine.summary(listing_id) is not None:
             return self.market.entries.listing_json(listing_id)
         return listing_from_row(row, self.currency)
 
-    def _bid_live(self, row: Any) -> Json:
-        view = self.market.engine.bid(str(row["listing_id"]), row["seq"])
+    async def _bid_live(self, row: Any) -> Json:
+        listing_id = str(row["listing_id"])
+        if self.market.is_resolving(listing_id):
+            await self.market.settled(listing_id)
+            fresh = await self.store.bid(row["id"])
+            row = fresh if fresh is not None else row
+        view = self.market.engine.bid(listing_id, row["seq"])
         return bid_from_row(row) if view is None else bid_from_view(view)
 
 
