@@ -30,7 +30,7 @@ class RecoveryError(Exception):
     """The journal does not replay: stored state breaks the rules. Needs a human."""
 
 
-def _open_command(row: Any) -> OpenListing:
+def open_command(row: Any) -> OpenListing:
     terms = ListingTerms(
         str(row["id"]), row["borrower_id"], row["amount"], row["term_months"],
         row["max_rate_bps"], row["grade"], to_micros(row["closes_at"]), row["min_funding_bps"],
@@ -39,7 +39,7 @@ def _open_command(row: Any) -> OpenListing:
     return OpenListing(terms, row["seq"], to_micros(row["opened_at"]))
 
 
-def _bid_command(row: Any) -> PlaceBid:
+def bid_command(row: Any) -> PlaceBid:
     return PlaceBid(
         str(row["listing_id"]), str(row["id"]), row["lender_id"], row["amount"],
         row["min_rate_bps"], row["seq"], to_micros(row["placed_at"]),
@@ -54,9 +54,9 @@ async def rebuild(store: Store, rules: MarketRules) -> tuple[Engine, int]:
     """
     await settle(store.pool)
     listings, bids = await store.open_journal()
-    engine = Engine(_replay_rules(rules))
-    commands: list[OpenListing | PlaceBid] = [_open_command(r) for r in listings]
-    commands.extend(_bid_command(r) for r in bids)
+    engine = Engine(replay_rules(rules))
+    commands: list[OpenListing | PlaceBid] = [open_command(r) for r in listings]
+    commands.extend(bid_command(r) for r in bids)
     commands.sort(key=lambda c: c.seq)
     for command in commands:
         outcome = engine.execute(command)
@@ -91,7 +91,8 @@ async def settle(pool: asyncpg.Pool, timeout_s: float = 10.0) -> None:
             })
 
 
-def _replay_rules(rules: MarketRules) -> MarketRules:
+def replay_rules(rules: MarketRules) -> MarketRules:
+    """Everything stored was admitted under the rules of its day; replay re-checks only the book."""
     return MarketRules(
         min_listing_amount=1, max_listing_amount=2**62, min_window_us=-(2**62),
         max_window_us=2**62, min_bid_amount=1, legal_rate_cap_bps=2**31 - 1,

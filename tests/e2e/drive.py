@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 
-from app.clock import to_micros
-from matching import AdvanceClock, Event, ListingTerms, MarketRules, OpenListing, PlaceBid
+from app.recovery import bid_command, open_command, replay_rules
+from matching import AdvanceClock, Event, MarketRules, OpenListing, PlaceBid
 from matching.rejections import Rejection
 from tests.unit.reference import ReferenceEngine
 
@@ -114,30 +114,6 @@ async def snapshot(client: httpx.AsyncClient, listing_id: str) -> Snapshot:
 # --- the journal in Postgres, replayed through the naive reference engine --------------------
 
 
-def replay_rules() -> MarketRules:
-    """Everything stored was admitted under the live rules; replay only re-checks the book."""
-    return MarketRules(
-        min_listing_amount=1, max_listing_amount=2**62, min_window_us=-(2**62),
-        max_window_us=2**62, min_bid_amount=1, legal_rate_cap_bps=2**31 - 1,
-    )
-
-
-def open_command(row: Any) -> OpenListing:
-    terms = ListingTerms(
-        str(row["id"]), row["borrower_id"], row["amount"], row["term_months"],
-        row["max_rate_bps"], row["grade"], to_micros(row["closes_at"]), row["min_funding_bps"],
-        row["close_when_funded"], row["pricing"],
-    )
-    return OpenListing(terms, row["seq"], to_micros(row["opened_at"]))
-
-
-def bid_command(row: Any) -> PlaceBid:
-    return PlaceBid(
-        str(row["listing_id"]), str(row["id"]), row["lender_id"], row["amount"],
-        row["min_rate_bps"], row["seq"], to_micros(row["placed_at"]),
-    )
-
-
 @dataclass
 class Replay:
     """The reference engine after every stored command, and what each command returned."""
@@ -160,7 +136,7 @@ async def replay_journal(
     """
     listings = await conn.fetch("SELECT * FROM listings ORDER BY seq")
     bids = await conn.fetch("SELECT * FROM bids ORDER BY seq")
-    engine = ReferenceEngine(rules or replay_rules())
+    engine = ReferenceEngine(rules or replay_rules(MarketRules()))
     commands: list[OpenListing | PlaceBid] = [open_command(r) for r in listings]
     commands += [bid_command(r) for r in bids]
     commands.sort(key=lambda c: c.seq)
