@@ -7,6 +7,8 @@ import secrets
 import sys
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from app.settings import Settings
 
 
@@ -53,11 +55,11 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     logs.configure()
     if settings.admin_key is None:
         key = "la_admin_" + secrets.token_urlsafe(24)
-        settings = settings.model_copy(update={"admin_key": key})
+        settings = settings.model_copy(update={"admin_key": SecretStr(key)})
         print(f"admin key for this run (set LOAN_AUCTION_ADMIN_KEY to choose one): {key}",
               file=sys.stderr, flush=True)
     host, port = host or settings.host, port or settings.port
-    print(f"loan-auction listening on http://{host}:{port} (docs at /docs)", file=sys.stderr, flush=True)
+    print(f"loan-auction starting on http://{host}:{port} (docs at /docs)", file=sys.stderr, flush=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False,
                 timeout_graceful_shutdown=10)
 
