@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 _FAN_OUT_BATCH = 1000
 _MAX_IN_FLIGHT = 32
+_SHUTDOWN_GRACE_S = 2.0
 _MIN_GAP_S = 0.1  # at most ten rounds a second, however many commits nudge it
 
 
@@ -65,10 +66,13 @@ class Dispatcher:
                 except TimeoutError:
                     pass
                 self._wakeup.clear()
-        finally:
-            for task in self._busy.values():
+        finally:  # on shutdown, let attempts in flight record their outcome briefly
+            in_flight = list(self._busy.values())
+            if in_flight:
+                await asyncio.wait(in_flight, timeout=_SHUTDOWN_GRACE_S)
+            for task in in_flight:
                 task.cancel()
-            await asyncio.gather(*self._busy.values(), return_exceptions=True)
+            await asyncio.gather(*in_flight, return_exceptions=True)
             await self._client.aclose()
 
     async def _round(self) -> None:

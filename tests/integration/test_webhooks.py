@@ -195,14 +195,15 @@ async def test_only_http_urls_are_accepted_and_endpoints_can_be_deleted(client: 
 
 async def test_deliveries_survive_in_postgres(database_url: str) -> None:
     async with serving(Receiver()) as receiver, running_service(database_url, **FAST) as (_, client):
-        await subscribe(client, receiver)
+        endpoint = await subscribe(client, receiver)
         listing = await open_listing(client)
         await bid(client, listing, 100_000, 1500)
 
-        async def delivered() -> bool:
-            return len(receiver.delivered) == 1
+        async def recorded() -> bool:
+            log = (await client.get(f"/v1/webhook-endpoints/{endpoint}/deliveries", headers=ADMIN)).json()
+            return bool(log["data"]) and log["data"][0]["status"] == "delivered"
 
-        await eventually(delivered)
+        await eventually(recorded)
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch("SELECT status, attempts FROM webhook_deliveries")
