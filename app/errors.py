@@ -64,10 +64,6 @@ class PayloadTooLarge(ApiError):
     status, title = 413, "Payload too large"
 
 
-class UnsupportedMediaType(ApiError):
-    status, title = 415, "Unsupported media type"
-
-
 class Invalid(ApiError):
     status, title = 422, "Unprocessable content"
 

@@ -26,8 +26,7 @@ from app.rendering import bid_from_view
 from app.recovery import rebuild
 from app.store import Store
 from matching import (
-    AcceptEarly, AdvanceClock, BidPlaced, CancelListing, Engine, Event, ListingFunded,
-    ListingTerms, MarketRules, OpenListing, PlaceBid, Rejection,
+    AcceptEarly, AdvanceClock, BidPlaced, CancelListing, Engine, Event, ListingTerms, MarketRules, OpenListing, PlaceBid, Rejection,
 )
 from matching.rejections import LISTING_NOT_FOUND, LISTING_NOT_OPEN
 from matching.rules import Grade, Pricing

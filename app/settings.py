@@ -41,7 +41,6 @@ class Settings(BaseSettings):
     webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
     webhook_timeout_s: float = 10.0
     webhook_poll_s: float = 1.0
-    webhook_workers: int = 4
 
     def market_rules(self) -> MarketRules:
         return MarketRules(
