@@ -5,11 +5,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 
 from app import database
 from app.api import bids, events, health, keys, listings, loans, problems, webhooks
+from app.api.bids import BID_PATH
 from app.api.deps import Services
+from app.api.lean import FastLane
 from app.auth import Keys
 from app.journal import BatchStats, Entry, JournalWriter
 from app.market import Market
@@ -38,11 +41,18 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     problems.install(app)
-    app.include_router(bids.hot_path)
     for module in (listings, bids, loans, events, keys, webhooks, health):
         app.include_router(module.router)
+    app.add_middleware(FastLane, route=_route(bids.router, "POST", BID_PATH), handlers=app.exception_handlers)
     app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes, metrics=metrics)
     return app
+
+
+def _route(router: APIRouter, method: str, path: str) -> APIRoute:
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.path == path and method in (route.methods or ()):
+            return route
+    raise LookupError(f"{method} {path} is not routed")
 
 
 @contextlib.asynccontextmanager
