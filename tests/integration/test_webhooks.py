@@ -41,6 +41,22 @@ async def bid(client: httpx.AsyncClient, listing_id: str, amount: int, rate: int
     assert response.status_code == 201, response.text
 
 
+async def latest_delivery(client: httpx.AsyncClient, endpoint: str) -> dict[str, Any]:
+    """The endpoint's newest delivery, or {} before there is one."""
+    log = (await client.get(f"/v1/webhook-endpoints/{endpoint}/deliveries", headers=ADMIN)).json()
+    return dict(log["data"][0]) if log["data"] else {}
+
+
+async def reaches(client: httpx.AsyncClient, endpoint: str, status: str) -> dict[str, Any]:
+    """Wait until the newest delivery has `status`; return it."""
+
+    async def reached() -> bool:
+        return (await latest_delivery(client, endpoint)).get("status") == status
+
+    await eventually(reached)
+    return await latest_delivery(client, endpoint)
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10) -> None:
     deadline = time.monotonic() + seconds
     while not await check():
@@ -80,15 +96,10 @@ async def test_the_delivery_log_records_every_attempt(database_url: str) -> None
         listing = await open_listing(client)
         await bid(client, listing, 100_000, 1500)
 
-        async def delivered() -> bool:
-            log = (await client.get(f"/v1/webhook-endpoints/{endpoint}/deliveries", headers=ADMIN)).json()
-            return bool(log["data"]) and log["data"][0]["status"] == "delivered"
-
-        await eventually(delivered)
-        log = (await client.get(f"/v1/webhook-endpoints/{endpoint}/deliveries", headers=ADMIN)).json()
-        attempts = log["data"][0]["attempt_log"]
+        delivery = await reaches(client, endpoint, "delivered")
+        attempts = delivery["attempt_log"]
         assert [a["status_code"] for a in attempts] == [500, 204]
-        assert log["data"][0]["attempts"] == 2
+        assert delivery["attempts"] == 2
 
 
 async def test_a_receiver_down_all_along_gets_the_event_after_redelivery(database_url: str) -> None:
@@ -100,14 +111,9 @@ async def test_a_receiver_down_all_along_gets_the_event_after_redelivery(databas
         listing = await open_listing(client)
         await bid(client, listing, 100_000, 1500)
 
-        async def failed() -> bool:
-            log = (await client.get(f"/v1/webhook-endpoints/{endpoint}/deliveries", headers=ADMIN)).json()
-            return bool(log["data"]) and log["data"][0]["status"] == "failed"
-
-        await eventually(failed)
-        log = (await client.get(f"/v1/webhook-endpoints/{endpoint}/deliveries", headers=ADMIN)).json()
-        assert log["data"][0]["attempts"] == 4, "first try and three retries"
-        event_id = log["data"][0]["event_id"]
+        delivery = await reaches(client, endpoint, "failed")
+        assert delivery["attempts"] == 4, "first try and three retries"
+        event_id = delivery["event_id"]
         async with serving(receiver, port):
             response = await client.post(f"/v1/events/{event_id}/redeliver", headers=ADMIN)
             assert response.status_code == 202
@@ -199,11 +205,7 @@ async def test_deliveries_survive_in_postgres(database_url: str) -> None:
         listing = await open_listing(client)
         await bid(client, listing, 100_000, 1500)
 
-        async def recorded() -> bool:
-            log = (await client.get(f"/v1/webhook-endpoints/{endpoint}/deliveries", headers=ADMIN)).json()
-            return bool(log["data"]) and log["data"][0]["status"] == "delivered"
-
-        await eventually(recorded)
+        await reaches(client, endpoint, "delivered")
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch("SELECT status, attempts FROM webhook_deliveries")
