@@ -158,21 +158,20 @@ class Market:
         return await self._write(idem, act, listing_id)
 
     async def accept(self, who: Principal, listing_id: str, idem: IdempotentRequest | None) -> Reply:
-        who.require("borrower", "admin")
-        listing_id = canonical_id(listing_id)
-        return await self._write(
-            idem,
-            lambda: self._close(AcceptEarly(listing_id, self._next_seq(), self.clock.now())),
-            listing_id,
-            lambda: self._require_owner(who, listing_id),
-        )
+        return await self._owner_closes(who, listing_id, idem, AcceptEarly)
 
     async def cancel(self, who: Principal, listing_id: str, idem: IdempotentRequest | None) -> Reply:
+        return await self._owner_closes(who, listing_id, idem, CancelListing)
+
+    async def _owner_closes(
+        self, who: Principal, listing_id: str, idem: IdempotentRequest | None,
+        command: type[AcceptEarly] | type[CancelListing],
+    ) -> Reply:
         who.require("borrower", "admin")
         listing_id = canonical_id(listing_id)
         return await self._write(
             idem,
-            lambda: self._close(CancelListing(listing_id, self._next_seq(), self.clock.now())),
+            lambda: self._close(command(listing_id, self._next_seq(), self.clock.now())),
             listing_id,
             lambda: self._require_owner(who, listing_id),
         )
