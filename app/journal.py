@@ -51,6 +51,9 @@ WHERE b.id = s.id
 """
 
 
+_GATHER_S = 0.001
+
+
 class ResolvedTwice(Exception):
     """A listing was already closed in Postgres: a bug, the batch is rolled back."""
 
@@ -122,12 +125,18 @@ class JournalWriter:
         await self._idle.wait()
 
     async def run(self) -> None:
+        last_batch = 0
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
+                if 2 * len(self._pending) < last_batch:
+                    # A straggler ahead of a burst: the clients just answered are sending again,
+                    # so wait a moment and take them together instead of committing one alone.
+                    await asyncio.sleep(_GATHER_S)
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
+                last_batch = len(batch)
                 await self._write_batch(batch)
             self._idle.set()
 
