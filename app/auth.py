@@ -12,7 +12,6 @@ from app.errors import Forbidden, Unauthorized
 from app.store import Store
 
 Role = Literal["admin", "borrower", "lender"]
-ROLES: tuple[Role, ...] = ("admin", "borrower", "lender")
 
 
 @dataclass(frozen=True, slots=True)

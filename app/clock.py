@@ -27,6 +27,8 @@ def to_micros(moment: datetime) -> int:
 
 
 def rfc3339(micros: int | None) -> str | None:
-    if micros is None:
-        return None
-    return to_datetime(micros).isoformat().replace("+00:00", "Z")
+    return None if micros is None else format_utc(to_datetime(micros))
+
+
+def format_utc(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

@@ -98,10 +98,8 @@ class Market:
             try:
                 await self.recover()
                 return
-            except (OSError, asyncio.TimeoutError, ConnectionError) as error:
+            except Exception as error:  # postgres away raises many kinds; keep trying
                 log.warning("recovery waiting for postgres", extra={"error": repr(error)})
-            except Exception as error:  # asyncpg raises many kinds while the server is away
-                log.warning("recovery failed, retrying", extra={"error": repr(error)})
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 

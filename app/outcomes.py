@@ -5,7 +5,7 @@ from uuid import uuid4
 
 import orjson
 
-from app.clock import rfc3339, to_datetime
+from app.clock import format_utc, rfc3339, to_datetime
 from app.journal import Entry
 from app.rendering import Json, fill_json, listing_from_summary
 from matching import (
@@ -59,7 +59,7 @@ class EntryBuilder:
         _event(entry, "bid.placed", e.listing_id, e.at, {
             "id": e.bid_id, "listing_id": e.listing_id, "lender_id": e.lender_id,
             "amount": e.amount, "min_rate_bps": e.rate_bps, "seq": e.seq,
-            "allocated_amount": e.allocated_amount, "placed_at": rfc3339(e.at),
+            "allocated_amount": e.allocated_amount, "placed_at": format_utc(placed_at),
         })
 
     def _resolved(self, entry: Entry, e: Resolution) -> None:

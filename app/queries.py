@@ -6,7 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from app.auth import Principal
-from app.clock import rfc3339, to_micros
+from app.clock import format_utc
 from app.errors import Invalid, NotFound
 from app.market import Market, canonical_id
 from app.rendering import (
@@ -90,7 +90,7 @@ class Queries:
             "id": str(loan["id"]), "listing_id": str(loan["listing_id"]),
             "borrower_id": loan["borrower_id"], "principal": loan["principal"],
             "currency": self.currency, "rate_bps": loan["rate_bps"], "term_months": term,
-            "pricing": loan["pricing"], "funded_at": rfc3339(to_micros(loan["funded_at"])),
+            "pricing": loan["pricing"], "funded_at": format_utc(loan["funded_at"]),
             "fills": [_fill(f) for f in fills],
             "schedule": _rows(
                 borrower_schedule(((f["amount"], f["rate_bps"]) for f in fills), term, funded_on)

@@ -5,25 +5,11 @@ import logging
 import time
 from typing import Any
 
-import asyncpg
-
 from app.clock import to_micros
 from app.store import Store
 from matching import Engine, ListingTerms, MarketRules, OpenListing, PlaceBid, Rejection
 
-
 log = logging.getLogger(__name__)
-
-#: Transactions of other sessions on this database that have written something.
-_WRITING = """
-SELECT coalesce(array_agg(backend_xid::text), '{}') FROM pg_stat_activity
-WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL
-"""
-#: How many of those are still running (a transaction keeps its xid until it has ended).
-_STILL_RUNNING = """
-SELECT count(*) FROM pg_stat_activity
-WHERE datname = current_database() AND backend_xid::text = ANY($1::text[])
-"""
 
 
 class RecoveryError(Exception):
@@ -52,7 +38,7 @@ async def rebuild(store: Store, rules: MarketRules) -> tuple[Engine, int]:
     Replay uses the rules of the time each command was accepted only through the stored rows:
     the market rules are relaxed to the widest so a config change cannot reject old listings.
     """
-    await settle(store.pool)
+    await settle(store)
     listings, bids = await store.open_journal()
     engine = Engine(replay_rules(rules))
     commands: list[OpenListing | PlaceBid] = [open_command(r) for r in listings]
@@ -66,7 +52,7 @@ async def rebuild(store: Store, rules: MarketRules) -> tuple[Engine, int]:
     return engine, await store.max_seq()
 
 
-async def settle(pool: asyncpg.Pool, timeout_s: float = 10.0) -> None:
+async def settle(store: Store, timeout_s: float = 10.0) -> None:
     """Wait until every writing transaction running now has ended; then read the journal.
 
     A process killed by SIGKILL while its COMMIT is in flight leaves a Postgres backend that
@@ -75,20 +61,19 @@ async def settle(pool: asyncpg.Pool, timeout_s: float = 10.0) -> None:
     later replay may not even admit them. Bounded: an unrelated session idling in a transaction
     must not block startup forever.
     """
-    async with pool.acquire() as conn:
-        running: list[str] = await conn.fetchval(_WRITING)
-        started = time.monotonic()
-        while running and await conn.fetchval(_STILL_RUNNING, running):
-            if time.monotonic() - started > timeout_s:
-                log.warning("rebuilding while older transactions still run", extra={
-                    "xids": running, "waited_s": timeout_s,
-                })
-                return
-            await asyncio.sleep(0.02)
-        if running:
-            log.info("older transactions ended", extra={
-                "xids": running, "waited_s": round(time.monotonic() - started, 3),
+    running = await store.writing_transactions()
+    started = time.monotonic()
+    while running and await store.still_running(running):
+        if time.monotonic() - started > timeout_s:
+            log.warning("rebuilding while older transactions still run", extra={
+                "xids": running, "waited_s": timeout_s,
             })
+            return
+        await asyncio.sleep(0.02)
+    if running:
+        log.info("older transactions ended", extra={
+            "xids": running, "waited_s": round(time.monotonic() - started, 3),
+        })
 
 
 def replay_rules(rules: MarketRules) -> MarketRules:

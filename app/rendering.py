@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from app.clock import rfc3339, to_micros
+from app.clock import format_utc, rfc3339
 from matching import BidView, DepthLevel, ListingSummary
 from matching.events import Fill
 
@@ -74,4 +74,4 @@ def event_from_row(row: Any) -> Json:
 
 
 def _time(moment: Any) -> str | None:
-    return None if moment is None else rfc3339(to_micros(moment))
+    return None if moment is None else format_utc(moment)

@@ -67,6 +67,24 @@ class Store:
         )
         return int(value or 0)
 
+    async def writing_transactions(self) -> list[str]:
+        """Transaction ids of other sessions on this database that have written something."""
+        xids: list[str] = await self.pool.fetchval(
+            """SELECT coalesce(array_agg(backend_xid::text), '{}') FROM pg_stat_activity
+               WHERE datname = current_database() AND pid <> pg_backend_pid()
+                 AND backend_xid IS NOT NULL"""
+        )
+        return xids
+
+    async def still_running(self, xids: list[str]) -> int:
+        """How many of `xids` are still open (a transaction keeps its xid until it ends)."""
+        count = await self.pool.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+               WHERE datname = current_database() AND backend_xid::text = ANY($1::text[])""",
+            xids,
+        )
+        return int(count)
+
     # --- loans and events -------------------------------------------------------------------
 
     async def loan(self, loan_id: UUID) -> tuple[Record, list[Record]] | None:

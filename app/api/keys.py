@@ -5,7 +5,7 @@ from fastapi.responses import Response
 
 from app.api.deps import Caller, Svc, problem_responses, render_json
 from app.api.schemas import ApiKeyIn, ApiKeyOut
-from app.clock import rfc3339, to_micros
+from app.clock import format_utc
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 
@@ -16,6 +16,6 @@ async def create_key(body: ApiKeyIn, who: Caller, svc: Svc) -> Response:
     minted = await svc.keys.mint(body.role, body.subject)
     return render_json(
         {"id": str(minted.id), "key": minted.key, "role": minted.role, "subject": minted.subject,
-         "created_at": rfc3339(to_micros(minted.created_at))},
+         "created_at": format_utc(minted.created_at)},
         201,
     )

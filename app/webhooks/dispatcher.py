@@ -20,7 +20,7 @@ import httpx
 import orjson
 from standardwebhooks import Webhook
 
-from app.clock import rfc3339, to_micros
+from app.clock import format_utc
 from app.metrics import Metrics
 from app.webhooks.store import WebhookStore
 
@@ -122,7 +122,7 @@ class Dispatcher:
         event_id = str(row["event_id"])
         body = orjson.dumps({
             "id": event_id, "seq": row["seq"], "type": row["type"],
-            "created_at": rfc3339(to_micros(row["event_created_at"])), "data": row["data"],
+            "created_at": format_utc(row["event_created_at"]), "data": row["data"],
         }).decode()
         headers = {
             "content-type": "application/json",

@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 
 import orjson
 
-from app.clock import rfc3339, to_micros
+from app.clock import format_utc
 from app.errors import NotFound
 from app.webhooks.dispatcher import Dispatcher
 from app.webhooks.store import WebhookStore
@@ -76,7 +76,7 @@ def _delivery(row: Any) -> dict[str, Any]:
 
 
 def _time(moment: datetime | None) -> str | None:
-    return None if moment is None else rfc3339(to_micros(moment))
+    return None if moment is None else format_utc(moment)
 
 
 def _uuid(value: str, code: str) -> UUID:
