@@ -67,7 +67,9 @@ class Keys:
 
     async def mint(self, role: Role, subject: str) -> MintedKey:
         """Create a key; the plain key is returned once and never stored."""
-        minted = MintedKey(uuid4(), "la_" + secrets.token_urlsafe(32), role, subject, datetime.now(UTC))
+        minted = MintedKey(
+            uuid4(), "la_" + secrets.token_urlsafe(32), role, subject, datetime.now(UTC)
+        )
         await self._store.insert_api_key(
             minted.id, hash_key(minted.key), role, subject, minted.created_at
         )

@@ -19,11 +19,15 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     sub.add_parser("migrate", help="apply database migrations")
-    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="action", required=True
+    )
     create = keys.add_parser("create", help="mint a key (printed once)")
     create.add_argument("--role", choices=["admin", "borrower", "lender"], required=True)
     create.add_argument("--subject", required=True)
-    sub.add_parser("bench", help="bid-burst benchmark; options go to bench/burst.py", add_help=False)
+    sub.add_parser(
+        "bench", help="bid-burst benchmark; options go to bench/burst.py", add_help=False
+    )
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
         _bench(argv[1:])
@@ -56,12 +60,25 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     if settings.admin_key is None:
         key = "la_admin_" + secrets.token_urlsafe(24)
         settings = settings.model_copy(update={"admin_key": SecretStr(key)})
-        print(f"admin key for this run (set LOAN_AUCTION_ADMIN_KEY to choose one): {key}",
-              file=sys.stderr, flush=True)
+        print(
+            f"admin key for this run (set LOAN_AUCTION_ADMIN_KEY to choose one): {key}",
+            file=sys.stderr,
+            flush=True,
+        )
     host, port = host or settings.host, port or settings.port
-    print(f"loan-auction starting on http://{host}:{port} (docs at /docs)", file=sys.stderr, flush=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=10)
+    print(
+        f"loan-auction starting on http://{host}:{port} (docs at /docs)",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
 
 
 async def _migrate(settings: Settings) -> list[str]:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 import orjson
+from asyncpg.pool import PoolConnectionProxy
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 
 def migrations_dir() -> Path:
     """`migrations/` beside the source tree, or under the working directory when installed."""
-    for candidate in (Path(__file__).resolve().parent.parent / "migrations", Path.cwd() / "migrations"):
+    for candidate in (
+        Path(__file__).resolve().parent.parent / "migrations",
+        Path.cwd() / "migrations",
+    ):
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError("no migrations/ folder beside the code or in the working directory")
@@ -53,7 +56,9 @@ def start_embedded(data_dir: Path) -> Any:
 async def _init_connection(conn: "asyncpg.Connection[asyncpg.Record]") -> None:
     """jsonb in binary format (a version byte, then the text), so COPY can carry it."""
     await conn.set_type_codec(
-        "jsonb", schema="pg_catalog", format="binary",
+        "jsonb",
+        schema="pg_catalog",
+        format="binary",
         encoder=lambda v: b"\x01" + (v.encode() if isinstance(v, str) else orjson.dumps(v)),
         decoder=lambda b: orjson.loads(b[1:]),
     )
@@ -61,8 +66,12 @@ async def _init_connection(conn: "asyncpg.Connection[asyncpg.Record]") -> None:
 
 async def create_pool(uri: str, min_size: int, max_size: int, timeout: float) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        uri, min_size=min_size, max_size=max_size, timeout=timeout,
-        command_timeout=timeout * 6, init=_init_connection,
+        uri,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        command_timeout=timeout * 6,
+        init=_init_connection,
     )
     assert pool is not None
     return pool

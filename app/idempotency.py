@@ -44,7 +44,9 @@ class Idempotency:
         self._store = store
         self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
 
-    async def run(self, request: IdempotentRequest, action: Callable[[], Awaitable[Reply]]) -> Reply:
+    async def run(
+        self, request: IdempotentRequest, action: Callable[[], Awaitable[Reply]]
+    ) -> Reply:
         slot = (request.scope, request.key)
         while True:
             pending = self._inflight.get(slot)

@@ -44,7 +44,9 @@ def create_app(settings: Settings) -> FastAPI:
     problems.install(app)
     for module in (listings, bids, loans, events, keys, webhooks, health):
         app.include_router(module.router)
-    app.add_middleware(FastLane, route=_route(bids.router, "POST", BID_PATH), handlers=app.exception_handlers)
+    app.add_middleware(
+        FastLane, route=_route(bids.router, "POST", BID_PATH), handlers=app.exception_handlers
+    )
     app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes, metrics=metrics)
     return app
 
@@ -77,7 +79,10 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
     metrics: Metrics = app.state.metrics
     market = Market(store, settings.market_rules(), settings.currency, metrics)
     dispatcher = Dispatcher(
-        WebhookStore(store.pool), metrics, settings.retry_schedule(), settings.webhook_timeout_s,
+        WebhookStore(store.pool),
+        metrics,
+        settings.retry_schedule(),
+        settings.webhook_timeout_s,
         settings.webhook_poll_s,
     )
 
@@ -87,13 +92,18 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
             dispatcher.nudge()
 
     writer = JournalWriter(
-        store.pool, settings.journal_max_batch, settings.journal_enabled, on_commit,
+        store.pool,
+        settings.journal_max_batch,
+        settings.journal_enabled,
+        on_commit,
         market.on_journal_failure,
     )
     market.writer = writer
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
     app.state.services = Services(
-        market, Queries(market, store, settings.currency), Keys(store, admin_key),
+        market,
+        Queries(market, store, settings.currency),
+        Keys(store, admin_key),
         RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         Webhooks(dispatcher.store, dispatcher),
     )
@@ -102,9 +112,11 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
         await market.recover()
         tasks.append(asyncio.create_task(run_deadlines(market), name="deadlines"))
         tasks.append(asyncio.create_task(dispatcher.run(), name="webhooks"))
-        tasks.append(asyncio.create_task(
-            run_housekeeping(market, settings.idempotency_ttl_s), name="housekeeping"
-        ))
+        tasks.append(
+            asyncio.create_task(
+                run_housekeeping(market, settings.idempotency_ttl_s), name="housekeeping"
+            )
+        )
         gc.freeze()  # startup objects (modules, routes, rebuilt books) leave the GC's scans
         gc.set_threshold(20_000, 20, 20)  # per-request garbage dies young; collect it less often
         log.info("ready", extra={"open_listings": len(market.engine.open_listing_ids())})

@@ -22,11 +22,21 @@ from app.idempotency import Idempotency, IdempotentRequest, Reply
 from app.journal import BatchStats, Entry, JournalWriter
 from app.metrics import Metrics
 from app.outcomes import EntryBuilder
-from app.rendering import bid_from_view
 from app.recovery import rebuild
+from app.rendering import bid_from_view
 from app.store import Store
 from matching import (
-    AcceptEarly, AdvanceClock, BidPlaced, CancelListing, Engine, Event, ListingTerms, MarketRules, OpenListing, PlaceBid, Rejection,
+    AcceptEarly,
+    AdvanceClock,
+    BidPlaced,
+    CancelListing,
+    Engine,
+    Event,
+    ListingTerms,
+    MarketRules,
+    OpenListing,
+    PlaceBid,
+    Rejection,
 )
 from matching.rejections import LISTING_NOT_FOUND, LISTING_NOT_OPEN
 from matching.rules import Grade, Pricing
@@ -119,10 +129,20 @@ class Market:
 
         def act() -> tuple[list[Event], Callable[[], Reply]] | Rejection:
             at = self.clock.now()
-            closes_at = new.closes_at if new.closes_at is not None else at + (new.duration_s or 0) * 1_000_000
+            closes_at = new.closes_at
+            if closes_at is None:
+                closes_at = at + (new.duration_s or 0) * 1_000_000
             terms = ListingTerms(
-                str(uuid4()), new.borrower_id, new.amount, new.term_months, new.max_rate_bps,
-                new.grade, closes_at, new.min_funding_bps, new.close_when_funded, new.pricing,
+                str(uuid4()),
+                new.borrower_id,
+                new.amount,
+                new.term_months,
+                new.max_rate_bps,
+                new.grade,
+                closes_at,
+                new.min_funding_bps,
+                new.close_when_funded,
+                new.pricing,
             )
             outcome = self.engine.open_listing(OpenListing(terms, self._next_seq(), at))
             if isinstance(outcome, Rejection):
@@ -133,7 +153,12 @@ class Market:
         return await self._write(idem, act)
 
     async def place_bid(
-        self, who: Principal, listing_id: str, lender_id: str, amount: int, rate_bps: int,
+        self,
+        who: Principal,
+        listing_id: str,
+        lender_id: str,
+        amount: int,
+        rate_bps: int,
         idem: IdempotentRequest | None,
     ) -> Reply:
         who.require("lender", "admin")
@@ -142,7 +167,12 @@ class Market:
 
         def act() -> tuple[list[Event], Callable[[], Reply]] | Rejection:
             command = PlaceBid(
-                listing_id, str(uuid4()), lender_id, amount, rate_bps, self._next_seq(),
+                listing_id,
+                str(uuid4()),
+                lender_id,
+                amount,
+                rate_bps,
+                self._next_seq(),
                 self.clock.now(),
             )
             outcome = self.engine.place_bid(command)
@@ -155,14 +185,21 @@ class Market:
 
         return await self._write(idem, act, listing_id)
 
-    async def accept(self, who: Principal, listing_id: str, idem: IdempotentRequest | None) -> Reply:
+    async def accept(
+        self, who: Principal, listing_id: str, idem: IdempotentRequest | None
+    ) -> Reply:
         return await self._owner_closes(who, listing_id, idem, AcceptEarly)
 
-    async def cancel(self, who: Principal, listing_id: str, idem: IdempotentRequest | None) -> Reply:
+    async def cancel(
+        self, who: Principal, listing_id: str, idem: IdempotentRequest | None
+    ) -> Reply:
         return await self._owner_closes(who, listing_id, idem, CancelListing)
 
     async def _owner_closes(
-        self, who: Principal, listing_id: str, idem: IdempotentRequest | None,
+        self,
+        who: Principal,
+        listing_id: str,
+        idem: IdempotentRequest | None,
         command: type[AcceptEarly] | type[CancelListing],
     ) -> Reply:
         who.require("borrower", "admin")
@@ -194,7 +231,10 @@ class Market:
         return outcome, lambda: _reply(200, self.entries.listing_json(command.listing_id))
 
     async def _write(
-        self, idem: IdempotentRequest | None, act: Action, listing_id: str | None = None,
+        self,
+        idem: IdempotentRequest | None,
+        act: Action,
+        listing_id: str | None = None,
         guard: Guard | None = None,
     ) -> Reply:
         """`guard` runs inside the idempotent section: a retry replays before it can refuse."""
@@ -203,7 +243,10 @@ class Market:
         return await self.idempotency.run(idem, lambda: self._act(act, idem, listing_id, guard))
 
     async def _act(
-        self, act: Action, idem: IdempotentRequest | None, listing_id: str | None,
+        self,
+        act: Action,
+        idem: IdempotentRequest | None,
+        listing_id: str | None,
         guard: Guard | None = None,
     ) -> Reply:
         if not self.writable:

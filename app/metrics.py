@@ -27,22 +27,30 @@ class Metrics:
         self.listings_closed = Counter(
             "loan_auction_listings_closed", "Listings resolved", ["outcome"], registry=r
         )
-        self.listings_opened = Counter("loan_auction_listings_opened", "Listings opened", registry=r)
+        self.listings_opened = Counter(
+            "loan_auction_listings_opened", "Listings opened", registry=r
+        )
         self.open_listings = Gauge("loan_auction_open_listings", "Open listings", registry=r)
         self.journal_batch = Histogram(
-            "loan_auction_journal_batch_entries", "Entries per group commit",
-            buckets=_BATCH_BUCKETS, registry=r,
+            "loan_auction_journal_batch_entries",
+            "Entries per group commit",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
         )
         self.journal_commit = Histogram(
-            "loan_auction_journal_commit_seconds", "Group commit latency",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "loan_auction_journal_commit_seconds",
+            "Group commit latency",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.webhook_deliveries = Counter(
             "loan_auction_webhook_attempts", "Webhook delivery attempts", ["result"], registry=r
         )
         self.webhook_lag = Histogram(
-            "loan_auction_webhook_lag_seconds", "Event creation to successful delivery",
-            buckets=(0.1, 0.5, 1, 5, 30, 300, 1800, 7200, 36000), registry=r,
+            "loan_auction_webhook_lag_seconds",
+            "Event creation to successful delivery",
+            buckets=(0.1, 0.5, 1, 5, 30, 300, 1800, 7200, 36000),
+            registry=r,
         )
 
     def bid_accepted(self, outbid: int) -> None:
@@ -58,7 +66,9 @@ class Metrics:
             self.listings_opened.inc()
             self.open_listings.inc()
         elif isinstance(event, ListingFunded | ListingFailed | ListingCancelled):
-            outcome = {ListingFunded: "funded", ListingFailed: "failed"}.get(type(event), "cancelled")
+            outcome = {ListingFunded: "funded", ListingFailed: "failed"}.get(
+                type(event), "cancelled"
+            )
             self.listings_closed.labels(outcome).inc()
             self.open_listings.dec()
 

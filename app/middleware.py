@@ -1,8 +1,8 @@
 """ASGI middleware: request ids, the body-size limit, per-route metrics."""
 
 import contextvars
-import time
 import os
+import time
 from typing import Any
 
 import orjson

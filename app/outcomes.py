@@ -9,7 +9,13 @@ from app.clock import format_utc, rfc3339, to_datetime
 from app.journal import Entry
 from app.rendering import Json, fill_json, listing_from_summary
 from matching import (
-    BidOutbid, BidPlaced, Engine, Event, ListingCancelled, ListingFailed, ListingFunded,
+    BidOutbid,
+    BidPlaced,
+    Engine,
+    Event,
+    ListingCancelled,
+    ListingFailed,
+    ListingFunded,
     ListingOpened,
 )
 from matching.events import Resolution
@@ -111,4 +117,5 @@ def _outbid_json(e: BidOutbid) -> Json:
 
 
 def _event(entry: Entry, kind: str, listing_id: str, at: int, data: Any) -> None:
-    entry.events.append((str(uuid4()), kind, listing_id, to_datetime(at), orjson.dumps(data).decode()))
+    body = orjson.dumps(data).decode()
+    entry.events.append((str(uuid4()), kind, listing_id, to_datetime(at), body))

@@ -10,7 +10,12 @@ from app.clock import format_utc
 from app.errors import Invalid, NotFound
 from app.market import Market, canonical_id
 from app.rendering import (
-    Json, bid_from_row, bid_from_view, depth_level, event_from_row, listing_from_row,
+    Json,
+    bid_from_row,
+    bid_from_view,
+    depth_level,
+    event_from_row,
+    listing_from_row,
 )
 from app.store import Store
 from matching.schedule import Instalment, borrower_schedule, fill_schedule
@@ -56,7 +61,12 @@ class Queries:
         for bid in await self.store.listing_bids(row["id"]):
             level = merged.setdefault(
                 bid["min_rate_bps"],
-                {"rate_bps": bid["min_rate_bps"], "amount": 0, "bid_count": 0, "allocated_amount": 0},
+                {
+                    "rate_bps": bid["min_rate_bps"],
+                    "amount": 0,
+                    "bid_count": 0,
+                    "allocated_amount": 0,
+                },
             )
             level["amount"] += bid["amount"]
             level["bid_count"] += 1
@@ -87,10 +97,15 @@ class Queries:
         funded_on = loan["funded_at"].date()
         term = loan["term_months"]
         body: Json = {
-            "id": str(loan["id"]), "listing_id": str(loan["listing_id"]),
-            "borrower_id": loan["borrower_id"], "principal": loan["principal"],
-            "currency": self.currency, "rate_bps": loan["rate_bps"], "term_months": term,
-            "pricing": loan["pricing"], "funded_at": format_utc(loan["funded_at"]),
+            "id": str(loan["id"]),
+            "listing_id": str(loan["listing_id"]),
+            "borrower_id": loan["borrower_id"],
+            "principal": loan["principal"],
+            "currency": self.currency,
+            "rate_bps": loan["rate_bps"],
+            "term_months": term,
+            "pricing": loan["pricing"],
+            "funded_at": format_utc(loan["funded_at"]),
             "fills": [_fill(f) for f in fills],
             "schedule": _rows(
                 borrower_schedule(((f["amount"], f["rate_bps"]) for f in fills), term, funded_on)
@@ -98,7 +113,9 @@ class Queries:
         }
         if with_fill_schedules:
             for fill, raw in zip(body["fills"], fills, strict=True):
-                fill["schedule"] = _rows(fill_schedule(raw["amount"], raw["rate_bps"], term, funded_on))
+                fill["schedule"] = _rows(
+                    fill_schedule(raw["amount"], raw["rate_bps"], term, funded_on)
+                )
         return body
 
     async def events(self, after: int, limit: int, types: list[str] | None) -> Json:
@@ -142,15 +159,23 @@ class Queries:
 
 def _fill(row: Any) -> Json:
     return {
-        "bid_id": str(row["bid_id"]), "lender_id": row["lender_id"], "amount": row["amount"],
+        "bid_id": str(row["bid_id"]),
+        "lender_id": row["lender_id"],
+        "amount": row["amount"],
         "rate_bps": row["rate_bps"],
     }
 
 
 def _rows(schedule: list[Instalment]) -> list[Json]:
     return [
-        {"n": i.n, "due_date": _day(i.due_date), "payment": i.payment, "principal": i.principal,
-         "interest": i.interest, "balance": i.balance}
+        {
+            "n": i.n,
+            "due_date": _day(i.due_date),
+            "payment": i.payment,
+            "principal": i.principal,
+            "interest": i.interest,
+            "balance": i.balance,
+        }
         for i in schedule
     ]
 
@@ -175,7 +200,8 @@ def _decode_cursor(cursor: str | None) -> int | None:
         return seq
     except (ValueError, UnicodeDecodeError):
         raise Invalid(
-            "invalid_cursor", "cursor is not one this API returned",
+            "invalid_cursor",
+            "cursor is not one this API returned",
             extra={"errors": [{"field": "cursor", "message": "malformed cursor"}]},
         ) from None
 

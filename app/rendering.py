@@ -63,13 +63,21 @@ def depth_level(level: DepthLevel) -> Json:
 
 
 def fill_json(f: Fill) -> Json:
-    return {"bid_id": f.bid_id, "lender_id": f.lender_id, "amount": f.amount, "rate_bps": f.rate_bps}
+    return {
+        "bid_id": f.bid_id,
+        "lender_id": f.lender_id,
+        "amount": f.amount,
+        "rate_bps": f.rate_bps,
+    }
 
 
 def event_from_row(row: Any) -> Json:
     return {
-        "id": str(row["id"]), "seq": row["seq"], "type": row["type"],
-        "created_at": _time(row["created_at"]), "data": row["data"],
+        "id": str(row["id"]),
+        "seq": row["seq"],
+        "type": row["type"],
+        "created_at": _time(row["created_at"]),
+        "data": row["data"],
     }
 
 

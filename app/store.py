@@ -10,8 +10,6 @@ import asyncpg
 from asyncpg import Record
 
 
-
-
 class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool

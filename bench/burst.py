@@ -406,7 +406,9 @@ def bid_requests(
 # --- the service: readiness, keys, listings, metrics ----------------------------------------
 
 
-async def wait_ready(client: httpx.AsyncClient, service: Service, path: str, timeout: float) -> None:
+async def wait_ready(
+    client: httpx.AsyncClient, service: Service, path: str, timeout: float
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if service.process.poll() is not None:
@@ -430,7 +432,8 @@ async def mint_lender_keys(client: httpx.AsyncClient, service: Service, admin: s
     keys = []
     for n in range(LENDERS):
         response = await client.post(
-            f"{service.base}/v1/api-keys", headers={"Authorization": f"Bearer {admin}"},
+            f"{service.base}/v1/api-keys",
+            headers={"Authorization": f"Bearer {admin}"},
             json={"role": "lender", "subject": f"bench-lender-{n}"},
         )
         response.raise_for_status()
@@ -443,11 +446,17 @@ async def open_listings(
 ) -> list[str]:
     async def one(n: int) -> str:
         response = await client.post(
-            f"{service.base}/v1/listings", headers={"Authorization": f"Bearer {admin}"},
+            f"{service.base}/v1/listings",
+            headers={"Authorization": f"Bearer {admin}"},
             json={
-                "borrower_id": f"bench-borrower-{n}", "amount": LISTING_AMOUNT, "term_months": 12,
-                "max_rate_bps": MAX_RATE_BPS, "grade": "B", "duration_s": window_s,
-                "close_when_funded": False, "min_funding_bps": 10_000,
+                "borrower_id": f"bench-borrower-{n}",
+                "amount": LISTING_AMOUNT,
+                "term_months": 12,
+                "max_rate_bps": MAX_RATE_BPS,
+                "grade": "B",
+                "duration_s": window_s,
+                "close_when_funded": False,
+                "min_funding_bps": 10_000,
             },
         )
         if response.status_code != 201:
@@ -467,8 +476,10 @@ async def batch_histogram(client: httpx.AsyncClient, service: Service) -> dict[s
     """The journal batch-size and commit-latency histograms from /metrics."""
     text = (await client.get(service.base + "/metrics")).text
     found: dict[str, Histogram] = {"batch": {}, "commit": {}}
-    names = {"loan_auction_journal_batch_entries": "batch",
-             "loan_auction_journal_commit_seconds": "commit"}
+    names = {
+        "loan_auction_journal_batch_entries": "batch",
+        "loan_auction_journal_commit_seconds": "commit",
+    }
     for line in text.splitlines():
         if line.startswith("#") or not line.strip():
             continue
@@ -530,6 +541,7 @@ class Phase:
         """CPU (share of one core) used by everything outside this benchmark's processes."""
         ours = self.client_cpu + self.server_cpu + (self.pg_cpu or 0.0)
         return max(0.0, self.machine_busy * (os.cpu_count() or 1) - ours)
+
     mean_batch: float | None = None
     batch_buckets: list[tuple[str, int]] = field(default_factory=list)
     mean_commit_ms: float | None = None
@@ -539,10 +551,17 @@ class Phase:
         r = self.load
         rejected = ", ".join(f"{k}×{v}" for k, v in r.codes.most_common(3)) or "0"
         return [
-            self.name, "-" if self.listings is None else str(self.listings),
-            f"{r.ok_per_s:,.0f}", f"{r.percentile_ms(0.5):.1f}", f"{r.percentile_ms(0.99):.1f}",
-            f"{r.ok:,}", rejected, f"{self.client_cpu:.0%}", f"{self.server_cpu:.0%}",
-            "-" if self.pg_cpu is None else f"{self.pg_cpu:.0%}", f"{self.others_cpu:.0%}",
+            self.name,
+            "-" if self.listings is None else str(self.listings),
+            f"{r.ok_per_s:,.0f}",
+            f"{r.percentile_ms(0.5):.1f}",
+            f"{r.percentile_ms(0.99):.1f}",
+            f"{r.ok:,}",
+            rejected,
+            f"{self.client_cpu:.0%}",
+            f"{self.server_cpu:.0%}",
+            "-" if self.pg_cpu is None else f"{self.pg_cpu:.0%}",
+            f"{self.others_cpu:.0%}",
             f"{self.machine_busy:.0%}",
             "-" if self.server_us_per_request is None else f"{self.server_us_per_request:.0f}",
             "-" if self.mean_batch is None else f"{self.mean_batch:.1f}",
@@ -562,21 +581,39 @@ class Config:
 
 
 async def run_phase(
-    name: str, target: str, service: Service, requests: list[list[bytes]], cfg: Config,
-    max_requests: int, listings: int | None, client: httpx.AsyncClient | None = None,
+    name: str,
+    target: str,
+    service: Service,
+    requests: list[list[bytes]],
+    cfg: Config,
+    max_requests: int,
+    listings: int | None,
+    client: httpx.AsyncClient | None = None,
 ) -> Phase:
-    log(f"phase {name}" + (f", {listings} listing(s)" if listings else "")
+    log(
+        f"phase {name}"
+        + (f", {listings} listing(s)" if listings else "")
         + f": {cfg.connections} connections, {cfg.warmup:g} s warm-up + {cfg.seconds:g} s,"
-        f" at most {max_requests:,} requests")
+        f" at most {max_requests:,} requests"
+    )
     before_hist = await batch_histogram(client, service) if client is not None else None
     before = service.cpu()
-    load = Load(name if listings is None else f"{name} L={listings}", service.port, requests,
-                cfg.warmup, cfg.seconds, max_requests)
+    load = Load(
+        name if listings is None else f"{name} L={listings}",
+        service.port,
+        requests,
+        cfg.warmup,
+        cfg.seconds,
+        max_requests,
+    )
     result = await load.run()
     after = service.cpu()
     wall = after.wall - before.wall
     phase = Phase(
-        name, target, listings, result,
+        name,
+        target,
+        listings,
+        result,
         client_cpu=(after.client - before.client) / wall,
         server_cpu=(after.server - before.server) / wall,
         pg_cpu=None if after.pg is None or before.pg is None else (after.pg - before.pg) / wall,
@@ -593,30 +630,54 @@ async def run_phase(
         if commit.get("_count"):
             phase.mean_commit_ms = commit["_sum"] / commit["_count"] * 1000
     r = result
-    log(f"  -> {r.ok_per_s:,.0f} accepted/s over {r.window_s:.2f} s, {r.ok:,} accepted,"
+    log(
+        f"  -> {r.ok_per_s:,.0f} accepted/s over {r.window_s:.2f} s, {r.ok:,} accepted,"
         f" {r.rejected:,} other ({dict(r.codes) or 'none'}), p50 {r.percentile_ms(0.5):.1f} ms,"
-        f" p99 {r.percentile_ms(0.99):.1f} ms" + (" [stopped at the request cap]" if r.capped else ""))
-    log(f"     cpu: client {phase.client_cpu:.0%}, server {phase.server_cpu:.0%}, postgres "
+        f" p99 {r.percentile_ms(0.99):.1f} ms"
+        + (" [stopped at the request cap]" if r.capped else "")
+    )
+    log(
+        f"     cpu: client {phase.client_cpu:.0%}, server {phase.server_cpu:.0%}, postgres "
         + ("n/a" if phase.pg_cpu is None else f"{phase.pg_cpu:.0%}")
         + f", everything else {phase.others_cpu:.0%};"
         f" machine {phase.machine_busy:.0%} busy of {os.cpu_count()} cores; server"
-        f" {phase.server_us_per_request or 0:.0f} µs CPU per request")
+        f" {phase.server_us_per_request or 0:.0f} µs CPU per request"
+    )
     if phase.mean_batch is not None:
-        log(f"     group commit: {phase.commits:,} commits, mean {phase.mean_batch:.1f} entries,"
+        log(
+            f"     group commit: {phase.commits:,} commits, mean {phase.mean_batch:.1f} entries,"
             f" mean commit {phase.mean_commit_ms or 0:.2f} ms, batches "
-            + ", ".join(f"{k}:{v}" for k, v in phase.batch_buckets))
+            + ", ".join(f"{k}:{v}" for k, v in phase.batch_buckets)
+        )
     return phase
 
 
 def print_table(phases: list[Phase]) -> None:
-    header = ["phase", "listings", "2xx/s", "p50 ms", "p99 ms", "accepted", "rejected",
-              "client cpu", "server cpu", "pg cpu", "others cpu", "machine", "server µs/req",
-              "mean batch"]
+    header = [
+        "phase",
+        "listings",
+        "2xx/s",
+        "p50 ms",
+        "p99 ms",
+        "accepted",
+        "rejected",
+        "client cpu",
+        "server cpu",
+        "pg cpu",
+        "others cpu",
+        "machine",
+        "server µs/req",
+        "mean batch",
+    ]
     rows = [header] + [p.row() for p in phases]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for n, row in enumerate(rows):
-        log("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in
-                      enumerate(zip(row, widths, strict=True))))
+        log(
+            "  ".join(
+                cell.rjust(w) if i else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if n == 0:
             log("  ".join("-" * w for w in widths))
 
@@ -632,15 +693,19 @@ async def bench(
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         log("waiting for the services to be ready")
-        waits = [wait_ready(client, services["durable"], "/readyz", 120),
-                 wait_ready(client, services["journal_off"], "/readyz", 120),
-                 wait_ready(client, services["trivial"], "POST", 60)]
+        waits = [
+            wait_ready(client, services["durable"], "/readyz", 120),
+            wait_ready(client, services["journal_off"], "/readyz", 120),
+            wait_ready(client, services["trivial"], "POST", 60),
+        ]
         if "raw" in services:
             waits.append(wait_ready(client, services["raw"], "POST", 30))
         await asyncio.gather(*waits)
         log("ready; minting lender keys")
-        keys = {name: await mint_lender_keys(client, services[name], admin)
-                for name in ("durable", "journal_off")}
+        keys = {
+            name: await mint_lender_keys(client, services[name], admin)
+            for name in ("durable", "journal_off")
+        }
         phases: list[Phase] = []
         book_cap = LISTING_AMOUNT // cfg.bid_amount
 
@@ -651,22 +716,40 @@ async def bench(
         fake = [str(uuid.uuid4()) for _ in range(max(cfg.listing_counts))]
         for name in ("raw", "trivial") if cfg.ceiling else ("trivial",):
             service = services[name]
-            requests = bid_requests(service.port, fake[:1], ["none"], cfg.connections,
-                                    cfg.bid_amount, False)
+            requests = bid_requests(
+                service.port, fake[:1], ["none"], cfg.connections, cfg.bid_amount, False
+            )
             label = "client ceiling (raw)" if name == "raw" else "trivial FastAPI"
-            phases.append(await run_phase(label, name, service, requests, cfg,
-                                          cfg.max_bids or BASELINE_CAP, None))
+            phases.append(
+                await run_phase(
+                    label, name, service, requests, cfg, cfg.max_bids or BASELINE_CAP, None
+                )
+            )
         for count in cfg.listing_counts:
             for name, label in (("durable", "durable"), ("journal_off", "journal off")):
                 service = services[name]
                 ids = await open_listings(client, service, admin, count, 7 * 24 * 3600)
                 log(f"opened {count} listing(s) on {name}")
-                requests = bid_requests(service.port, ids, keys[name], cfg.connections,
-                                        cfg.bid_amount, cfg.idempotency_keys)
-                phases.append(await run_phase(
-                    label, name, service, requests, cfg, cap(count), count,
-                    client if name == "durable" else None,
-                ))
+                requests = bid_requests(
+                    service.port,
+                    ids,
+                    keys[name],
+                    cfg.connections,
+                    cfg.bid_amount,
+                    cfg.idempotency_keys,
+                )
+                phases.append(
+                    await run_phase(
+                        label,
+                        name,
+                        service,
+                        requests,
+                        cfg,
+                        cap(count),
+                        count,
+                        client if name == "durable" else None,
+                    )
+                )
         return phases, await check_stored(durable_url, phases)
 
 
@@ -686,16 +769,24 @@ async def check_stored(durable_url: str | None, phases: list[Phase]) -> str:
     return f"{stored:,} bid rows in postgres for {acked:,} acknowledged (201) bids: {verdict}"
 
 
-def summarise(cfg: Config, phases: list[Phase], load_before: tuple[float, float, float],
-              elapsed: float) -> dict[str, Any]:
+def summarise(
+    cfg: Config, phases: list[Phase], load_before: tuple[float, float, float], elapsed: float
+) -> dict[str, Any]:
     load_after = os.getloadavg()
     by = {(p.target, p.listings): p for p in phases}
     trivial = by[("trivial", None)].load.ok_per_s
     raw = by.get(("raw", None))
-    out: dict[str, Any] = {"accepted_bids_per_s": {}, "p50_ms": {}, "p99_ms": {},
-                           "rejected": {}, "journal_off_per_s": {}, "ratio_durable_over_trivial": {},
-                           "ratio_durable_over_journal_off": {}, "mean_batch_size": {},
-                           "batch_buckets": {}}
+    out: dict[str, Any] = {
+        "accepted_bids_per_s": {},
+        "p50_ms": {},
+        "p99_ms": {},
+        "rejected": {},
+        "journal_off_per_s": {},
+        "ratio_durable_over_trivial": {},
+        "ratio_durable_over_journal_off": {},
+        "mean_batch_size": {},
+        "batch_buckets": {},
+    }
     for count in cfg.listing_counts:
         key = str(count)
         durable, off = by[("durable", count)], by[("journal_off", count)]
@@ -715,10 +806,12 @@ def summarise(cfg: Config, phases: list[Phase], load_before: tuple[float, float,
         out["batch_buckets"][key] = dict(durable.batch_buckets)
     out["cpu_share_of_one_core"] = {
         p.name + ("" if p.listings is None else f" L={p.listings}"): {
-            "client": round(p.client_cpu, 2), "server": round(p.server_cpu, 2),
+            "client": round(p.client_cpu, 2),
+            "server": round(p.server_cpu, 2),
             "postgres": None if p.pg_cpu is None else round(p.pg_cpu, 2),
             "others": round(p.others_cpu, 2),
-            "server_us_per_request": None if p.server_us_per_request is None
+            "server_us_per_request": None
+            if p.server_us_per_request is None
             else round(p.server_us_per_request),
         }
         for p in phases
@@ -726,8 +819,11 @@ def summarise(cfg: Config, phases: list[Phase], load_before: tuple[float, float,
     out.update(
         trivial_per_s=round(trivial, 1),
         client_ceiling_per_s=None if raw is None else round(raw.load.ok_per_s, 1),
-        connections=cfg.connections, seconds=cfg.seconds, warmup_s=cfg.warmup,
-        bid_amount=cfg.bid_amount, cpu_count=os.cpu_count(),
+        connections=cfg.connections,
+        seconds=cfg.seconds,
+        warmup_s=cfg.warmup,
+        bid_amount=cfg.bid_amount,
+        cpu_count=os.cpu_count(),
         loadavg_before=[round(x, 2) for x in load_before],
         loadavg_after=[round(x, 2) for x in load_after],
         elapsed_s=round(elapsed, 1),
@@ -763,12 +859,22 @@ def parse_args(argv: list[str] | None) -> Config:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
     parser.add_argument("--listings", default="1,100", help="comma-separated listing counts")
     parser.add_argument("--bid-amount", type=int, default=5_000)
-    parser.add_argument("--max-bids", type=int, default=None,
-                        help="request cap per phase (default: 80%% of the books' room)")
-    parser.add_argument("--idempotency-keys", action="store_true",
-                        help="send a fresh Idempotency-Key with every bid")
-    parser.add_argument("--no-ceiling", action="store_true",
-                        help="skip the raw-server measurement of the client's own ceiling")
+    parser.add_argument(
+        "--max-bids",
+        type=int,
+        default=None,
+        help="request cap per phase (default: 80%% of the books' room)",
+    )
+    parser.add_argument(
+        "--idempotency-keys",
+        action="store_true",
+        help="send a fresh Idempotency-Key with every bid",
+    )
+    parser.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="skip the raw-server measurement of the client's own ceiling",
+    )
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--"]:  # `loan-auction bench -- --seconds 5` passes the separator on
         argv = argv[1:]
@@ -776,26 +882,46 @@ def parse_args(argv: list[str] | None) -> Config:
     counts = [int(c) for c in args.listings.split(",") if c.strip()]
     if not counts or min(counts) < 1 or args.connections < 1 or args.seconds <= 0:
         parser.error("need listing counts >= 1, connections >= 1 and seconds > 0")
-    return Config(args.connections, args.seconds, max(0.0, args.warmup), counts,
-                  args.bid_amount, args.max_bids, args.idempotency_keys, not args.no_ceiling)
+    return Config(
+        args.connections,
+        args.seconds,
+        max(0.0, args.warmup),
+        counts,
+        args.bid_amount,
+        args.max_bids,
+        args.idempotency_keys,
+        not args.no_ceiling,
+    )
 
 
 def start_and_run(
-    cfg: Config, services: dict[str, Service], admin: str, tmp: Path, base: str,
-    pg_pid: int | None, databases: list[str] | None,
+    cfg: Config,
+    services: dict[str, Service],
+    admin: str,
+    tmp: Path,
+    base: str,
+    pg_pid: int | None,
+    databases: list[str] | None,
 ) -> tuple[list[Phase], str]:
     """Spawn the four servers into `services` (the caller stops them), then run the phases."""
     urls = [database_url(base, n) for n in databases] if databases else [base, base]
     durable_url = urls[0] if databases else None
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOAN_AUCTION_")}
     env.pop("DATABASE_URL", None)
-    env.update(LOAN_AUCTION_ADMIN_KEY=admin, LOAN_AUCTION_RATE_LIMIT_PER_S="0",
-               LOAN_AUCTION_DATA_DIR=str(tmp / "service-data"), PYTHONUNBUFFERED="1")
+    env.update(
+        LOAN_AUCTION_ADMIN_KEY=admin,
+        LOAN_AUCTION_RATE_LIMIT_PER_S="0",
+        LOAN_AUCTION_DATA_DIR=str(tmp / "service-data"),
+        PYTHONUNBUFFERED="1",
+    )
     for name, url, journal in (("durable", urls[0], "true"), ("journal_off", urls[1], "false")):
         port = free_port()
         services[name] = spawn(
-            name, [*serve_command(), "--host", HOST, "--port", str(port)],
-            {**env, "DATABASE_URL": url, "LOAN_AUCTION_JOURNAL_ENABLED": journal}, tmp, port,
+            name,
+            [*serve_command(), "--host", HOST, "--port", str(port)],
+            {**env, "DATABASE_URL": url, "LOAN_AUCTION_JOURNAL_ENABLED": journal},
+            tmp,
+            port,
         )
         services[name].pg_pid = pg_pid
     baselines: list[tuple[str, list[str]]] = [("trivial", [])]
@@ -805,11 +931,16 @@ def start_and_run(
     for name, extra in baselines:
         port = free_port()
         services[name] = spawn(
-            name, [sys.executable, trivial, "--host", HOST, "--port", str(port), *extra],
-            env, tmp, port,
+            name,
+            [sys.executable, trivial, "--host", HOST, "--port", str(port), *extra],
+            env,
+            tmp,
+            port,
         )
-    log("started " + ", ".join(f"{n} (pid {s.process.pid}, port {s.port})"
-                               for n, s in services.items()))
+    log(
+        "started "
+        + ", ".join(f"{n} (pid {s.process.pid}, port {s.port})" for n, s in services.items())
+    )
     try:
         import uvloop
     except ImportError:
@@ -837,9 +968,11 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     load_before = os.getloadavg()
     started = time.perf_counter()
-    log(f"loan-auction bid burst: {cfg.connections} connections, {cfg.seconds:g} s per phase,"
+    log(
+        f"loan-auction bid burst: {cfg.connections} connections, {cfg.seconds:g} s per phase,"
         f" listings {cfg.listing_counts}, {os.cpu_count()} cores, load average"
-        f" {' '.join(f'{x:.2f}' for x in load_before)}")
+        f" {' '.join(f'{x:.2f}' for x in load_before)}"
+    )
     admin = "la_admin_bench_" + uuid.uuid4().hex
     tmp = Path(tempfile.mkdtemp(prefix="loan-auction-bench-"))
     services: dict[str, Service] = {}
@@ -848,8 +981,9 @@ def main(argv: list[str] | None = None) -> None:
         with postgres(tmp) as (base, pg_pid):
             created = asyncio.run(create_databases(base, names))
             try:
-                phases, stored = start_and_run(cfg, services, admin, tmp, base, pg_pid,
-                                       names if created else None)
+                phases, stored = start_and_run(
+                    cfg, services, admin, tmp, base, pg_pid, names if created else None
+                )
             finally:
                 for service in services.values():
                     stop(service)
@@ -861,24 +995,32 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     elapsed = time.perf_counter() - started
     log("")
-    log(f"summary ({cfg.connections} connections, {cfg.warmup:g} s warm-up + {cfg.seconds:g} s"
+    log(
+        f"summary ({cfg.connections} connections, {cfg.warmup:g} s warm-up + {cfg.seconds:g} s"
         " per phase; 2xx/s = accepted (201) per second; cpu as a share of one core, 'others' ="
-        " processes outside this benchmark, machine = share of all cores busy)")
+        " processes outside this benchmark, machine = share of all cores busy)"
+    )
     print_table(phases)
     summary = summarise(cfg, phases, load_before, elapsed)
     summary["durability_check"] = stored
     for count in cfg.listing_counts:
         key = str(count)
-        log(f"listings={count}: durable/trivial {summary['ratio_durable_over_trivial'][key]},"
+        log(
+            f"listings={count}: durable/trivial {summary['ratio_durable_over_trivial'][key]},"
             f" durable/journal-off {summary['ratio_durable_over_journal_off'][key]},"
             f" mean batch {summary['mean_batch_size'][key]},"
-            f" batch buckets {summary['batch_buckets'][key]}")
+            f" batch buckets {summary['batch_buckets'][key]}"
+        )
     if summary["client_ceiling_per_s"] is not None:
-        log(f"load generator ceiling (raw canned server): {summary['client_ceiling_per_s']:,.0f}"
-            f" req/s; trivial FastAPI: {summary['trivial_per_s']:,.0f} req/s")
+        log(
+            f"load generator ceiling (raw canned server): {summary['client_ceiling_per_s']:,.0f}"
+            f" req/s; trivial FastAPI: {summary['trivial_per_s']:,.0f} req/s"
+        )
     log(f"durability check: {stored}")
-    log(f"load average before {summary['loadavg_before']}, after {summary['loadavg_after']};"
-        f" elapsed {elapsed:.0f} s")
+    log(
+        f"load average before {summary['loadavg_before']}, after {summary['loadavg_after']};"
+        f" elapsed {elapsed:.0f} s"
+    )
     print(json.dumps(summary, separators=(",", ":")), flush=True)
 
 

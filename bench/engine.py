@@ -150,7 +150,7 @@ def add_all(one: SortedList[tuple[int, int]], keys: list[tuple[int, int]]) -> No
 
 
 def add_each(adds: list[Callable[[tuple[int, int]], None]], keys: list[tuple[int, int]]) -> None:
-    for add, key in zip(adds, keys):
+    for add, key in zip(adds, keys, strict=True):
         add(key)
 
 
@@ -313,7 +313,8 @@ def main() -> None:
         " tuples, same data\n"
         "  (spread cases: into one SortedList per listing).  stored = accepted bids kept in the"
         " books\n"
-        "  (resting in a funding set + outbid).  B/stored = tracemalloc bytes of the engine / stored"
+        "  (resting in a funding set + outbid).  B/stored = tracemalloc bytes of the engine"
+        " / stored"
         " bids;\n  B/st-bk = same without the empty books' own cost (opening the listings).  MiB ="
         " tracemalloc total.\n  spread cases: 10 or 100 bids per 1e9 listing, so no listing fills:"
         " every bid is accepted, none outbid or rejected."
@@ -335,8 +336,10 @@ def main() -> None:
         gc.collect()
 
     print()
-    print(f"close a {CLOSE_BIDS:,}-bid listing (AdvanceClock past its deadline; all {CLOSE_BIDS:,}"
-          f" bids in the funding set -> {CLOSE_BIDS:,} fills), median of {CLOSE_RUNS}:")
+    print(
+        f"close a {CLOSE_BIDS:,}-bid listing (AdvanceClock past its deadline; all {CLOSE_BIDS:,}"
+        f" bids in the funding set -> {CLOSE_BIDS:,} fills), median of {CLOSE_RUNS}:"
+    )
     close: dict[str, float] = {}
     close_runs: dict[str, list[float]] = {}
     pricings: tuple[Pricing, ...] = ("pay_as_bid", "uniform")
@@ -381,10 +384,15 @@ def main() -> None:
         "close_10k_runs_ms": close_runs,
         "cases": cases,
         "config": {
-            "seed": SEED, "listing_amount": LISTING_AMOUNT, "bid_amount_range": [BID_MIN, BID_MAX],
-            "max_rate_bps": MAX_RATE_BPS, "lenders": N_LENDERS,
-            "spread_listings": SPREAD_LISTINGS, "throughput_reps": REPS,
-            "close_runs": CLOSE_RUNS, "python": platform.python_version(),
+            "seed": SEED,
+            "listing_amount": LISTING_AMOUNT,
+            "bid_amount_range": [BID_MIN, BID_MAX],
+            "max_rate_bps": MAX_RATE_BPS,
+            "lenders": N_LENDERS,
+            "spread_listings": SPREAD_LISTINGS,
+            "throughput_reps": REPS,
+            "close_runs": CLOSE_RUNS,
+            "python": platform.python_version(),
         },
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in load_after],

@@ -69,9 +69,14 @@ class Lender(HttpUser):
             return
         listing_id = live[0][0] if random.random() < 0.8 else random.choice(live)[0]
         with self.client.post(
-            f"/v1/listings/{listing_id}/bids", headers=ADMIN, name="/v1/listings/{id}/bids",
-            json={"amount": random.randint(5_000, 50_000), "min_rate_bps": random.randint(500, 3600),
-                  "lender_id": self.lender_id},
+            f"/v1/listings/{listing_id}/bids",
+            headers=ADMIN,
+            name="/v1/listings/{id}/bids",
+            json={
+                "amount": random.randint(5_000, 50_000),
+                "min_rate_bps": random.randint(500, 3600),
+                "lender_id": self.lender_id,
+            },
             catch_response=True,
         ) as response:
             if response.status_code in (201, 409):

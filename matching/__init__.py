@@ -1,12 +1,25 @@
 """The matching core: a pure, deterministic loan-auction engine. Commands in, events out."""
 
 from matching.commands import (
-    AcceptEarly, AdvanceClock, CancelListing, Command, ListingTerms, OpenListing, PlaceBid,
+    AcceptEarly,
+    AdvanceClock,
+    CancelListing,
+    Command,
+    ListingTerms,
+    OpenListing,
+    PlaceBid,
 )
 from matching.engine import Engine, Outcome
 from matching.events import (
-    BidOutbid, BidPlaced, Event, Fill, ListingCancelled, ListingFailed, ListingFunded,
-    ListingOpened, Resolution,
+    BidOutbid,
+    BidPlaced,
+    Event,
+    Fill,
+    ListingCancelled,
+    ListingFailed,
+    ListingFunded,
+    ListingOpened,
+    Resolution,
 )
 from matching.rejections import Rejection
 from matching.rules import MarketRules

@@ -1,4 +1,4 @@
-"""Commands: everything the engine needs arrives inside them, time, ids and sequence numbers included.
+"""Commands: everything the engine needs arrives inside them: time, ids and sequence numbers.
 
 Times (`at`, `closes_at`) are integer microseconds since the Unix epoch, UTC. The shell must
 hand commands over with non-decreasing `at`; replaying the journaled commands in `seq` order

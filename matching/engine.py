@@ -9,10 +9,22 @@ from sortedcontainers import SortedList
 from matching import rejections as r
 from matching.book import ListingBook
 from matching.commands import (
-    AcceptEarly, AdvanceClock, CancelListing, Command, ListingTerms, OpenListing, PlaceBid,
+    AcceptEarly,
+    AdvanceClock,
+    CancelListing,
+    Command,
+    ListingTerms,
+    OpenListing,
+    PlaceBid,
 )
 from matching.events import (
-    BidOutbid, BidPlaced, CloseReason, Event, ListingCancelled, ListingOpened, Resolution,
+    BidOutbid,
+    BidPlaced,
+    CloseReason,
+    Event,
+    ListingCancelled,
+    ListingOpened,
+    Resolution,
 )
 from matching.resolution import resolve
 from matching.rules import FULL_BPS, GRADES, PRICINGS, MarketRules, required_coverage

@@ -20,7 +20,9 @@ UNKNOWN_PRICING: Final = "unknown_pricing"
 BELOW_MIN_FUNDING: Final = "below_min_funding"
 
 #: Codes that mean "the request is fine but the listing's state forbids it" (HTTP 409).
-CONFLICT_CODES: Final = frozenset({LISTING_NOT_OPEN, BID_NOT_COMPETITIVE, BELOW_MIN_FUNDING, LISTING_EXISTS})
+CONFLICT_CODES: Final = frozenset(
+    {LISTING_NOT_OPEN, BID_NOT_COMPETITIVE, BELOW_MIN_FUNDING, LISTING_EXISTS}
+)
 
 
 @dataclass(frozen=True, slots=True)

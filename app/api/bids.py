@@ -6,7 +6,13 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from app.api.deps import (
-    Caller, Svc, authenticate, idempotent_request, parse_json, problem_responses, render,
+    Caller,
+    Svc,
+    authenticate,
+    idempotent_request,
+    parse_json,
+    problem_responses,
+    render,
     render_json,
 )
 from app.api.schemas import SUBJECT_PATTERN, BidList, BidOut, BidPage, DepthOut, PlaceBidIn
@@ -45,11 +51,15 @@ async def place_bid(listing_id: str, request: Request) -> Response:
         raise Invalid("validation_error", "an admin must name the lender_id",
                       extra={"errors": [{"field": "lender_id", "message": "required for admin"}]})
     market = request.app.state.services.market
-    return render(await market.place_bid(who, listing_id, lender_id, bid.amount, bid.min_rate_bps, idem))
+    return render(
+        await market.place_bid(who, listing_id, lender_id, bid.amount, bid.min_rate_bps, idem)
+    )
 
 
 @router.get(
-    "/v1/listings/{listing_id}/bids", response_model=BidList, responses=problem_responses(404),
+    "/v1/listings/{listing_id}/bids",
+    response_model=BidList,
+    responses=problem_responses(404),
     summary="The book in priority order",
 )
 async def listing_bids(listing_id: str, who: Caller, svc: Svc) -> Response:
@@ -57,7 +67,9 @@ async def listing_bids(listing_id: str, who: Caller, svc: Svc) -> Response:
 
 
 @router.get(
-    "/v1/listings/{listing_id}/book", response_model=DepthOut, responses=problem_responses(404),
+    "/v1/listings/{listing_id}/book",
+    response_model=DepthOut,
+    responses=problem_responses(404),
     summary="Depth by rate level",
 )
 async def listing_depth(listing_id: str, who: Caller, svc: Svc) -> Response:

@@ -56,7 +56,9 @@ async def idempotent(
         str | None, Header(max_length=255, description="Retry-safe key; stored at least 24 h")
     ] = None,
 ) -> IdempotentRequest | None:
-    return idempotent_request(request, request.state.principal, idempotency_key, await request.body())
+    return idempotent_request(
+        request, request.state.principal, idempotency_key, await request.body()
+    )
 
 
 def idempotent_request(
@@ -65,16 +67,19 @@ def idempotent_request(
     if key is None:
         return None
     if not key.strip() or len(key) > 255:
-        raise Invalid("validation_error", "Idempotency-Key must be 1 to 255 characters",
-                      extra={"errors": [{"field": "Idempotency-Key", "message": "bad length"}]})
-    return IdempotentRequest.of(f"{who.role}:{who.subject}", key, request.method, request.url.path, body)
+        raise Invalid(
+            "validation_error",
+            "Idempotency-Key must be 1 to 255 characters",
+            extra={"errors": [{"field": "Idempotency-Key", "message": "bad length"}]},
+        )
+    return IdempotentRequest.of(
+        f"{who.role}:{who.subject}", key, request.method, request.url.path, body
+    )
 
 
 def field_errors(errors: Sequence[Any], skip: int) -> list[dict[str, str]]:
     """Pydantic errors as `{field, message}`; `skip` drops leading loc parts like "body"."""
-    return [
-        {"field": _field(e["loc"], skip), "message": e["msg"]} for e in errors
-    ]
+    return [{"field": _field(e["loc"], skip), "message": e["msg"]} for e in errors]
 
 
 def _field(loc: Sequence[Any], skip: int) -> str:
@@ -92,8 +97,9 @@ def parse_json(model: type[M], body: bytes) -> M:
         if any(e["type"] == "json_invalid" for e in errors):
             malformed = ApiError("malformed_body", "the body is not valid JSON")
             raise malformed from None
-        raise Invalid("validation_error", "the request is invalid",
-                      extra={"errors": field_errors(errors, 0)}) from None
+        raise Invalid(
+            "validation_error", "the request is invalid", extra={"errors": field_errors(errors, 0)}
+        ) from None
 
 
 async def caller(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
@@ -120,13 +126,29 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
     400: ("malformed_body",),
     401: ("unauthorized",),
     403: ("forbidden_role", "forbidden_subject"),
-    404: ("listing_not_found", "bid_not_found", "loan_not_found", "event_not_found",
-          "webhook_endpoint_not_found", "not_found"),
+    404: (
+        "listing_not_found",
+        "bid_not_found",
+        "loan_not_found",
+        "event_not_found",
+        "webhook_endpoint_not_found",
+        "not_found",
+    ),
     409: ("listing_not_open", "bid_not_competitive", "below_min_funding"),
     413: ("payload_too_large",),
-    422: ("validation_error", "idempotency_key_reused", "rate_above_max", "rate_out_of_range",
-          "bid_below_minimum", "bid_above_listing_amount", "amount_out_of_range",
-          "term_out_of_range", "window_out_of_range", "min_funding_out_of_range", "invalid_cursor"),
+    422: (
+        "validation_error",
+        "idempotency_key_reused",
+        "rate_above_max",
+        "rate_out_of_range",
+        "bid_below_minimum",
+        "bid_above_listing_amount",
+        "amount_out_of_range",
+        "term_out_of_range",
+        "window_out_of_range",
+        "min_funding_out_of_range",
+        "invalid_cursor",
+    ),
     429: ("rate_limited",),
     503: ("database_unavailable",),
 }
@@ -137,9 +159,13 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         status: {
             "model": Problem,
-            "content": {"application/problem+json": {"examples": {
-                code: {"value": _example(status, code)} for code in PROBLEM_CODES[status]
-            }}},
+            "content": {
+                "application/problem+json": {
+                    "examples": {
+                        code: {"value": _example(status, code)} for code in PROBLEM_CODES[status]
+                    }
+                }
+            },
         }
         for status in (401, 403, 429, 503, *statuses)
     }
@@ -147,8 +173,12 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def _example(status: int, code: str) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "type": f"https://errors.loan-auction.dev/{code}", "title": "…", "status": status,
-        "code": code, "detail": code.replace("_", " "), "instance": "/v1/…",
+        "type": f"https://errors.loan-auction.dev/{code}",
+        "title": "…",
+        "status": status,
+        "code": code,
+        "detail": code.replace("_", " "),
+        "instance": "/v1/…",
     }
     if status == 422:
         body["errors"] = [{"field": "min_rate_bps", "message": "…"}]

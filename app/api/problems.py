@@ -12,7 +12,13 @@ from starlette.routing import Match
 
 from app.api.deps import field_errors
 from app.errors import (
-    PROBLEM_JSON, ApiError, Invalid, MethodNotAllowed, NotFound, PayloadTooLarge, Unavailable,
+    PROBLEM_JSON,
+    ApiError,
+    Invalid,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
 )
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,15 @@
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    model_validator,
+)
 
 GradeIn = Literal["AA", "A", "B", "C", "D", "E", "HR"]
 PricingIn = Literal["pay_as_bid", "uniform"]

@@ -7,7 +7,11 @@ from fastapi.responses import Response
 
 from app.api.deps import Caller, Svc, problem_responses, render_json
 from app.api.schemas import (
-    DeliveryList, RedeliveryList, WebhookEndpointIn, WebhookEndpointList, WebhookEndpointOut,
+    DeliveryList,
+    RedeliveryList,
+    WebhookEndpointIn,
+    WebhookEndpointList,
+    WebhookEndpointOut,
 )
 
 router = APIRouter(tags=["webhooks"])
@@ -19,18 +23,23 @@ router = APIRouter(tags=["webhooks"])
 )
 async def create_endpoint(body: WebhookEndpointIn, who: Caller, svc: Svc) -> Response:
     who.require("admin")
-    created = await svc.webhooks.create(body.url, list(body.event_types or []) or None, body.description)
+    created = await svc.webhooks.create(
+        body.url, list(body.event_types or []) or None, body.description
+    )
     return render_json(created, 201)
 
 
-@router.get("/v1/webhook-endpoints", response_model=WebhookEndpointList, responses=problem_responses())
+@router.get(
+    "/v1/webhook-endpoints", response_model=WebhookEndpointList, responses=problem_responses()
+)
 async def list_endpoints(who: Caller, svc: Svc) -> Response:
     who.require("admin")
     return render_json(await svc.webhooks.list())
 
 
 @router.get(
-    "/v1/webhook-endpoints/{endpoint_id}", response_model=WebhookEndpointOut,
+    "/v1/webhook-endpoints/{endpoint_id}",
+    response_model=WebhookEndpointOut,
     responses=problem_responses(404),
 )
 async def get_endpoint(endpoint_id: str, who: Caller, svc: Svc) -> Response:
@@ -48,8 +57,10 @@ async def delete_endpoint(endpoint_id: str, who: Caller, svc: Svc) -> Response:
 
 
 @router.get(
-    "/v1/webhook-endpoints/{endpoint_id}/deliveries", response_model=DeliveryList,
-    responses=problem_responses(404, 422), summary="Delivery log with every attempt",
+    "/v1/webhook-endpoints/{endpoint_id}/deliveries",
+    response_model=DeliveryList,
+    responses=problem_responses(404, 422),
+    summary="Delivery log with every attempt",
 )
 async def deliveries(
     endpoint_id: str, who: Caller, svc: Svc, limit: Annotated[int, Query(ge=1, le=500)] = 100
@@ -59,8 +70,11 @@ async def deliveries(
 
 
 @router.post(
-    "/v1/events/{event_id}/redeliver", status_code=202, response_model=RedeliveryList,
-    responses=problem_responses(404), summary="Queue an event again for its subscribers",
+    "/v1/events/{event_id}/redeliver",
+    status_code=202,
+    response_model=RedeliveryList,
+    responses=problem_responses(404),
+    summary="Queue an event again for its subscribers",
 )
 async def redeliver(event_id: str, who: Caller, svc: Svc) -> Response:
     who.require("admin")

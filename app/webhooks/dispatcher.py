@@ -132,7 +132,8 @@ class Dispatcher:
         }
         try:
             async with asyncio.timeout(self.timeout_s):
-                async with self._client.stream("POST", row["url"], content=body, headers=headers) as r:
+                request = self._client.stream("POST", row["url"], content=body, headers=headers)
+                async with request as r:
                     return r.status_code, None if r.is_success else f"HTTP {r.status_code}"
         except TimeoutError:
             return None, f"timed out after {self.timeout_s} s"

@@ -21,10 +21,16 @@ class Webhooks:
         self.store = store
         self.dispatcher = dispatcher
 
-    async def create(self, url: str, event_types: list[str] | None, description: str) -> dict[str, Any]:
+    async def create(
+        self, url: str, event_types: list[str] | None, description: str
+    ) -> dict[str, Any]:
         secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
         row = await self.store.create_endpoint(
-            uuid4(), url, sorted(set(event_types or DEFAULT_EVENT_TYPES)), description, secret,
+            uuid4(),
+            url,
+            sorted(set(event_types or DEFAULT_EVENT_TYPES)),
+            description,
+            secret,
             datetime.now(UTC),
         )
         return {**_endpoint(row), "secret": secret}
@@ -51,26 +57,37 @@ class Webhooks:
         """Queue a known event again (the caller checked it exists)."""
         rows = await self.store.redeliver(_uuid(event_id, "event_not_found"))
         self.dispatcher.nudge()
-        return {"data": [
-            {"id": str(r["id"]), "endpoint_id": str(r["endpoint_id"]), "status": r["status"]}
-            for r in rows
-        ]}
+        return {
+            "data": [
+                {"id": str(r["id"]), "endpoint_id": str(r["endpoint_id"]), "status": r["status"]}
+                for r in rows
+            ]
+        }
 
 
 def _endpoint(row: Any) -> dict[str, Any]:
     return {
-        "id": str(row["id"]), "url": row["url"], "event_types": list(row["event_types"]),
-        "description": row["description"], "status": row["status"],
-        "disabled_reason": row["disabled_reason"], "created_at": _time(row["created_at"]),
+        "id": str(row["id"]),
+        "url": row["url"],
+        "event_types": list(row["event_types"]),
+        "description": row["description"],
+        "status": row["status"],
+        "disabled_reason": row["disabled_reason"],
+        "created_at": _time(row["created_at"]),
     }
 
 
 def _delivery(row: Any) -> dict[str, Any]:
     return {
-        "id": str(row["id"]), "event_id": str(row["event_id"]), "event_type": row["type"],
-        "event_seq": row["event_seq"], "status": row["status"], "attempts": row["attempts"],
+        "id": str(row["id"]),
+        "event_id": str(row["event_id"]),
+        "event_type": row["type"],
+        "event_seq": row["event_seq"],
+        "status": row["status"],
+        "attempts": row["attempts"],
         "next_attempt_at": _time(row["next_attempt_at"]) if row["status"] == "pending" else None,
-        "delivered_at": _time(row["delivered_at"]), "last_error": row["last_error"],
+        "delivered_at": _time(row["delivered_at"]),
+        "last_error": row["last_error"],
         "attempt_log": orjson.loads(row["attempts_log"]),
     }
 

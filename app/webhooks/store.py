@@ -113,7 +113,8 @@ class WebhookStore:
     async def delete_endpoint(self, endpoint_id: UUID) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
             status = await conn.execute(
-                "UPDATE webhook_endpoints SET status = 'deleted' WHERE id = $1 AND status <> 'deleted'",
+                """UPDATE webhook_endpoints SET status = 'deleted'
+                   WHERE id = $1 AND status <> 'deleted'""",
                 endpoint_id,
             )
             await conn.execute(
@@ -135,13 +136,15 @@ class WebhookStore:
                WHERE d.endpoint_id = $1
                GROUP BY d.id, e.type, e.seq
                ORDER BY e.seq DESC LIMIT $2""",
-            endpoint_id, limit,
+            endpoint_id,
+            limit,
         )
 
     async def redeliver(self, event_id: UUID) -> list[Record]:
         """Queue the event again for every enabled endpoint subscribed to its type."""
         return await self.pool.fetch(
-            """INSERT INTO webhook_deliveries (id, event_id, endpoint_id, next_attempt_at, created_at)
+            """INSERT INTO webhook_deliveries
+                   (id, event_id, endpoint_id, next_attempt_at, created_at)
                SELECT gen_random_uuid(), e.id, w.id, now(), now()
                FROM events e JOIN webhook_endpoints w
                  ON w.status = 'enabled' AND e.type = ANY(w.event_types)

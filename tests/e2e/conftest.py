@@ -80,7 +80,7 @@ class ServiceProcess:
         """Start the process and wait (bounded) until /readyz answers 200; returns seconds."""
         assert not self.running, "already running"
         started = time.monotonic()
-        for attempt in range(3):
+        for _ in range(3):
             self._spawn()
             if await self._wait_ready():
                 return time.monotonic() - started

@@ -10,7 +10,13 @@ import pytest
 from matching import BidPlaced, Fill, ListingFailed, ListingFunded, MarketRules, PlaceBid
 from tests.e2e.conftest import ServiceProcess
 from tests.e2e.drive import (
-    close_due, comparable, epoch, get_json, open_listing, reference_bids, replay_journal,
+    close_due,
+    comparable,
+    epoch,
+    get_json,
+    open_listing,
+    reference_bids,
+    replay_journal,
     until_closed,
 )
 from tests.e2e.load import Tally, Target, bidder, check_acknowledgement

@@ -27,8 +27,16 @@ import pytest
 from matching import Fill, ListingFailed, ListingFunded, MarketRules
 from tests.e2e.conftest import ServiceProcess
 from tests.e2e.drive import (
-    Json, close_due, comparable, epoch, get_json, open_listing, reference_bids,
-    reference_depth, replay_journal, until_closed,
+    Json,
+    close_due,
+    comparable,
+    epoch,
+    get_json,
+    open_listing,
+    reference_bids,
+    reference_depth,
+    replay_journal,
+    until_closed,
 )
 from tests.e2e.load import Tally, Target, bidder, check_acknowledgement, retry_in_doubt
 from tests.unit.reference import ReferenceEngine

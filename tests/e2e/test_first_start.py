@@ -41,7 +41,9 @@ async def test_serve_without_an_admin_key_prints_one_that_works(
             assert printed is not None, log_path.read_text()
             admin = {"Authorization": f"Bearer {printed.group(1)}"}
             assert (await client.get("/v1/events", headers=admin)).status_code == 200
-            assert (await client.get("/v1/events", headers={"Authorization": "Bearer no"})).status_code == 401
+            assert (
+                await client.get("/v1/events", headers={"Authorization": "Bearer no"})
+            ).status_code == 401
     finally:
         process.terminate()
         process.wait(timeout=20)

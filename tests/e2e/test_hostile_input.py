@@ -10,7 +10,10 @@ import pytest
 
 from tests.e2e.conftest import ADMIN_KEY, ServiceProcess
 
-_CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"
+_CHECKS = ",".join((
+    "not_a_server_error", "response_schema_conformance", "status_code_conformance",
+    "content_type_conformance",
+))
 
 
 @pytest.mark.slow
@@ -19,16 +22,33 @@ async def test_a_thousand_generated_requests_get_no_5xx_and_conform_to_the_schem
 ) -> None:
     seed = os.environ.get("LOAN_AUCTION_FUZZ_SEED", "20261128")
     command = [
-        str(Path(sys.executable).parent / "st"), "run", f"{service.base_url}/openapi.json",
-        "--header", f"Authorization: Bearer {ADMIN_KEY}", "--checks", _CHECKS,
-        "--phases", "examples,coverage,fuzzing", "--max-examples", "40", "--workers", "2",
-        "--seed", seed, "--request-timeout", "10",
+        str(Path(sys.executable).parent / "st"),
+        "run",
+        f"{service.base_url}/openapi.json",
+        "--header",
+        f"Authorization: Bearer {ADMIN_KEY}",
+        "--checks",
+        _CHECKS,
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        "40",
+        "--workers",
+        "2",
+        "--seed",
+        seed,
+        "--request-timeout",
+        "10",
     ]
     soak_s = os.environ.get("LOAN_AUCTION_FUZZ_SECONDS")  # soak mode: fuzz for this long
     if soak_s:
         command += ["--max-time", soak_s]
     result = subprocess.run(
-        command, capture_output=True, text=True, timeout=300 + int(soak_s or 0), cwd=tmp_path,
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300 + int(soak_s or 0),
+        cwd=tmp_path,
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
     )
     output = result.stdout + result.stderr

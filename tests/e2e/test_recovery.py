@@ -10,7 +10,15 @@ import httpx
 
 from tests.e2e.conftest import ServiceProcess
 from tests.e2e.drive import (
-    Snapshot, bid_ok, epoch, eventually, get_json, open_listing, place_bid, snapshot, until_closed,
+    Snapshot,
+    bid_ok,
+    epoch,
+    eventually,
+    get_json,
+    open_listing,
+    place_bid,
+    snapshot,
+    until_closed,
 )
 
 

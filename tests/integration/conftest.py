@@ -47,7 +47,9 @@ def make_key(client: httpx.AsyncClient) -> KeyMaker:
     """Mint an API key through the API; returns ready-to-send headers."""
 
     async def make(role: str, subject: str) -> dict[str, str]:
-        response = await client.post("/v1/api-keys", json={"role": role, "subject": subject}, headers=ADMIN)
+        response = await client.post(
+            "/v1/api-keys", json={"role": role, "subject": subject}, headers=ADMIN
+        )
         assert response.status_code == 201, response.text
         return {"Authorization": f"Bearer {response.json()['key']}"}
 

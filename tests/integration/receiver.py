@@ -67,7 +67,9 @@ def free_port() -> int:
 @asynccontextmanager
 async def serving(receiver: Receiver, port: int | None = None) -> AsyncIterator[Receiver]:
     port = port or free_port()
-    config = uvicorn.Config(receiver, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        receiver, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(200):

@@ -8,7 +8,14 @@ import httpx
 
 from tests.integration.conftest import ADMIN, KeyMaker
 from tests.integration.helpers import (
-    Json, all_events, bid_body, get_json, open_listing, place_bid, problem, rows,
+    Json,
+    all_events,
+    bid_body,
+    get_json,
+    open_listing,
+    place_bid,
+    problem,
+    rows,
     wait_until_closed,
 )
 

@@ -7,7 +7,13 @@ import httpx
 
 from tests.integration.conftest import ADMIN, KeyMaker
 from tests.integration.helpers import (
-    bid_body, get_json, listing_body, open_listing, place_bid, problem, rows,
+    bid_body,
+    get_json,
+    listing_body,
+    open_listing,
+    place_bid,
+    problem,
+    rows,
 )
 
 

@@ -6,7 +6,13 @@ import httpx
 
 from tests.integration.conftest import ADMIN, KeyMaker
 from tests.integration.helpers import (
-    bid_body, error_fields, get_json, open_listing, place_bid, problem, rows,
+    bid_body,
+    error_fields,
+    get_json,
+    open_listing,
+    place_bid,
+    problem,
+    rows,
 )
 
 

@@ -7,7 +7,14 @@ import httpx
 
 from tests.integration.conftest import ADMIN, KeyMaker
 from tests.integration.helpers import (
-    all_events, bid_body, error_fields, get_json, listing_body, open_listing, problem, rows,
+    all_events,
+    bid_body,
+    error_fields,
+    get_json,
+    listing_body,
+    open_listing,
+    problem,
+    rows,
 )
 
 

@@ -9,7 +9,13 @@ import httpx
 
 from tests.integration.conftest import ADMIN, KeyMaker
 from tests.integration.helpers import (
-    error_fields, get_json, listing_body, open_listing, place_bid, problem, rows,
+    error_fields,
+    get_json,
+    listing_body,
+    open_listing,
+    place_bid,
+    problem,
+    rows,
 )
 
 

@@ -6,7 +6,14 @@ import httpx
 
 from tests.integration.conftest import ADMIN, KeyMaker
 from tests.integration.helpers import (
-    Json, all_events, error_fields, get_json, open_listing, place_bid, problem, rows,
+    Json,
+    all_events,
+    error_fields,
+    get_json,
+    open_listing,
+    place_bid,
+    problem,
+    rows,
 )
 
 

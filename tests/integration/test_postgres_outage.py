@@ -38,7 +38,9 @@ async def _until(predicate: Any, seconds: float) -> None:
 
 
 @pytest.mark.slow
-async def test_an_outage_gives_503s_then_heals_without_losing_acknowledged_bids(tmp_path: Path) -> None:
+async def test_an_outage_gives_503s_then_heals_without_losing_acknowledged_bids(
+    tmp_path: Path,
+) -> None:
     server = await asyncio.to_thread(database.start_embedded, tmp_path)
     uri = server.get_uri()
     seen: Counter[int] = Counter()
@@ -46,10 +48,18 @@ async def test_an_outage_gives_503s_then_heals_without_losing_acknowledged_bids(
     stop = asyncio.Event()
     try:
         async with running_service(uri, db_timeout_s=1.0) as (_, client):
-            listing = await client.post("/v1/listings", headers=ADMIN, json={
-                "borrower_id": "bob", "amount": 1_000_000_000, "term_months": 12,
-                "max_rate_bps": 3000, "grade": "A", "duration_s": 3600,
-            })
+            listing = await client.post(
+                "/v1/listings",
+                headers=ADMIN,
+                json={
+                    "borrower_id": "bob",
+                    "amount": 1_000_000_000,
+                    "term_months": 12,
+                    "max_rate_bps": 3000,
+                    "grade": "A",
+                    "duration_s": 3600,
+                },
+            )
             assert listing.status_code == 201
             load = asyncio.create_task(
                 _bid_forever(client, listing.json()["id"], seen, acknowledged, stop)

@@ -8,7 +8,12 @@ import httpx
 
 from tests.integration.conftest import ADMIN, running_service
 from tests.integration.helpers import (
-    bid_body, error_fields, listing_body, open_listing, problem, rows,
+    bid_body,
+    error_fields,
+    listing_body,
+    open_listing,
+    problem,
+    rows,
 )
 
 

@@ -14,7 +14,9 @@ from tests.integration.receiver import Receiver, free_port, serving
 FAST = {"webhook_retry_schedule": "0.2,0.2,0.2", "webhook_timeout_s": 1.0, "webhook_poll_s": 0.1}
 
 
-async def subscribe(client: httpx.AsyncClient, receiver: Receiver, types: list[str] | None = None) -> str:
+async def subscribe(
+    client: httpx.AsyncClient, receiver: Receiver, types: list[str] | None = None
+) -> str:
     body: dict[str, Any] = {"url": receiver.url, "description": "test"}
     if types:
         body["event_types"] = types
@@ -26,18 +28,33 @@ async def subscribe(client: httpx.AsyncClient, receiver: Receiver, types: list[s
 
 
 async def open_listing(client: httpx.AsyncClient, amount: int = 100_000, **extra: Any) -> str:
-    response = await client.post("/v1/listings", headers=ADMIN, json={
-        "borrower_id": "bob", "amount": amount, "term_months": 6, "max_rate_bps": 2000,
-        "grade": "B", "duration_s": 1, **extra,
-    })
+    response = await client.post(
+        "/v1/listings",
+        headers=ADMIN,
+        json={
+            "borrower_id": "bob",
+            "amount": amount,
+            "term_months": 6,
+            "max_rate_bps": 2000,
+            "grade": "B",
+            "duration_s": 1,
+            **extra,
+        },
+    )
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 
 
 async def bid(client: httpx.AsyncClient, listing_id: str, amount: int, rate: int) -> None:
-    response = await client.post(f"/v1/listings/{listing_id}/bids", headers=ADMIN, json={
-        "amount": amount, "min_rate_bps": rate, "lender_id": "lena",
-    })
+    response = await client.post(
+        f"/v1/listings/{listing_id}/bids",
+        headers=ADMIN,
+        json={
+            "amount": amount,
+            "min_rate_bps": rate,
+            "lender_id": "lena",
+        },
+    )
     assert response.status_code == 201, response.text
 
 
@@ -67,7 +84,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10) 
 async def test_funded_and_failed_listings_are_delivered_signed_and_retried_under_one_id(
     database_url: str,
 ) -> None:
-    async with serving(Receiver(fail_first=2)) as receiver, running_service(database_url, **FAST) as (_, client):
+    async with (
+        serving(Receiver(fail_first=2)) as receiver,
+        running_service(database_url, **FAST) as (_, client),
+    ):
         await subscribe(client, receiver)
         funded = await open_listing(client)
         await bid(client, funded, 100_000, 1500)
@@ -91,7 +111,10 @@ async def test_funded_and_failed_listings_are_delivered_signed_and_retried_under
 
 
 async def test_the_delivery_log_records_every_attempt(database_url: str) -> None:
-    async with serving(Receiver(fail_first=1)) as receiver, running_service(database_url, **FAST) as (_, client):
+    async with (
+        serving(Receiver(fail_first=1)) as receiver,
+        running_service(database_url, **FAST) as (_, client),
+    ):
         endpoint = await subscribe(client, receiver)
         listing = await open_listing(client)
         await bid(client, listing, 100_000, 1500)
@@ -147,7 +170,9 @@ async def test_pending_retries_resume_after_a_restart(database_url: str) -> None
         assert list(receiver.attempts.values()) == [2]
 
 
-async def test_a_hanging_receiver_blocks_neither_other_endpoints_nor_bidding(database_url: str) -> None:
+async def test_a_hanging_receiver_blocks_neither_other_endpoints_nor_bidding(
+    database_url: str,
+) -> None:
     async with (
         serving(Receiver(hang=True)) as hanging,
         serving(Receiver()) as healthy,
@@ -168,7 +193,10 @@ async def test_a_hanging_receiver_blocks_neither_other_endpoints_nor_bidding(dat
 
 
 async def test_410_gone_disables_the_endpoint(database_url: str) -> None:
-    async with serving(Receiver(status=410)) as receiver, running_service(database_url, **FAST) as (_, client):
+    async with (
+        serving(Receiver(status=410)) as receiver,
+        running_service(database_url, **FAST) as (_, client),
+    ):
         endpoint = await subscribe(client, receiver)
         listing = await open_listing(client)
         await bid(client, listing, 100_000, 1500)
@@ -181,7 +209,9 @@ async def test_410_gone_disables_the_endpoint(database_url: str) -> None:
         assert sum(receiver.attempts.values()) == 1
 
 
-async def test_only_http_urls_are_accepted_and_endpoints_can_be_deleted(client: httpx.AsyncClient) -> None:
+async def test_only_http_urls_are_accepted_and_endpoints_can_be_deleted(
+    client: httpx.AsyncClient,
+) -> None:
     for url in ("ftp://example.com/x", "file:///etc/passwd", "javascript:alert(1)", "not a url"):
         response = await client.post("/v1/webhook-endpoints", json={"url": url}, headers=ADMIN)
         assert response.status_code == 422, url
@@ -195,13 +225,22 @@ async def test_only_http_urls_are_accepted_and_endpoints_can_be_deleted(client: 
     listed = (await client.get("/v1/webhook-endpoints", headers=ADMIN)).json()["data"]
     assert [e["id"] for e in listed] == [body["id"]]
     assert listed[0].get("secret") is None, "the secret is shown only at creation"
-    assert (await client.delete(f"/v1/webhook-endpoints/{body['id']}", headers=ADMIN)).status_code == 204
-    assert (await client.get(f"/v1/webhook-endpoints/{body['id']}", headers=ADMIN)).status_code == 404
-    assert (await client.delete(f"/v1/webhook-endpoints/{body['id']}", headers=ADMIN)).status_code == 404
+    assert (
+        await client.delete(f"/v1/webhook-endpoints/{body['id']}", headers=ADMIN)
+    ).status_code == 204
+    assert (
+        await client.get(f"/v1/webhook-endpoints/{body['id']}", headers=ADMIN)
+    ).status_code == 404
+    assert (
+        await client.delete(f"/v1/webhook-endpoints/{body['id']}", headers=ADMIN)
+    ).status_code == 404
 
 
 async def test_deliveries_survive_in_postgres(database_url: str) -> None:
-    async with serving(Receiver()) as receiver, running_service(database_url, **FAST) as (_, client):
+    async with (
+        serving(Receiver()) as receiver,
+        running_service(database_url, **FAST) as (_, client),
+    ):
         endpoint = await subscribe(client, receiver)
         listing = await open_listing(client)
         await bid(client, listing, 100_000, 1500)

@@ -10,9 +10,25 @@ from collections.abc import Callable
 from typing import Final, TypeVar
 
 from matching import (
-    AcceptEarly, AdvanceClock, BidPlaced, BidView, CancelListing, Command, DepthLevel, Engine,
-    Event, ListingCancelled, ListingFailed, ListingFunded, ListingSummary, ListingTerms,
-    MarketRules, OpenListing, Outcome, PlaceBid, Rejection,
+    AcceptEarly,
+    AdvanceClock,
+    BidPlaced,
+    BidView,
+    CancelListing,
+    Command,
+    DepthLevel,
+    Engine,
+    Event,
+    ListingCancelled,
+    ListingFailed,
+    ListingFunded,
+    ListingSummary,
+    ListingTerms,
+    MarketRules,
+    OpenListing,
+    Outcome,
+    PlaceBid,
+    Rejection,
 )
 from matching.rules import Grade, Pricing
 

@@ -15,11 +15,24 @@ from fractions import Fraction
 from matching import rejections as r
 from matching.book import BidStatus, ListingStatus
 from matching.commands import (
-    AcceptEarly, AdvanceClock, CancelListing, Command, OpenListing, PlaceBid,
+    AcceptEarly,
+    AdvanceClock,
+    CancelListing,
+    Command,
+    OpenListing,
+    PlaceBid,
 )
 from matching.events import (
-    BidOutbid, BidPlaced, CloseReason, Event, Fill, ListingCancelled, ListingFailed,
-    ListingFunded, ListingOpened, Resolution,
+    BidOutbid,
+    BidPlaced,
+    CloseReason,
+    Event,
+    Fill,
+    ListingCancelled,
+    ListingFailed,
+    ListingFunded,
+    ListingOpened,
+    Resolution,
 )
 from matching.rejections import Rejection
 from matching.rules import MarketRules

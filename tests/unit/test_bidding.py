@@ -10,7 +10,12 @@ import pytest
 
 from matching import BidOutbid, BidPlaced, DepthLevel
 from tests.unit.builders import (
-    CLOSES_AT, T0, events, market, only, rejected,
+    CLOSES_AT,
+    T0,
+    events,
+    market,
+    only,
+    rejected,
 )
 
 # --- priority and the funding set -------------------------------------------------------------

@@ -12,7 +12,16 @@ import pytest
 
 from matching import Fill, ListingCancelled, ListingFailed, ListingFunded, Outcome
 from tests.unit.builders import (
-    CLOSED_MARKETS, CLOSES_AT, HOUR, SECOND, T0, Market, events, listing_terms, market, only,
+    CLOSED_MARKETS,
+    CLOSES_AT,
+    HOUR,
+    SECOND,
+    T0,
+    Market,
+    events,
+    listing_terms,
+    market,
+    only,
     rejected,
 )
 

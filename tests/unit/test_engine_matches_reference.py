@@ -20,8 +20,20 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from matching import (
-    AcceptEarly, AdvanceClock, CancelListing, Command, Engine, Event, ListingFunded, ListingOpened,
-    ListingTerms, MarketRules, OpenListing, Outcome, PlaceBid, Rejection,
+    AcceptEarly,
+    AdvanceClock,
+    CancelListing,
+    Command,
+    Engine,
+    Event,
+    ListingFunded,
+    ListingOpened,
+    ListingTerms,
+    MarketRules,
+    OpenListing,
+    Outcome,
+    PlaceBid,
+    Rejection,
 )
 from matching.rules import GRADES, Grade, Pricing
 from tests.unit.reference import ReferenceEngine

@@ -18,13 +18,36 @@ from typing import cast
 import pytest
 
 from matching import (
-    AcceptEarly, AdvanceClock, BidOutbid, BidPlaced, CancelListing, Command, Engine,
-    ListingCancelled, ListingFailed, ListingFunded, ListingOpened, ListingTerms, MarketRules,
-    OpenListing, PlaceBid, Rejection,
+    AcceptEarly,
+    AdvanceClock,
+    BidOutbid,
+    BidPlaced,
+    CancelListing,
+    Command,
+    Engine,
+    ListingCancelled,
+    ListingFailed,
+    ListingFunded,
+    ListingOpened,
+    ListingTerms,
+    MarketRules,
+    OpenListing,
+    PlaceBid,
+    Rejection,
 )
 from matching.rules import PRICINGS, Grade, Pricing
 from tests.unit.builders import (
-    CLOSED_MARKETS, CLOSES_AT, DAY, HOUR, SECOND, T0, Market, events, listing_terms, market, only,
+    CLOSED_MARKETS,
+    CLOSES_AT,
+    DAY,
+    HOUR,
+    SECOND,
+    T0,
+    Market,
+    events,
+    listing_terms,
+    market,
+    only,
     rejected,
 )
 
