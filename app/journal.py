@@ -32,7 +32,7 @@ _LOAN_COLUMNS = (
     "funded_at",
 )
 _FILL_COLUMNS = ("loan_id", "bid_id", "lender_id", "seq", "amount", "rate_bps")
-_EVENT_COLUMNS = ("id", "type", "listing_id", "created_at", "data")
+_EVENT_COLUMNS = ("seq", "id", "type", "listing_id", "created_at", "data")
 _IDEMPOTENCY_COLUMNS = ("scope", "key", "request_hash", "status", "body", "created_at")
 
 _CLOSE_LISTINGS = """
@@ -68,6 +68,8 @@ class Entry:
     fills: list[Row] = field(default_factory=list)
     closes: list[Row] = field(default_factory=list)
     settled_bids: list[Row] = field(default_factory=list)
+    #: (id, type, listing_id, created_at, data) as built; the writer puts the event seq in
+    #: front when it numbers the batch, so after the commit each row starts with its seq.
     events: list[Row] = field(default_factory=list)
     idempotency: list[Row] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
@@ -103,6 +105,8 @@ class JournalWriter:
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        #: The highest event seq committed; read from Postgres after a start or a failed batch.
+        self._event_seq: int | None = None
 
     def submit(self, entry: Entry) -> asyncio.Future[None]:
         """Queue an entry; the future completes when it is committed (or fails)."""
@@ -148,6 +152,7 @@ class JournalWriter:
         try:
             await self._write(merged)
         except Exception as error:  # any failure: nothing in this batch is durable
+            self._event_seq = None
             log.error("journal batch failed", extra={"entries": len(batch), "error": repr(error)})
             for _, future in batch:
                 if not future.done():
@@ -174,8 +179,17 @@ class JournalWriter:
                 status = await conn.execute(_CLOSE_LISTINGS, *_columns(e.closes, 8))
                 if status != f"UPDATE {len(e.closes)}":
                     raise ResolvedTwice(f"{status} for {len(e.closes)} closes")
-            await _copy(conn, "events", _EVENT_COLUMNS, e.events)
+            await self._copy_events(conn, e)
             await _copy(conn, "idempotency_keys", _IDEMPOTENCY_COLUMNS, e.idempotency)
+
+    async def _copy_events(self, conn: "Connection", e: Entry) -> None:
+        """Number the batch's events after the last committed one: seq order is commit order."""
+        if self._event_seq is None:
+            self._event_seq = int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM events"))
+        first = self._event_seq + 1
+        e.events = [(seq, *row) for seq, row in enumerate(e.events, start=first)]
+        await _copy(conn, "events", _EVENT_COLUMNS, e.events)
+        self._event_seq = first + len(e.events) - 1
 
 
 async def _copy(conn: "Connection", table: str, columns: tuple[str, ...], rows: list[Row]) -> None:
