@@ -3,7 +3,7 @@
 from typing import Any
 
 from matching import Rejection
-from matching.rejections import CONFLICT_CODES, LISTING_NOT_FOUND
+from matching.rejections import CONFLICT_CODES, NOT_FOUND_CODES
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -88,7 +88,9 @@ def from_rejection(rejection: Rejection) -> ApiError:
         extra["errors"] = [{"field": rejection.field, "message": rejection.detail}]
     if rejection.marginal_rate_bps is not None:
         extra["marginal_rate_bps"] = rejection.marginal_rate_bps
-    if rejection.code == LISTING_NOT_FOUND:
+    if rejection.available is not None:
+        extra["available"] = rejection.available
+    if rejection.code in NOT_FOUND_CODES:
         return NotFound(rejection.code, rejection.detail)
     kind = Conflict if rejection.code in CONFLICT_CODES else Invalid
     return kind(rejection.code, rejection.detail, extra=extra)

@@ -24,15 +24,20 @@ if TYPE_CHECKING:
 
 _LISTING_COLUMNS = (
     "id", "seq", "borrower_id", "amount", "term_months", "max_rate_bps", "grade", "closes_at",
-    "min_funding_bps", "close_when_funded", "pricing", "opened_at",
+    "min_funding_bps", "close_when_funded", "pricing", "opened_at", "floor_rate_bps",
+    "service_fee_bps", "reserve_bps", "max_lender_share_bps", "loan_id",
 )
 _BID_COLUMNS = ("id", "listing_id", "lender_id", "amount", "min_rate_bps", "seq", "placed_at")
 _LOAN_COLUMNS = (
     "id", "listing_id", "borrower_id", "principal", "rate_bps", "term_months", "pricing",
-    "funded_at",
+    "funded_at", "service_fee", "reserve_contribution",
 )
 _FILL_COLUMNS = ("loan_id", "bid_id", "lender_id", "seq", "amount", "rate_bps")
 _EVENT_COLUMNS = ("seq", "id", "type", "listing_id", "created_at", "data")
+_LEDGER_COLUMNS = (
+    "id", "kind", "debit_account", "credit_account", "amount", "cause_type", "cause_id",
+    "listing_id", "bid_id", "reference", "created_at",
+)
 _IDEMPOTENCY_COLUMNS = ("scope", "key", "request_hash", "status", "body", "created_at")
 
 _CLOSE_LISTINGS = """
@@ -43,6 +48,12 @@ FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::bigint[],
             $7::int[], $8::uuid[])
      AS c(id, status, closed_at, close_reason, funded_amount, bid_count, marginal_rate_bps, loan_id)
 WHERE l.id = c.id AND l.status = 'open'
+"""
+_STORE_BALANCES = """
+INSERT INTO accounts (id, available, reserved, updated_at)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[])
+ON CONFLICT (id) DO UPDATE SET available = excluded.available, reserved = excluded.reserved,
+    updated_at = excluded.updated_at
 """
 _SETTLE_BIDS = """
 UPDATE bids AS b SET status = s.status, allocated_amount = s.allocated_amount
@@ -71,6 +82,9 @@ class Entry:
     #: (id, type, listing_id, created_at, data) as built; the writer puts the event seq in
     #: front when it numbers the batch, so after the commit each row starts with its seq.
     events: list[Row] = field(default_factory=list)
+    ledger: list[Row] = field(default_factory=list)
+    #: (account, available, reserved, at) after each action; the last one per account counts.
+    balances: list[Row] = field(default_factory=list)
     idempotency: list[Row] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
 
@@ -180,6 +194,10 @@ class JournalWriter:
                 if status != f"UPDATE {len(e.closes)}":
                     raise ResolvedTwice(f"{status} for {len(e.closes)} closes")
             await self._copy_events(conn, e)
+            await _copy(conn, "ledger_entries", _LEDGER_COLUMNS, e.ledger)
+            if e.balances:
+                latest = {row[0]: row for row in e.balances}  # one row per account per statement
+                await conn.execute(_STORE_BALANCES, *_columns(list(latest.values()), 4))
             await _copy(conn, "idempotency_keys", _IDEMPOTENCY_COLUMNS, e.idempotency)
 
     async def _copy_events(self, conn: "Connection", e: Entry) -> None:

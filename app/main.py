@@ -10,7 +10,9 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from app import database
-from app.api import bids, events, health, keys, listings, loans, problems, webhooks
+from app.accounts.service import Accounts
+from app.accounts.store import AccountStore
+from app.api import accounts, bids, events, health, keys, listings, loans, problems, webhooks
 from app.api.bids import BID_PATH
 from app.api.deps import Services
 from app.api.lean import FastLane
@@ -19,6 +21,7 @@ from app.journal import BatchStats, Entry, JournalWriter
 from app.market import Market
 from app.metrics import Metrics
 from app.middleware import EdgeMiddleware
+from app.policy import policy_json
 from app.queries import Queries
 from app.ratelimit import RateLimiter
 from app.scheduler import run_deadlines, run_housekeeping
@@ -27,6 +30,8 @@ from app.store import Store
 from app.webhooks.dispatcher import Dispatcher
 from app.webhooks.service import Webhooks
 from app.webhooks.store import WebhookStore
+from matching import GradePolicy
+from matching.rules import Grade
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +46,9 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.policies = settings.grade_policies()  # a bad policy file stops the start here
     problems.install(app)
-    for module in (listings, bids, loans, events, keys, webhooks, health):
+    for module in (listings, bids, accounts, loans, events, keys, webhooks, health):
         app.include_router(module.router)
     app.add_middleware(
         FastLane, route=_route(bids.router, "POST", BID_PATH), handlers=app.exception_handlers
@@ -77,7 +83,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 @contextlib.asynccontextmanager
 async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncIterator[None]:
     metrics: Metrics = app.state.metrics
-    market = Market(store, settings.market_rules(), settings.currency, metrics)
+    policies: dict[Grade, GradePolicy] = app.state.policies
+    market = Market(
+        store, settings.market_rules(), settings.currency, metrics, policies,
+        settings.max_lender_share_bps,
+    )
     dispatcher = Dispatcher(
         WebhookStore(store.pool),
         metrics,
@@ -106,6 +116,11 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
         Keys(store, admin_key),
         RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         Webhooks(dispatcher.store, dispatcher),
+        Accounts(market, AccountStore(store.pool)),
+        {
+            "grades": policy_json(policies), "max_lender_share_bps": settings.max_lender_share_bps,
+            "borrower_limit": settings.borrower_limit, "currency": settings.currency,
+        },
     )
     tasks = [asyncio.create_task(writer.run(), name="journal")]
     try:

@@ -23,20 +23,25 @@ from app.journal import BatchStats, Entry, JournalWriter
 from app.metrics import Metrics
 from app.outcomes import EntryBuilder
 from app.recovery import rebuild
-from app.rendering import bid_from_view
+from app.rendering import account_json, bid_from_view, entry_json
 from app.store import Store
 from matching import (
     AcceptEarly,
     AdvanceClock,
     BidPlaced,
     CancelListing,
+    Deposit,
     Engine,
     Event,
+    GradePolicy,
+    LedgerEntry,
+    ListingPolicy,
     ListingTerms,
     MarketRules,
     OpenListing,
     PlaceBid,
     Rejection,
+    Withdraw,
 )
 from matching.rejections import LISTING_NOT_FOUND, LISTING_NOT_OPEN
 from matching.rules import Grade, Pricing
@@ -66,11 +71,16 @@ class NewListing:
 class Market:
     """Owns the engine, the sequence counter and the write path."""
 
-    def __init__(self, store: Store, rules: MarketRules, currency: str, metrics: Metrics) -> None:
+    def __init__(
+        self, store: Store, rules: MarketRules, currency: str, metrics: Metrics,
+        policies: dict[Grade, GradePolicy], max_lender_share_bps: int,
+    ) -> None:
         self.store = store
         self.rules = rules
         self.currency = currency
         self.metrics = metrics
+        self.policies = policies
+        self.max_lender_share_bps = max_lender_share_bps
         self.clock = Clock()
         self.engine = Engine(rules)
         self.entries = EntryBuilder(self.engine, currency)
@@ -116,7 +126,6 @@ class Market:
     def on_commit(self, entry: Entry, stats: BatchStats) -> None:
         for listing_id in entry.released:
             self.engine.release(listing_id)
-            self.entries.loan_ids.pop(listing_id, None)
         self.metrics.journal_committed(stats)
 
     # --- commands ---------------------------------------------------------------------------
@@ -132,17 +141,11 @@ class Market:
             closes_at = new.closes_at
             if closes_at is None:
                 closes_at = at + (new.duration_s or 0) * 1_000_000
+            policy = ListingPolicy.of(self.policies[new.grade], self.max_lender_share_bps)
             terms = ListingTerms(
-                str(uuid4()),
-                new.borrower_id,
-                new.amount,
-                new.term_months,
-                new.max_rate_bps,
-                new.grade,
-                closes_at,
-                new.min_funding_bps,
-                new.close_when_funded,
-                new.pricing,
+                str(uuid4()), new.borrower_id, new.amount, new.term_months, new.max_rate_bps,
+                new.grade, closes_at, new.min_funding_bps, new.close_when_funded, new.pricing,
+                policy, loan_id=str(uuid4()),
             )
             outcome = self.engine.open_listing(OpenListing(terms, self._next_seq(), at))
             if isinstance(outcome, Rejection):
@@ -210,6 +213,37 @@ class Market:
             listing_id,
             lambda: self._require_owner(who, listing_id),
         )
+
+    async def move_money(
+        self, who: Principal, account_id: str, amount: int, reference: str | None,
+        withdrawal: bool, idem: IdempotentRequest | None,
+    ) -> Reply:
+        """A deposit (admin: the payment side reports money in custody) or a withdrawal (the
+        account's owner or an admin)."""
+        if withdrawal:
+            who.require("lender", "borrower", "admin")
+            who.require_subject(account_id)
+        else:
+            who.require("admin")
+
+        def act() -> tuple[list[Event], Callable[[], Reply]] | Rejection:
+            kind = Withdraw if withdrawal else Deposit
+            outcome = self.engine.execute(
+                kind(account_id, str(uuid4()), amount, self.clock.now(), reference)
+            )
+            if isinstance(outcome, Rejection):
+                return outcome
+            moved = outcome[0]
+            assert isinstance(moved, LedgerEntry)
+            return outcome, lambda: _reply(201, {
+                "entry": entry_json(moved), "account": self.account_json(account_id),
+            })
+
+        return await self._write(idem, act)
+
+    def account_json(self, account_id: str) -> dict[str, Any] | None:
+        balance = self.engine.balance(account_id)
+        return None if balance is None else account_json(account_id, balance, self.currency)
 
     def advance_clock(self) -> None:
         """Resolve every listing whose deadline passed; called by the scheduler."""

@@ -9,10 +9,12 @@ from app.clock import format_utc, rfc3339, to_datetime
 from app.journal import Entry
 from app.rendering import Json, fill_json, listing_from_summary
 from matching import (
+    EXTERNAL,
     BidOutbid,
     BidPlaced,
     Engine,
     Event,
+    LedgerEntry,
     ListingCancelled,
     ListingFailed,
     ListingFunded,
@@ -22,18 +24,22 @@ from matching.events import Resolution
 
 
 class EntryBuilder:
-    """Builds journal entries from engine events. Needs the engine for the closing snapshot."""
+    """Builds journal entries from engine events. Needs the engine for the closing snapshot
+    and for the balances the ledger entries leave behind."""
 
     def __init__(self, engine: Engine, currency: str) -> None:
         self.engine = engine
         self.currency = currency
-        #: loan ids of listings resolved in memory whose books are not yet released.
-        self.loan_ids: dict[str, str] = {}
 
     def build(self, events: list[Event]) -> Entry:
         entry = Entry()
+        touched: set[str] = set()
         for event in events:
-            if isinstance(event, BidPlaced):
+            if isinstance(event, LedgerEntry):
+                entry.ledger.append(_ledger_row(event))
+                touched.add(event.debit)
+                touched.add(event.credit)
+            elif isinstance(event, BidPlaced):
                 self._bid_placed(entry, event)
             elif isinstance(event, BidOutbid):
                 _event(entry, "bid.outbid", event.listing_id, event.at, _outbid_json(event))
@@ -41,19 +47,31 @@ class EntryBuilder:
                 self._listing_opened(entry, event)
             else:
                 self._resolved(entry, event)
+        if touched:
+            self._balances(entry, touched, events[-1].at)
         return entry
 
     def listing_json(self, listing_id: str) -> Json:
         summary = self.engine.summary(listing_id)
         assert summary is not None, "only listings in memory are rendered from the engine"
-        return listing_from_summary(summary, self.currency, self.loan_ids.get(listing_id))
+        return listing_from_summary(summary, self.currency)
+
+    def _balances(self, entry: Entry, accounts: set[str], at: int) -> None:
+        """Each touched account's balances after the command: the writer stores the last."""
+        held = self.engine.ledger.accounts
+        moment = to_datetime(at)
+        for account in accounts:
+            if account != EXTERNAL:
+                balance = held[account]
+                entry.balances.append((account, balance.available, balance.reserved, moment))
 
     def _listing_opened(self, entry: Entry, e: ListingOpened) -> None:
-        t = e.terms
+        t, policy = e.terms, e.terms.policy
         entry.listings.append((
             t.listing_id, e.seq, t.borrower_id, t.amount, t.term_months, t.max_rate_bps, t.grade,
             to_datetime(t.closes_at), t.min_funding_bps, t.close_when_funded, t.pricing,
-            to_datetime(e.at),
+            to_datetime(e.at), policy.min_rate_bps, policy.service_fee_bps, policy.reserve_bps,
+            policy.max_lender_share_bps, t.loan_id,
         ))
         _event(entry, "listing.opened", t.listing_id, e.at, self.listing_json(t.listing_id))
 
@@ -70,18 +88,16 @@ class EntryBuilder:
 
     def _resolved(self, entry: Entry, e: Resolution) -> None:
         listing_id = e.listing_id
-        data: Json = {}
-        if isinstance(e, ListingFunded):
-            loan_id = self.loan_ids[listing_id] = str(uuid4())
-            data["loan"] = self._book_loan(entry, loan_id, e)
         listing = self.listing_json(listing_id)
-        data = {"listing": listing, **data}
+        data: Json = {"listing": listing}
+        if isinstance(e, ListingFunded):
+            data["loan"] = self._book_loan(entry, e)
         if isinstance(e, ListingFailed):
             data.update(covered=e.covered, required=e.required)
         entry.closes.append((
             listing_id, listing["status"], to_datetime(e.at), listing["close_reason"],
             listing["funded_amount"], listing["bid_count"], listing["marginal_rate_bps"],
-            self.loan_ids.get(listing_id),
+            listing["loan_id"],
         ))
         for bid in self.engine.bids(listing_id) or []:
             entry.settled_bids.append((bid.bid_id, bid.status, bid.allocated_amount))
@@ -90,23 +106,32 @@ class EntryBuilder:
         _event(entry, kind, listing_id, e.at, data)
         entry.released.append(listing_id)
 
-    def _book_loan(self, entry: Entry, loan_id: str, e: ListingFunded) -> Json:
-        terms = self.engine.summary(e.listing_id)
-        assert terms is not None
-        t = terms.terms
+    def _book_loan(self, entry: Entry, e: ListingFunded) -> Json:
+        summary = self.engine.summary(e.listing_id)
+        assert summary is not None
+        t = summary.terms
         entry.loans.append((
-            loan_id, e.listing_id, t.borrower_id, e.principal, e.rate_bps, e.term_months,
-            t.pricing, to_datetime(e.at),
+            e.loan_id, e.listing_id, t.borrower_id, e.principal, e.rate_bps, e.term_months,
+            t.pricing, to_datetime(e.at), e.service_fee, e.reserve_contribution,
         ))
         entry.fills.extend(
-            (loan_id, f.bid_id, f.lender_id, f.seq, f.amount, f.rate_bps) for f in e.fills
+            (e.loan_id, f.bid_id, f.lender_id, f.seq, f.amount, f.rate_bps) for f in e.fills
         )
         return {
-            "id": loan_id, "listing_id": e.listing_id, "borrower_id": t.borrower_id,
+            "id": e.loan_id, "listing_id": e.listing_id, "borrower_id": t.borrower_id,
             "principal": e.principal, "currency": self.currency, "rate_bps": e.rate_bps,
             "term_months": e.term_months, "pricing": t.pricing, "funded_at": rfc3339(e.at),
+            "service_fee": e.service_fee, "reserve_contribution": e.reserve_contribution,
+            "disbursed": e.principal - e.service_fee - e.reserve_contribution,
             "fills": [fill_json(f) for f in e.fills],
         }
+
+
+def _ledger_row(e: LedgerEntry) -> tuple[Any, ...]:
+    return (
+        e.entry_id, e.kind, e.debit, e.credit, e.amount, e.cause_type, e.cause_id, e.listing_id,
+        e.bid_id, e.reference, to_datetime(e.at),
+    )
 
 
 def _outbid_json(e: BidOutbid) -> Json:

@@ -106,6 +106,9 @@ class Queries:
             "term_months": term,
             "pricing": loan["pricing"],
             "funded_at": format_utc(loan["funded_at"]),
+            "service_fee": loan["service_fee"],
+            "reserve_contribution": loan["reserve_contribution"],
+            "disbursed": loan["principal"] - loan["service_fee"] - loan["reserve_contribution"],
             "fills": [_fill(f) for f in fills],
             "schedule": _rows(
                 borrower_schedule(((f["amount"], f["rate_bps"]) for f in fills), term, funded_on)

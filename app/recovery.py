@@ -1,4 +1,11 @@
-"""Rebuilding the books from Postgres: replay every open listing and its bids in seq order."""
+"""Rebuilding the market from Postgres: the balances as stored, then every open listing and its
+bids replayed in seq order (which puts each book back exactly, outbids included).
+
+Bids are replayed without their admission checks and without moving money: they were admitted
+when they arrived, and the money they froze is in the stored balances. What ties the two
+together is checked before the service takes a write: each lender's reserved money equals its
+live bids.
+"""
 
 import asyncio
 import logging
@@ -7,7 +14,7 @@ from typing import Any
 
 from app.clock import to_micros
 from app.store import Store
-from matching import Engine, ListingTerms, MarketRules, OpenListing, PlaceBid, Rejection
+from matching import Engine, ListingPolicy, ListingTerms, MarketRules, OpenListing, PlaceBid
 
 log = logging.getLogger(__name__)
 
@@ -17,10 +24,14 @@ class RecoveryError(Exception):
 
 
 def open_command(row: Any) -> OpenListing:
+    policy = ListingPolicy(
+        row["floor_rate_bps"], row["service_fee_bps"], row["reserve_bps"],
+        row["max_lender_share_bps"],
+    )
     terms = ListingTerms(
         str(row["id"]), row["borrower_id"], row["amount"], row["term_months"],
         row["max_rate_bps"], row["grade"], to_micros(row["closes_at"]), row["min_funding_bps"],
-        row["close_when_funded"], row["pricing"],
+        row["close_when_funded"], row["pricing"], policy, loan_id=str(row["loan_id"]),
     )
     return OpenListing(terms, row["seq"], to_micros(row["opened_at"]))
 
@@ -33,23 +44,39 @@ def bid_command(row: Any) -> PlaceBid:
 
 
 async def rebuild(store: Store, rules: MarketRules) -> tuple[Engine, int]:
-    """A fresh engine holding every open book, and the highest seq ever stored.
-
-    Replay uses the rules of the time each command was accepted only through the stored rows:
-    the market rules are relaxed to the widest so a config change cannot reject old listings.
-    """
+    """A fresh engine holding every open book and every balance, and the highest seq stored."""
     await settle(store)
-    listings, bids = await store.open_journal()
-    engine = Engine(replay_rules(rules))
-    commands: list[OpenListing | PlaceBid] = [open_command(r) for r in listings]
-    commands.extend(bid_command(r) for r in bids)
+    stored = await store.open_journal()
+    engine = Engine(rules)
+    for row in stored.accounts:
+        engine.restore_account(row["id"], row["available"], row["reserved"])
+    for row in stored.funded:
+        engine.restore_funded_principal(row["borrower_id"], row["principal"])
+    engine.restore_entry_numbering(stored.last_entry_id)
+    commands: list[OpenListing | PlaceBid] = [open_command(r) for r in stored.listings]
+    commands.extend(bid_command(r) for r in stored.bids)
     commands.sort(key=lambda c: c.seq)
     for command in commands:
-        outcome = engine.execute(command)
-        if isinstance(outcome, Rejection):
-            raise RecoveryError(f"journal does not replay at {command}: {outcome}")
-    engine.rules = rules
+        if isinstance(command, OpenListing):
+            engine.restore_listing(command)
+        else:
+            engine.restore_bid(command)
+    _check_reservations(engine)
     return engine, await store.max_seq()
+
+
+def _check_reservations(engine: Engine) -> None:
+    """Stored balances and replayed books must agree on what every lender has frozen. O(bids)."""
+    live = engine.live_reserved()
+    for account, balance in engine.ledger.accounts.items():
+        if balance.reserved != live.get(account, 0):
+            raise RecoveryError(
+                f"account {account} has {balance.reserved} reserved in storage but "
+                f"{live.get(account, 0)} in live bids"
+            )
+    missing = set(live) - set(engine.ledger.accounts)
+    if missing:
+        raise RecoveryError(f"live bids of lenders without an account: {sorted(missing)[:5]}")
 
 
 async def settle(store: Store, timeout_s: float = 10.0) -> None:
@@ -74,12 +101,3 @@ async def settle(store: Store, timeout_s: float = 10.0) -> None:
         log.info("older transactions ended", extra={
             "xids": running, "waited_s": round(time.monotonic() - started, 3),
         })
-
-
-def replay_rules(rules: MarketRules) -> MarketRules:
-    """Everything stored was admitted under the rules of its day; replay re-checks only the book."""
-    return MarketRules(
-        min_listing_amount=1, max_listing_amount=2**62, min_window_us=-(2**62),
-        max_window_us=2**62, min_bid_amount=1, legal_rate_cap_bps=2**31 - 1,
-        max_term_months=rules.max_term_months,
-    )

@@ -3,14 +3,14 @@
 from typing import Any
 
 from app.clock import format_utc, rfc3339
-from matching import BidView, DepthLevel, ListingSummary
+from matching import Balance, BidView, DepthLevel, LedgerEntry, ListingSummary
 from matching.events import Fill
 
 Json = dict[str, Any]
 
 
-def listing_from_summary(s: ListingSummary, currency: str, loan_id: str | None) -> Json:
-    t = s.terms
+def listing_from_summary(s: ListingSummary, currency: str) -> Json:
+    t, p = s.terms, s.terms.policy
     return {
         "id": t.listing_id, "seq": s.opened_seq, "borrower_id": t.borrower_id,
         "amount": t.amount, "currency": currency, "term_months": t.term_months,
@@ -19,7 +19,9 @@ def listing_from_summary(s: ListingSummary, currency: str, loan_id: str | None) 
         "pricing": t.pricing, "opened_at": rfc3339(s.opened_at), "status": s.status,
         "funded_amount": s.funded_amount, "bid_count": s.bid_count,
         "marginal_rate_bps": s.marginal_rate_bps, "closed_at": rfc3339(s.closed_at),
-        "close_reason": s.close_reason, "loan_id": loan_id,
+        "close_reason": s.close_reason,
+        "loan_id": t.loan_id if s.status == "funded" else None,
+        "policy": _policy(p.min_rate_bps, p.service_fee_bps, p.reserve_bps, p.max_lender_share_bps),
     }
 
 
@@ -34,7 +36,17 @@ def listing_from_row(row: Any, currency: str) -> Json:
         "funded_amount": row["funded_amount"] or 0, "bid_count": row["bid_count"] or 0,
         "marginal_rate_bps": row["marginal_rate_bps"], "closed_at": _time(row["closed_at"]),
         "close_reason": row["close_reason"],
-        "loan_id": None if row["loan_id"] is None else str(row["loan_id"]),
+        "loan_id": str(row["loan_id"]) if row["status"] == "funded" else None,
+        "policy": _policy(row["floor_rate_bps"], row["service_fee_bps"], row["reserve_bps"],
+                          row["max_lender_share_bps"]),
+    }
+
+
+def _policy(floor_bps: int, fee_bps: int, reserve_bps: int, share_bps: int) -> Json:
+    """The grade policy a listing opened under (it never changes afterwards)."""
+    return {
+        "min_rate_bps": floor_bps, "service_fee_bps": fee_bps, "reserve_bps": reserve_bps,
+        "max_lender_share_bps": share_bps,
     }
 
 
@@ -71,6 +83,42 @@ def fill_json(f: Fill) -> Json:
     }
 
 
+def account_json(account_id: str, balance: Balance, currency: str) -> Json:
+    return {
+        "id": account_id, "currency": currency, "available": balance.available,
+        "reserved": balance.reserved,
+    }
+
+
+def entry_json(e: LedgerEntry) -> Json:
+    return _entry(
+        e.entry_id, e.kind, e.debit, e.credit, e.amount, e.cause_type, e.cause_id, e.listing_id,
+        e.bid_id, e.reference, rfc3339(e.at),
+    )
+
+
+def entry_from_row(row: Any) -> Json:
+    return _entry(
+        row["id"], row["kind"], row["debit_account"], row["credit_account"], row["amount"],
+        row["cause_type"], str(row["cause_id"]), _str(row["listing_id"]), _str(row["bid_id"]),
+        row["reference"], _time(row["created_at"]),
+    )
+
+
+def _entry(
+    entry_id: int, kind: str, debit: str, credit: str, amount: int, cause_type: str,
+    cause_id: str, listing_id: str | None, bid_id: str | None, reference: str | None,
+    created_at: str | None,
+) -> Json:
+    """One ledger entry, the same whether it comes from the engine or from Postgres."""
+    return {
+        "id": entry_id, "kind": kind, "debit_account": debit, "credit_account": credit,
+        "amount": amount, "cause": {"type": cause_type, "id": cause_id},
+        "listing_id": listing_id, "bid_id": bid_id, "reference": reference,
+        "created_at": created_at,
+    }
+
+
 def event_from_row(row: Any) -> Json:
     return {
         "id": str(row["id"]),
@@ -83,3 +131,7 @@ def event_from_row(row: Any) -> Json:
 
 def _time(moment: Any) -> str | None:
     return None if moment is None else format_utc(moment)
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)

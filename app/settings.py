@@ -1,11 +1,14 @@
 """Configuration from the environment (`LOAN_AUCTION_*`, `DATABASE_URL`)."""
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from matching import MarketRules
+from app.policy import load_grade_policies
+from matching import GradePolicy, MarketRules
+from matching.rules import Grade
 
 
 class Settings(BaseSettings):
@@ -27,6 +30,13 @@ class Settings(BaseSettings):
     min_bid_amount: int = 5_000
     legal_rate_cap_bps: int = 3_600
     max_body_bytes: int = 64 * 1024
+
+    #: TOML file with the per-grade policy table (floors, fees, reserve shares); see app/policy.py.
+    policy_file: Path | None = None
+    #: One lender's live bids on one listing, as a share of its amount; 10000 is no cap.
+    max_lender_share_bps: Annotated[int, Field(ge=1, le=10_000)] = 10_000
+    #: A borrower's open listings plus funded principal, minor units; 0 is no limit.
+    borrower_limit: Annotated[int, Field(ge=0)] = 0
 
     pool_min_size: int = 2
     pool_max_size: int = 10
@@ -50,7 +60,12 @@ class Settings(BaseSettings):
             max_window_us=self.max_window_s * 1_000_000,
             min_bid_amount=self.min_bid_amount,
             legal_rate_cap_bps=self.legal_rate_cap_bps,
+            borrower_limit=self.borrower_limit,
         )
+
+    def grade_policies(self) -> dict[Grade, GradePolicy]:
+        """The per-grade table (defaults under the policy file). Raises PolicyError."""
+        return load_grade_policies(self.policy_file, self.legal_rate_cap_bps)
 
     def retry_schedule(self) -> list[float]:
         return [float(s) for s in self.webhook_retry_schedule.split(",") if s.strip()]

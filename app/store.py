@@ -3,11 +3,21 @@
 Plain SQL, plain rows: the store knows tables, not rules.
 """
 
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 from asyncpg import Record
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMarket:
+    listings: list[Record]
+    bids: list[Record]
+    accounts: list[Record]
+    funded: list[Record]
+    last_entry_id: int
 
 
 class Store:
@@ -49,15 +59,22 @@ class Store:
             lender_id, before_seq, limit,
         )
 
-    async def open_journal(self) -> tuple[list[Record], list[Record]]:
-        """Every open listing and its bids, each in seq order: what recovery replays."""
+    async def open_journal(self) -> "StoredMarket":
+        """One snapshot of what recovery restores: every open listing and its bids in seq order,
+        every account's balances, each borrower's funded principal, the last ledger entry."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             listings = await conn.fetch("SELECT * FROM listings WHERE status = 'open' ORDER BY seq")
             bids = await conn.fetch(
                 """SELECT b.* FROM bids b JOIN listings l ON l.id = b.listing_id
                    WHERE l.status = 'open' ORDER BY b.seq"""
             )
-        return listings, bids
+            accounts = await conn.fetch("SELECT id, available, reserved FROM accounts")
+            funded = await conn.fetch(
+                "SELECT borrower_id, sum(principal)::bigint AS principal FROM loans"
+                " GROUP BY borrower_id"
+            )
+            last_entry = await conn.fetchval("SELECT coalesce(max(id), 0) FROM ledger_entries")
+        return StoredMarket(listings, bids, accounts, funded, int(last_entry))
 
     async def max_seq(self) -> int:
         value = await self.pool.fetchval(

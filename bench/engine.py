@@ -88,6 +88,7 @@ def make_opens(listing_ids: list[str], amount: int, pricing: Pricing = "pay_as_b
             ListingTerms(
                 listing_id=lid, borrower_id=f"borrower-{i}", amount=amount, term_months=36,
                 max_rate_bps=MAX_RATE_BPS, grade="B", closes_at=T0 + WINDOW_US, pricing=pricing,
+                loan_id=f"loan-{lid}",
             ),
             seq=i + 1, at=T0,
         )

@@ -5,9 +5,11 @@ from matching.commands import (
     AdvanceClock,
     CancelListing,
     Command,
+    Deposit,
     ListingTerms,
     OpenListing,
     PlaceBid,
+    Withdraw,
 )
 from matching.engine import Engine, Outcome
 from matching.events import (
@@ -21,13 +23,17 @@ from matching.events import (
     ListingOpened,
     Resolution,
 )
+from matching.ledger import EXTERNAL, FEES, PLATFORM_ACCOUNTS, RESERVE_POOL, Balance, LedgerEntry
+from matching.policy import GradePolicy, ListingPolicy
 from matching.rejections import Rejection
 from matching.rules import MarketRules
 from matching.views import BidView, DepthLevel, ListingSummary
 
 __all__ = [
-    "AcceptEarly", "AdvanceClock", "BidOutbid", "BidPlaced", "BidView", "CancelListing",
-    "Command", "DepthLevel", "Engine", "Event", "Fill", "ListingCancelled", "ListingFailed",
-    "ListingFunded", "ListingOpened", "ListingSummary", "ListingTerms", "MarketRules",
-    "OpenListing", "Outcome", "PlaceBid", "Rejection", "Resolution",
+    "EXTERNAL", "FEES", "PLATFORM_ACCOUNTS", "RESERVE_POOL", "AcceptEarly", "AdvanceClock",
+    "Balance", "BidOutbid", "BidPlaced", "BidView", "CancelListing", "Command", "DepthLevel",
+    "Deposit", "Engine", "Event", "Fill", "GradePolicy", "LedgerEntry", "ListingCancelled",
+    "ListingFailed", "ListingFunded", "ListingOpened", "ListingPolicy", "ListingSummary",
+    "ListingTerms", "MarketRules", "OpenListing", "Outcome", "PlaceBid", "Rejection",
+    "Resolution", "Withdraw",
 ]

@@ -14,6 +14,7 @@ from sortedcontainers import SortedList
 
 from matching.commands import ListingTerms
 from matching.events import CloseReason, Fill
+from matching.rules import FULL_BPS
 
 BidStatus = Literal["active", "outbid", "won", "lost"]
 ListingStatus = Literal["open", "funded", "failed", "cancelled"]
@@ -38,7 +39,7 @@ class ListingBook:
     __slots__ = (
         "terms", "opened_seq", "opened_at", "status", "close_reason", "closed_at",
         "bid_ids", "lenders", "amounts", "rates", "seqs", "placed_at", "funding", "outbid",
-        "total",
+        "total", "live_by_lender",
     )
 
     def __init__(self, terms: ListingTerms, opened_seq: int, opened_at: int) -> None:
@@ -58,6 +59,10 @@ class ListingBook:
         # Keys in the order they were outbid: each is ahead (in priority) of the one before.
         self.outbid: list[int] = []
         self.total = 0
+        #: Each lender's live bids' amounts, kept only when the listing caps a lender's share.
+        self.live_by_lender: dict[str, int] | None = (
+            {} if terms.policy.max_lender_share_bps < FULL_BPS else None
+        )
 
     # --- state -------------------------------------------------------------------------------
 
@@ -98,6 +103,8 @@ class ListingBook:
         key = (rate_bps << _INDEX_BITS) | index
         funding = self.funding
         funding.add(key)
+        if self.live_by_lender is not None:
+            self.live_by_lender[lender_id] = self.live_by_lender.get(lender_id, 0) + amount
         total = self.total + amount
         target = self.terms.amount
         if total < target:
@@ -115,6 +122,9 @@ class ListingBook:
             last = funding._lists[-1][-1]  # type: ignore[attr-defined]
             last_amount = amounts[last & _INDEX_MASK]
         self.total = total
+        if self.live_by_lender is not None:
+            for i in pushed_out:
+                self.live_by_lender[self.lenders[i]] -= amounts[i]
         if key != last:
             return amount, pushed_out
         return target - (total - amount), pushed_out
@@ -129,8 +139,9 @@ class ListingBook:
         return bool(self.funding) and self.key_of(index) <= self.funding[-1]
 
     def allocated(self, index: int) -> int:
-        """How much of the bid is in the funding set now; only the marginal bid is partial."""
-        if not self.is_in_funding_set(index):
+        """How much of the bid is in the funding set now; only the marginal bid is partial.
+        A failed or cancelled listing allocates nothing: its bids were all released."""
+        if self.status in ("failed", "cancelled") or not self.is_in_funding_set(index):
             return 0
         amount = self.amounts[index]
         if self.key_of(index) != self.funding[-1]:
@@ -161,6 +172,18 @@ class ListingBook:
         """Every bid's index, best first: the funding set, then the outbid. O(n)."""
         in_set = [key & _INDEX_MASK for key in self.funding]
         return in_set + [key & _INDEX_MASK for key in reversed(self.outbid)]
+
+    def live_lenders(self) -> list[tuple[int, str, int]]:
+        """(index, lender, amount) of each bid in the funding set, best first. O(n)."""
+        return [
+            (i, self.lenders[i], self.amounts[i]) for i in (k & _INDEX_MASK for k in self.funding)
+        ]
+
+    def live_amount_of(self, lender_id: str) -> int:
+        """The lender's live bids' amounts on this listing. O(1); only for a listing that caps a
+        lender's share (the only ones that keep the totals)."""
+        assert self.live_by_lender is not None
+        return self.live_by_lender.get(lender_id, 0)
 
     def fills(self) -> list[Fill]:
         """One fill per bid in the set at its own rate, the marginal bid partly. O(n)."""
@@ -201,3 +224,8 @@ class ListingBook:
         for i in range(n):
             assert 0 < self.amounts[i] <= self.terms.amount
             assert 0 < self.rates[i] <= self.terms.max_rate_bps
+        if self.live_by_lender is not None:
+            live: dict[str, int] = {}
+            for _, lender, amount in self.live_lenders():
+                live[lender] = live.get(lender, 0) + amount
+            assert {k: v for k, v in self.live_by_lender.items() if v} == live

@@ -5,8 +5,9 @@ hand commands over with non-decreasing `at`; replaying the journaled commands in
 rebuilds the same books.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from matching.policy import ListingPolicy
 from matching.rules import Grade, Pricing
 
 
@@ -22,6 +23,9 @@ class ListingTerms:
     min_funding_bps: int = 10_000
     close_when_funded: bool = False
     pricing: Pricing = "pay_as_bid"
+    policy: ListingPolicy = ListingPolicy()
+    #: The id the loan gets if the listing is funded; ledger entries of the funding name it.
+    loan_id: str = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +61,30 @@ class CancelListing:
 
 
 @dataclass(frozen=True, slots=True)
+class Deposit:
+    """Money arrived in custody for `account_id` (the platform's payment side reports it)."""
+
+    account_id: str
+    deposit_id: str
+    amount: int
+    at: int
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    account_id: str
+    withdrawal_id: str
+    amount: int
+    at: int
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AdvanceClock:
     """Resolve every listing whose `closes_at` is at or before `at`, in deadline order."""
 
     at: int
 
 
-Command = OpenListing | PlaceBid | AcceptEarly | CancelListing | AdvanceClock
+Command = OpenListing | PlaceBid | AcceptEarly | CancelListing | AdvanceClock | Deposit | Withdraw

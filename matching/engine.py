@@ -1,4 +1,4 @@
-"""The engine: every open listing's book and the one deadline queue, driven by commands.
+"""The engine: every open listing's book, the deadline queue and the custody ledger.
 
 Deterministic and synchronous: the same commands give the same events. A command returns either
 the events it caused or a `Rejection` (nothing changed). An exception here means a bug.
@@ -6,6 +6,7 @@ the events it caused or a `Rejection` (nothing changed). An exception here means
 
 from sortedcontainers import SortedList
 
+from matching import admission
 from matching import rejections as r
 from matching.book import ListingBook
 from matching.commands import (
@@ -13,35 +14,32 @@ from matching.commands import (
     AdvanceClock,
     CancelListing,
     Command,
-    ListingTerms,
+    Deposit,
     OpenListing,
     PlaceBid,
+    Withdraw,
 )
-from matching.events import (
-    BidOutbid,
-    BidPlaced,
-    CloseReason,
-    Event,
-    ListingCancelled,
-    ListingOpened,
-    Resolution,
-)
-from matching.resolution import resolve
-from matching.rules import FULL_BPS, GRADES, PRICINGS, MarketRules, required_coverage
+from matching.events import BidOutbid, BidPlaced, CloseReason, Event, ListingFunded, ListingOpened
+from matching.ledger import EXTERNAL, Balance, Ledger
+from matching.resolution import cancel, resolve
+from matching.rules import MarketRules, required_coverage
 from matching.views import BidView, DepthLevel, ListingSummary, bid_view, depth, summary
 
 Outcome = list[Event] | r.Rejection
 
 
 class Engine:
-    """Holds the books. Closed books stay (read-only) until the shell calls `release`."""
+    """Holds the books and the ledger. Closed books stay (read-only) until `release`."""
 
     def __init__(self, rules: MarketRules) -> None:
         self.rules = rules
+        self.ledger = Ledger()
         self._books: dict[str, ListingBook] = {}
         # (closes_at, opened_seq, listing_id) of every open listing: one ordered queue, no timers.
         self._deadlines: SortedList[tuple[int, int, str]] = SortedList()
         self._lenders: dict[str, str] = {}
+        # Per borrower: open listings' amounts plus funded principal (the borrower limit's base).
+        self._exposure: dict[str, int] = {}
 
     def execute(self, command: Command) -> Outcome:
         """Dispatch any command; the typed methods below are the fast path."""
@@ -53,6 +51,10 @@ class Engine:
             return self.accept_early(command)
         if isinstance(command, CancelListing):
             return self.cancel_listing(command)
+        if isinstance(command, Deposit):
+            return self.deposit(command)
+        if isinstance(command, Withdraw):
+            return self.withdraw(command)
         return self.advance_clock(command)
 
     # --- commands ---------------------------------------------------------------------------
@@ -60,11 +62,15 @@ class Engine:
     def open_listing(self, cmd: OpenListing) -> Outcome:
         """O(log L) for the deadline queue."""
         terms = cmd.terms
-        rejection = self._check_terms(terms, cmd.at)
+        if terms.listing_id in self._books:
+            return r.Rejection(r.LISTING_EXISTS, "id already used", "listing_id")
+        exposure = self._exposure.get(terms.borrower_id, 0)
+        rejection = admission.check_terms(terms, cmd.at, self.rules) or (
+            admission.check_borrower_limit(terms, exposure, self.rules)
+        )
         if rejection is not None:
             return rejection
-        self._books[terms.listing_id] = ListingBook(terms, cmd.seq, cmd.at)
-        self._deadlines.add((terms.closes_at, cmd.seq, terms.listing_id))
+        self._add_listing(cmd)
         return [ListingOpened(terms, cmd.seq, cmd.at)]
 
     def place_bid(self, cmd: PlaceBid) -> Outcome:
@@ -72,26 +78,31 @@ class Engine:
         book = self._books.get(cmd.listing_id)
         if book is None:
             return r.Rejection(r.LISTING_NOT_FOUND, "no open listing with this id")
-        rejection = self._check_bid(book, cmd)
+        rejection = admission.check_bid(book, cmd, self.rules)
         if rejection is not None:
             return rejection
         lender = self._lenders.setdefault(cmd.lender_id, cmd.lender_id)
-        listing_id, seq, at = cmd.listing_id, cmd.seq, cmd.at
-        allocated, pushed_out = book.add(
-            cmd.bid_id, lender, cmd.amount, cmd.min_rate_bps, seq, at
-        )
+        amount = cmd.amount
+        balance = self.ledger.accounts.get(lender)
+        if balance is None or balance.available < amount:
+            return admission.insufficient_funds(0 if balance is None else balance.available, amount)
+        listing_id, bid_id, seq, at = cmd.listing_id, cmd.bid_id, cmd.seq, cmd.at
+        allocated, pushed_out = book.add(bid_id, lender, amount, cmd.min_rate_bps, seq, at)
+        ledger = self.ledger
         events: list[Event] = [
-            BidPlaced(
-                listing_id, cmd.bid_id, lender, cmd.amount, cmd.min_rate_bps, seq, at, allocated
-            )
+            BidPlaced(listing_id, bid_id, lender, amount, cmd.min_rate_bps, seq, at, allocated),
+            ledger.reserve(balance, lender, amount, listing_id, bid_id, at),
         ]
         for i in pushed_out:
+            out_id, out_lender, out_amount = book.bid_ids[i], book.lenders[i], book.amounts[i]
             events.append(BidOutbid(
-                listing_id, book.bid_ids[i], book.lenders[i], book.amounts[i], book.rates[i],
-                book.seqs[i], at, seq,
+                listing_id, out_id, out_lender, out_amount, book.rates[i], book.seqs[i], at, seq
             ))
+            events.append(
+                ledger.release(out_lender, out_amount, "bid", out_id, listing_id, out_id, at)
+            )
         if book.terms.close_when_funded and book.fully_covered:
-            events.append(self._close(book, at, "fully_funded"))
+            events.extend(self._close(book, at, "fully_funded"))
         return events
 
     def accept_early(self, cmd: AcceptEarly) -> Outcome:
@@ -101,16 +112,15 @@ class Engine:
         required = required_coverage(book.terms.amount, book.terms.min_funding_bps)
         if book.covered < required or book.covered == 0:
             return r.Rejection(
-                r.BELOW_MIN_FUNDING,
-                f"coverage {book.covered} is below the {required} needed to accept",
+                r.BELOW_MIN_FUNDING, f"coverage {book.covered} is below the {required} required"
             )
-        return [self._close(book, cmd.at, "accepted")]
+        return self._close(book, cmd.at, "accepted")
 
     def cancel_listing(self, cmd: CancelListing) -> Outcome:
         book = self._open_book(cmd.listing_id, cmd.at)
         if isinstance(book, r.Rejection):
             return book
-        return [self._close(book, cmd.at, "cancelled")]
+        return self._close(book, cmd.at, "cancelled")
 
     def advance_clock(self, cmd: AdvanceClock) -> Outcome:
         """Resolve every listing due at or before `cmd.at`, in deadline order. O(k log L)."""
@@ -118,8 +128,53 @@ class Engine:
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= cmd.at:
             closes_at, _, listing_id = deadlines[0]
-            events.append(self._close(self._books[listing_id], closes_at, "deadline"))
+            events.extend(self._close(self._books[listing_id], closes_at, "deadline"))
         return events
+
+    def deposit(self, cmd: Deposit) -> Outcome:
+        """Money arrived in custody. O(1)."""
+        if cmd.account_id == EXTERNAL:
+            return r.Rejection(r.ACCOUNT_NOT_ALLOWED, "money cannot be held by `external`")
+        if cmd.amount < 1:
+            return r.Rejection(r.AMOUNT_OUT_OF_RANGE, "a deposit is at least 1", "amount")
+        return [self.ledger.deposit(
+            cmd.account_id, cmd.amount, cmd.deposit_id, cmd.at, cmd.reference
+        )]
+
+    def withdraw(self, cmd: Withdraw) -> Outcome:
+        """Money leaves custody; only available money can. O(1)."""
+        balance = self.ledger.accounts.get(cmd.account_id)
+        if balance is None:
+            return r.Rejection(r.ACCOUNT_NOT_FOUND, "no account with this id")
+        if cmd.amount < 1:
+            return r.Rejection(r.AMOUNT_OUT_OF_RANGE, "a withdrawal is at least 1", "amount")
+        if balance.available < cmd.amount:
+            return admission.insufficient_funds(balance.available, cmd.amount)
+        return [self.ledger.withdraw(
+            cmd.account_id, cmd.amount, cmd.withdrawal_id, cmd.at, cmd.reference
+        )]
+
+    # --- recovery: put back what storage holds, without re-running admission ------------------
+
+    def restore_listing(self, cmd: OpenListing) -> None:
+        self._add_listing(cmd)
+
+    def restore_bid(self, cmd: PlaceBid) -> None:
+        """Replay a stored bid into its book; the money it reserved is in the restored balances."""
+        lender = self._lenders.setdefault(cmd.lender_id, cmd.lender_id)
+        self._books[cmd.listing_id].add(
+            cmd.bid_id, lender, cmd.amount, cmd.min_rate_bps, cmd.seq, cmd.at
+        )
+
+    def restore_account(self, account: str, available: int, reserved: int) -> None:
+        self.ledger.restore(account, available, reserved)
+
+    def restore_funded_principal(self, borrower_id: str, principal: int) -> None:
+        self._exposure[borrower_id] = self._exposure.get(borrower_id, 0) + principal
+
+    def restore_entry_numbering(self, last_entry_id: int) -> None:
+        """Continue numbering ledger entries after the last one stored."""
+        self.ledger.last_entry_id = last_entry_id
 
     # --- housekeeping -----------------------------------------------------------------------
 
@@ -157,87 +212,55 @@ class Engine:
         book = self._books.get(listing_id)
         return None if book is None else depth(book)
 
+    def balance(self, account: str) -> Balance | None:
+        """An account's balances (a copy), None if no money ever reached it. O(1)."""
+        found = self.ledger.accounts.get(account)
+        return None if found is None else Balance(found.available, found.reserved)
+
+    def live_reserved(self) -> dict[str, int]:
+        """Each lender's live bids' amounts over every open listing. O(live bids)."""
+        live: dict[str, int] = {}
+        for book in self._books.values():
+            if book.status == "open":
+                for _, lender, amount in book.live_lenders():
+                    live[lender] = live.get(lender, 0) + amount
+        return live
+
     def check_invariants(self) -> None:
-        """Assert every book and the deadline queue are consistent. O(total bids)."""
-        open_books = {b.terms.listing_id for b in self._books.values() if b.status == "open"}
-        assert {d[2] for d in self._deadlines} == open_books
+        """Assert books, deadline queue, ledger and exposure are consistent. O(total bids)."""
+        open_books = [b for b in self._books.values() if b.status == "open"]
+        assert {d[2] for d in self._deadlines} == {b.terms.listing_id for b in open_books}
         assert len(self._deadlines) == len(open_books)
         for book in self._books.values():
             book.check_invariants()
+        self.ledger.check_invariants(self.live_reserved())
+        for book in open_books:
+            assert self._exposure[book.terms.borrower_id] >= book.terms.amount
 
     # --- internals --------------------------------------------------------------------------
 
-    def _close(self, book: ListingBook, at: int, reason: CloseReason) -> Resolution:
+    def _add_listing(self, cmd: OpenListing) -> None:
+        terms = cmd.terms
+        self._books[terms.listing_id] = ListingBook(terms, cmd.seq, cmd.at)
+        self._deadlines.add((terms.closes_at, cmd.seq, terms.listing_id))
+        self._exposure[terms.borrower_id] = self._exposure.get(terms.borrower_id, 0) + terms.amount
+
+    def _close(self, book: ListingBook, at: int, reason: CloseReason) -> list[Event]:
         terms = book.terms
         self._deadlines.remove((terms.closes_at, book.opened_seq, terms.listing_id))
-        if reason != "cancelled":
-            return resolve(book, at, reason)
-        book.status, book.close_reason, book.closed_at = "cancelled", reason, at
-        return ListingCancelled(terms.listing_id, at, book.covered)
+        if reason == "cancelled":
+            events = cancel(book, at, self.ledger)
+        else:
+            events = resolve(book, at, reason, self.ledger)
+        resolution = events[0]
+        principal = resolution.principal if isinstance(resolution, ListingFunded) else 0
+        self._exposure[terms.borrower_id] -= terms.amount - principal
+        return events
 
     def _open_book(self, listing_id: str, at: int) -> ListingBook | r.Rejection:
         book = self._books.get(listing_id)
         if book is None:
             return r.Rejection(r.LISTING_NOT_FOUND, "no open listing with this id")
         if book.status != "open" or at >= book.terms.closes_at:
-            return r.Rejection(r.LISTING_NOT_OPEN, f"listing is {_shown_status(book, at)}")
+            return r.Rejection(r.LISTING_NOT_OPEN, f"listing is {admission.shown_status(book, at)}")
         return book
-
-    def _check_bid(self, book: ListingBook, cmd: PlaceBid) -> r.Rejection | None:
-        terms = book.terms
-        rate = cmd.min_rate_bps
-        if book.status != "open" or cmd.at >= terms.closes_at:
-            return r.Rejection(r.LISTING_NOT_OPEN, f"listing is {_shown_status(book, cmd.at)}")
-        if cmd.amount < self.rules.min_bid_amount:
-            return r.Rejection(
-                r.BID_BELOW_MINIMUM, f"a bid is at least {self.rules.min_bid_amount}", "amount"
-            )
-        if cmd.amount > terms.amount:
-            return r.Rejection(
-                r.BID_ABOVE_LISTING_AMOUNT, f"a bid is at most {terms.amount}", "amount"
-            )
-        if rate < 1:
-            return r.Rejection(r.RATE_OUT_OF_RANGE, "a rate is at least 1 bp", "min_rate_bps")
-        if rate > terms.max_rate_bps:
-            return r.Rejection(
-                r.RATE_ABOVE_MAX, f"the listing accepts at most {terms.max_rate_bps} bps",
-                "min_rate_bps",
-            )
-        if book.total >= terms.amount:
-            marginal = book.marginal_rate_bps
-            if marginal is not None and rate >= marginal:
-                return r.Rejection(
-                    r.BID_NOT_COMPETITIVE,
-                    f"the listing is fully covered; bid below {marginal} bps",
-                    "min_rate_bps", marginal,
-                )
-        return None
-
-    def _check_terms(self, terms: ListingTerms, at: int) -> r.Rejection | None:
-        rules = self.rules
-        checks = (
-            (terms.listing_id in self._books, r.LISTING_EXISTS, "listing_id", "id already used"),
-            (not rules.min_listing_amount <= terms.amount <= rules.max_listing_amount,
-             r.AMOUNT_OUT_OF_RANGE, "amount",
-             f"amount is {rules.min_listing_amount} to {rules.max_listing_amount}"),
-            (not 1 <= terms.term_months <= rules.max_term_months, r.TERM_OUT_OF_RANGE,
-             "term_months", f"term is 1 to {rules.max_term_months} months"),
-            (not 1 <= terms.max_rate_bps <= rules.legal_rate_cap_bps, r.RATE_OUT_OF_RANGE,
-             "max_rate_bps", f"max rate is 1 to {rules.legal_rate_cap_bps} bps"),
-            (not rules.min_window_us <= terms.closes_at - at <= rules.max_window_us,
-             r.WINDOW_OUT_OF_RANGE, "closes_at",
-             f"the window is {rules.min_window_us // 10**6} s to {rules.max_window_us // 10**6} s"),
-            (not 1 <= terms.min_funding_bps <= FULL_BPS, r.MIN_FUNDING_OUT_OF_RANGE,
-             "min_funding_bps", "min funding is 1 to 10000 bps"),
-            (terms.grade not in GRADES, r.UNKNOWN_GRADE, "grade", f"grade is one of {GRADES}"),
-            (terms.pricing not in PRICINGS, r.UNKNOWN_PRICING, "pricing",
-             f"pricing is one of {PRICINGS}"),
-        )
-        for failed, code, field, detail in checks:
-            if failed:
-                return r.Rejection(code, detail, field)
-        return None
-
-
-def _shown_status(book: ListingBook, at: int) -> str:
-    return "closed" if book.status == "open" and at >= book.terms.closes_at else book.status

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from matching.commands import ListingTerms
+from matching.ledger import LedgerEntry
 
 CloseReason = Literal["deadline", "fully_funded", "accepted", "cancelled"]
 
@@ -54,15 +55,19 @@ class Fill:
 
 @dataclass(frozen=True, slots=True)
 class ListingFunded:
-    """A loan of `principal` booked with one fill per bid in the funding set."""
+    """A loan of `principal` booked with one fill per bid in the funding set. The borrower pays
+    `service_fee` and `reserve_contribution` out of the principal at disbursement."""
 
     listing_id: str
+    loan_id: str
     at: int
     reason: CloseReason
     principal: int
     rate_bps: int
     term_months: int
     fills: tuple[Fill, ...]
+    service_fee: int
+    reserve_contribution: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,5 +86,8 @@ class ListingCancelled:
     covered: int
 
 
-Event = ListingOpened | BidPlaced | BidOutbid | ListingFunded | ListingFailed | ListingCancelled
+Event = (
+    ListingOpened | BidPlaced | BidOutbid | ListingFunded | ListingFailed | ListingCancelled
+    | LedgerEntry
+)
 Resolution = ListingFunded | ListingFailed | ListingCancelled

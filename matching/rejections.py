@@ -18,11 +18,20 @@ MIN_FUNDING_OUT_OF_RANGE: Final = "min_funding_out_of_range"
 UNKNOWN_GRADE: Final = "unknown_grade"
 UNKNOWN_PRICING: Final = "unknown_pricing"
 BELOW_MIN_FUNDING: Final = "below_min_funding"
+RATE_BELOW_GRADE_FLOOR: Final = "rate_below_grade_floor"
+INSUFFICIENT_FUNDS: Final = "insufficient_funds"
+LENDER_SHARE_EXCEEDED: Final = "lender_share_exceeded"
+BORROWER_LIMIT_EXCEEDED: Final = "borrower_limit_exceeded"
+ACCOUNT_NOT_FOUND: Final = "account_not_found"
+ACCOUNT_NOT_ALLOWED: Final = "account_not_allowed"
 
-#: Codes that mean "the request is fine but the listing's state forbids it" (HTTP 409).
-CONFLICT_CODES: Final = frozenset(
-    {LISTING_NOT_OPEN, BID_NOT_COMPETITIVE, BELOW_MIN_FUNDING, LISTING_EXISTS}
-)
+#: Codes that mean "the request is fine but the state forbids it" (HTTP 409).
+CONFLICT_CODES: Final = frozenset({
+    LISTING_NOT_OPEN, BID_NOT_COMPETITIVE, BELOW_MIN_FUNDING, LISTING_EXISTS, INSUFFICIENT_FUNDS,
+    LENDER_SHARE_EXCEEDED, BORROWER_LIMIT_EXCEEDED,
+})
+#: Codes that mean "no such thing" (HTTP 404).
+NOT_FOUND_CODES: Final = frozenset({LISTING_NOT_FOUND, ACCOUNT_NOT_FOUND})
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +42,4 @@ class Rejection:
     detail: str
     field: str | None = None
     marginal_rate_bps: int | None = None
+    available: int | None = None  # with insufficient_funds: what the account has available

@@ -1,12 +1,15 @@
-"""Turning a closed book into its resolution: a loan with fills, or a failure."""
+"""Closing a book: a loan with fills, a failure or a cancellation, and the money each moves."""
 
 from matching.book import ListingBook
-from matching.events import CloseReason, Fill, ListingFailed, ListingFunded
+from matching.events import CloseReason, Event, Fill, ListingCancelled, ListingFailed, ListingFunded
+from matching.ledger import FEES, RESERVE_POOL, Ledger, LedgerEntry
+from matching.policy import share_of
 from matching.rules import required_coverage
 
 
-def resolve(book: ListingBook, at: int, reason: CloseReason) -> ListingFunded | ListingFailed:
-    """Close `book` as funded or failed by SPEC §3. O(n) in the funding set's size."""
+def resolve(book: ListingBook, at: int, reason: CloseReason, ledger: Ledger) -> list[Event]:
+    """Close `book` as funded or failed by the auction rules (docs/rules.md), then move the
+    money: the resolution event first, its ledger entries after. O(n) in the funding set."""
     terms = book.terms
     covered = book.covered
     required = required_coverage(terms.amount, terms.min_funding_bps)
@@ -14,16 +17,64 @@ def resolve(book: ListingBook, at: int, reason: CloseReason) -> ListingFunded | 
     book.closed_at = at
     if covered < required or covered == 0:
         book.status = "failed"
-        return ListingFailed(terms.listing_id, at, reason, covered, required)
+        failed = ListingFailed(terms.listing_id, at, reason, covered, required)
+        return [failed, *release_all(book, ledger, at)]
     book.status = "funded"
     fills = book.fills()
     if terms.pricing == "uniform":
         excluded = book.first_excluded_rate()
         clearing = terms.max_rate_bps if excluded is None else excluded
         fills = [Fill(f.bid_id, f.lender_id, f.seq, f.amount, clearing) for f in fills]
-    return ListingFunded(
-        terms.listing_id, at, reason, covered, headline_rate(fills), terms.term_months, tuple(fills)
+    policy = terms.policy
+    funded = ListingFunded(
+        terms.listing_id, terms.loan_id, at, reason, covered, headline_rate(fills),
+        terms.term_months, tuple(fills), share_of(covered, policy.service_fee_bps),
+        share_of(covered, policy.reserve_bps),
     )
+    return [funded, *disburse(book, funded, ledger)]
+
+
+def cancel(book: ListingBook, at: int, ledger: Ledger) -> list[Event]:
+    """The borrower or an admin withdrew the listing: every live bid is released. O(n)."""
+    book.status, book.close_reason, book.closed_at = "cancelled", "cancelled", at
+    cancelled = ListingCancelled(book.terms.listing_id, at, book.covered)
+    return [cancelled, *release_all(book, ledger, at)]
+
+
+def release_all(book: ListingBook, ledger: Ledger, at: int) -> list[LedgerEntry]:
+    """Unfreeze every live bid of a listing that did not fund."""
+    listing_id = book.terms.listing_id
+    return [
+        ledger.release(lender, amount, "listing", listing_id, listing_id, book.bid_ids[i], at)
+        for i, lender, amount in book.live_lenders()
+    ]
+
+
+def disburse(book: ListingBook, funded: ListingFunded, ledger: Ledger) -> list[LedgerEntry]:
+    """Settle each fill to the borrower and release the rest of its bid (only the marginal bid
+    has one); then the borrower pays the service fee and the reserve contribution."""
+    terms = book.terms
+    borrower, loan_id, listing_id = terms.borrower_id, terms.loan_id, terms.listing_id
+    at = funded.at
+    entries: list[LedgerEntry] = []
+    for (_, lender, amount), fill in zip(book.live_lenders(), funded.fills, strict=True):
+        entries.append(
+            ledger.settle(lender, borrower, fill.amount, loan_id, listing_id, fill.bid_id, at)
+        )
+        if fill.amount < amount:
+            entries.append(ledger.release(
+                lender, amount - fill.amount, "loan", loan_id, listing_id, fill.bid_id, at
+            ))
+    if funded.service_fee:
+        entries.append(ledger.collect(
+            "fee", borrower, FEES, funded.service_fee, loan_id, listing_id, at
+        ))
+    if funded.reserve_contribution:
+        entries.append(ledger.collect(
+            "reserve_contribution", borrower, RESERVE_POOL, funded.reserve_contribution, loan_id,
+            listing_id, at,
+        ))
+    return entries
 
 
 def headline_rate(fills: list[Fill]) -> int:

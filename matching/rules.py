@@ -24,6 +24,8 @@ class MarketRules:
     min_bid_amount: int = 5_000
     legal_rate_cap_bps: int = 3_600
     max_term_months: int = 60
+    #: A borrower's open listings plus funded principal may not exceed this; 0 is no limit.
+    borrower_limit: int = 0
 
 
 def required_coverage(amount: int, min_funding_bps: int) -> int:

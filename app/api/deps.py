@@ -9,6 +9,7 @@ from fastapi import Depends, Header, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
+from app.accounts.service import Accounts
 from app.api.schemas import Problem
 from app.auth import Keys, Principal
 from app.errors import ApiError, Invalid
@@ -28,6 +29,8 @@ class Services:
     keys: Keys
     limiter: RateLimiter
     webhooks: Webhooks
+    accounts: Accounts
+    policy: dict[str, Any]  # GET /v1/policy, fixed for the life of the process
 
 
 async def services(request: Request) -> Services:
@@ -132,9 +135,17 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
         "loan_not_found",
         "event_not_found",
         "webhook_endpoint_not_found",
+        "account_not_found",
         "not_found",
     ),
-    409: ("listing_not_open", "bid_not_competitive", "below_min_funding"),
+    409: (
+        "listing_not_open",
+        "bid_not_competitive",
+        "below_min_funding",
+        "insufficient_funds",
+        "lender_share_exceeded",
+        "borrower_limit_exceeded",
+    ),
     413: ("payload_too_large",),
     422: (
         "validation_error",
@@ -148,6 +159,8 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
         "window_out_of_range",
         "min_funding_out_of_range",
         "invalid_cursor",
+        "rate_below_grade_floor",
+        "account_not_allowed",
     ),
     429: ("rate_limited",),
     503: ("database_unavailable",),
@@ -184,4 +197,6 @@ def _example(status: int, code: str) -> dict[str, Any]:
         body["errors"] = [{"field": "min_rate_bps", "message": "…"}]
     if code == "bid_not_competitive":
         body["marginal_rate_bps"] = 1800
+    if code == "insufficient_funds":
+        body["available"] = 25_000
     return body

@@ -155,6 +155,7 @@ class ListingOut(BaseModel):
     closed_at: str | None
     close_reason: Literal["deadline", "fully_funded", "accepted", "cancelled"] | None
     loan_id: str | None
+    policy: "ListingPolicyOut"
 
 
 class ListingPage(BaseModel):
@@ -221,6 +222,11 @@ class LoanOut(BaseModel):
     term_months: int
     pricing: PricingIn
     funded_at: str
+    service_fee: int = Field(description="Paid by the borrower to platform:fees at funding.")
+    reserve_contribution: int = Field(
+        description="Paid by the borrower to platform:reserve (the risk reserve) at funding."
+    )
+    disbursed: int = Field(description="What the borrower received: principal less both.")
     fills: list[FillOut]
     schedule: list[InstalmentOut]
 
@@ -246,6 +252,78 @@ class ApiKeyOut(BaseModel):
     created_at: str
 
 
+class MoneyIn(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"amount": 1_000_000, "reference": "bank-transfer-20261128-0042"}
+    ]})
+    amount: Annotated[StrictInt, Field(ge=1, le=10**15, examples=[1_000_000])]
+    reference: Annotated[
+        str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]*$",
+                   description="The payment side's reference, kept on the ledger entry."),
+    ]
+
+
+class AccountOut(BaseModel):
+    id: str
+    currency: str
+    available: int
+    reserved: int
+
+
+class CauseOut(BaseModel):
+    type: Literal["bid", "listing", "loan", "deposit", "withdrawal"]
+    id: str
+
+
+class EntryOut(BaseModel):
+    id: int
+    kind: Literal[
+        "deposit", "withdrawal", "reserve", "release", "settle", "fee", "reserve_contribution"
+    ]
+    debit_account: str
+    credit_account: str
+    amount: int
+    cause: CauseOut
+    listing_id: str | None
+    bid_id: str | None
+    reference: str | None
+    created_at: str | None
+
+
+class EntryPage(BaseModel):
+    data: list[EntryOut]
+    next_after: int
+
+
+class MoneyMovedOut(BaseModel):
+    entry: EntryOut
+    account: AccountOut
+
+
+class AccountList(BaseModel):
+    data: list[AccountOut]
+
+
+class GradePolicyOut(BaseModel):
+    min_rate_bps: int
+    service_fee_bps: int
+    reserve_bps: int
+
+
+class PolicyOut(BaseModel):
+    grades: dict[GradeIn, GradePolicyOut]
+    max_lender_share_bps: int
+    borrower_limit: int
+    currency: str
+
+
+class ListingPolicyOut(BaseModel):
+    min_rate_bps: int
+    service_fee_bps: int
+    reserve_bps: int
+    max_lender_share_bps: int
+
+
 class Problem(BaseModel):
     type: str
     title: str
@@ -255,3 +333,4 @@ class Problem(BaseModel):
     instance: str
     errors: list[dict[str, str]] | None = None
     marginal_rate_bps: int | None = None
+    available: int | None = None

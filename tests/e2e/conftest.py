@@ -23,6 +23,13 @@ import pytest
 
 ADMIN_KEY = "e2e-admin-key"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+#: The drills bid as these lenders, funded through the API once the service first starts;
+#: tests about money use other names and fund them themselves.
+FUNDED_LENDERS = (
+    *(f"lender-{i}" for i in range(40)), "amy", "ann", "ben", "cat", "dan", "late-lender",
+    "minnow", "whale", "zed",
+)
+FUNDS = 10**12
 ROOT = Path(__file__).resolve().parents[2]
 
 _READY_TIMEOUT_S = 30.0
@@ -198,6 +205,8 @@ async def service(
     problems: list[str] = []
     try:
         await running.start()
+        async with running.client() as client:
+            await fund(client, *FUNDED_LENDERS)
         yield running
         if running.exited_by_itself():
             assert running.process is not None
@@ -210,6 +219,15 @@ async def service(
         if problems or any(report.failed for report in reports.values()):
             print(f"\n----- service log ({running.log_path}) -----\n{running.log_tail()}")
     assert not problems, "the service misbehaved: " + "\n".join(problems[:10])
+
+
+async def fund(client: httpx.AsyncClient, *accounts: str, amount: int = FUNDS) -> None:
+    """Deposit `amount` into each account, as the platform's payment side would."""
+    for account in accounts:
+        response = await client.post(
+            f"/v1/accounts/{account}/deposits", json={"amount": amount, "reference": "e2e"}
+        )
+        assert response.status_code == 201, response.text
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 
-from app.recovery import bid_command, open_command, replay_rules
+from app.recovery import bid_command, open_command
 from matching import AdvanceClock, Event, MarketRules, OpenListing, PlaceBid
 from matching.rejections import Rejection
 from tests.unit.reference import ReferenceEngine
@@ -124,6 +124,15 @@ class Replay:
     bid_rows: list[Any]
 
 
+def replay_rules(rules: MarketRules) -> MarketRules:
+    """Everything stored was admitted under the rules of its day; replay re-checks the book."""
+    return MarketRules(
+        min_listing_amount=1, max_listing_amount=2**62, min_window_us=-(2**62),
+        max_window_us=2**62, min_bid_amount=1, legal_rate_cap_bps=2**31 - 1,
+        max_term_months=rules.max_term_months,
+    )
+
+
 async def replay_journal(
     conn: "asyncpg.Connection[asyncpg.Record]", rules: MarketRules | None = None,
     check: Callable[[ReferenceEngine, PlaceBid], None] | None = None,
@@ -132,11 +141,12 @@ async def replay_journal(
 
     Every stored command must be accepted: a stored bid the reference rejects is one the
     service should not have admitted (or one recovery would not replay). `check` runs before
-    each bid, for assertions about the book at that point.
+    each bid, for assertions about the book at that point. Funds are not re-checked here (the
+    replay has no deposits and no closes); `check_money` checks the ledger against Postgres.
     """
     listings = await conn.fetch("SELECT * FROM listings ORDER BY seq")
     bids = await conn.fetch("SELECT * FROM bids ORDER BY seq")
-    engine = ReferenceEngine(rules or replay_rules(MarketRules()))
+    engine = ReferenceEngine(rules or replay_rules(MarketRules()), check_funds=False)
     commands: list[OpenListing | PlaceBid] = [open_command(r) for r in listings]
     commands += [bid_command(r) for r in bids]
     commands.sort(key=lambda c: c.seq)

@@ -1,9 +1,16 @@
-"""A whole auction against the real process: open, bid, get outbid, the deadline fires, a loan."""
+"""A whole auction against the real process: open, bid, get outbid, the deadline fires, a loan,
+and the money: frozen by each bid, freed by the outbid, paid to the borrower less the reserve."""
 
 import asyncpg
+import httpx
 
-from tests.e2e.conftest import ServiceProcess
+from tests.e2e.conftest import FUNDS, ServiceProcess, fund
 from tests.e2e.drive import bid_ok, get_json, open_listing, place_bid, until_closed
+
+
+async def balances(client: httpx.AsyncClient, account: str) -> tuple[int, int]:
+    found = await get_json(client, f"/v1/accounts/{account}")
+    return found["available"], found["reserved"]
 
 
 async def test_an_auction_over_http_books_a_loan_from_the_cheapest_bids_when_its_deadline_fires(
@@ -13,6 +20,7 @@ async def test_an_auction_over_http_books_a_loan_from_the_cheapest_bids_when_its
         minted = await client.post("/v1/api-keys", json={"role": "lender", "subject": "lena"})
         assert minted.status_code == 201, minted.text
         lena = {"Authorization": f"Bearer {minted.json()['key']}"}
+        await fund(client, "lena", amount=100_000)
 
         listing = await open_listing(client, amount=300_000, max_rate_bps=2000, duration_s=2)
         lid = listing["id"]
@@ -26,6 +34,8 @@ async def test_an_auction_over_http_books_a_loan_from_the_cheapest_bids_when_its
         assert d_reply.status_code == 201, d_reply.text
         d = d_reply.json()
         assert d["lender_id"] == "lena" and d["allocated_amount"] == 100_000
+        assert await balances(client, "lena") == (0, 100_000), "the bid froze all she had"
+        assert await balances(client, "cat") == (FUNDS, 0), "outbid: cat's money is free again"
         assert a["seq"] < b["seq"] < c["seq"] < d["seq"]
 
         late = await place_bid(client, lid, 50_000, 1900, "dan")
@@ -54,6 +64,16 @@ async def test_an_auction_over_http_books_a_loan_from_the_cheapest_bids_when_its
             (d["id"], "lena", 100_000, 1000),
         ], "one fill per winning bid, in seq order, the marginal one partly"
         assert len(loan["schedule"]) == 12
+        reserve = 4_500  # grade B puts 150 bps of the principal in the risk reserve
+        assert (loan["service_fee"], loan["reserve_contribution"]) == (0, reserve)
+        assert loan["disbursed"] == 300_000 - reserve
+        assert await balances(client, "lena") == (0, 0), "settled to the borrower"
+        assert await balances(client, "ben") == (FUNDS - 50_000, 0), "the unfilled half is freed"
+        assert await balances(client, "borrower-1") == (300_000 - reserve, 0)
+        pools = (await get_json(client, "/v1/platform/accounts"))["data"]
+        assert [(p["id"], p["available"]) for p in pools] == [
+            ("platform:fees", 0), ("platform:reserve", reserve),
+        ]
         assert sum(row["principal"] for row in loan["schedule"]) == 300_000
 
         statuses = {x["id"]: x["status"] for x in

@@ -152,7 +152,7 @@ async def test_an_unknown_route_is_404_problem_json(client: httpx.AsyncClient) -
 
 async def test_a_request_over_the_rate_limit_is_429_with_retry_after(database_url: str) -> None:
     async with running_service(
-        database_url, rate_limit_per_s=0.01, rate_limit_burst=2
+        database_url, fund_lenders=False, rate_limit_per_s=0.01, rate_limit_burst=2
     ) as (_, client):
         for _ in range(2):
             assert (await client.get("/v1/listings", headers=ADMIN)).status_code == 200

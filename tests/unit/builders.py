@@ -1,7 +1,9 @@
 """Builders for the engine's unit tests: a market in miniature.
 
 `Market` plays the shell's part for the engine: it hands out `seq` numbers, keeps a clock that
-never runs backwards, and checks the engine's invariants after every command.
+never runs backwards, and checks the engine's invariants after every command. Unless told
+otherwise it funds each lender just enough before a bid (a real `Deposit` command), so tests of
+the auction rules need not think about money; the ledger's own tests turn that off.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from matching import (
     BidView,
     CancelListing,
     Command,
+    Deposit,
     DepthLevel,
     Engine,
     Event,
+    LedgerEntry,
     ListingCancelled,
     ListingFailed,
     ListingFunded,
+    ListingPolicy,
     ListingSummary,
     ListingTerms,
     MarketRules,
@@ -29,6 +34,7 @@ from matching import (
     Outcome,
     PlaceBid,
     Rejection,
+    Withdraw,
 )
 from matching.rules import Grade, Pricing
 
@@ -37,6 +43,7 @@ HOUR: Final = 3_600 * SECOND
 DAY: Final = 24 * HOUR
 T0: Final = 1_700_000_000 * SECOND  # 2023-11-14T22:13:20Z, when every market opens
 CLOSES_AT: Final = T0 + HOUR
+NO_POLICY: Final = ListingPolicy()  # no floor, no fee, no reserve, no share cap
 
 E = TypeVar("E", bound=Event)
 
@@ -52,20 +59,25 @@ def listing_terms(
     min_funding_bps: int = 10_000,
     close_when_funded: bool = False,
     pricing: Pricing = "pay_as_bid",
+    policy: ListingPolicy = NO_POLICY,
+    borrower_id: str | None = None,
 ) -> ListingTerms:
     return ListingTerms(
-        listing_id, f"borrower-of-{listing_id}", amount, term_months, max_rate_bps, grade,
-        closes_at, min_funding_bps, close_when_funded, pricing,
+        listing_id, borrower_id or f"borrower-of-{listing_id}", amount, term_months,
+        max_rate_bps, grade, closes_at, min_funding_bps, close_when_funded, pricing, policy,
+        loan_id=f"loan-of-{listing_id}",
     )
 
 
 class Market:
     """An engine, a seq counter and a clock. Every command is followed by the invariant check."""
 
-    def __init__(self, rules: MarketRules | None = None) -> None:
+    def __init__(self, rules: MarketRules | None = None, *, auto_fund: bool = True) -> None:
         self.engine = Engine(rules or MarketRules())
         self.seq = 0
         self.now = T0
+        self.auto_fund = auto_fund
+        self.deposits = 0
 
     def execute(self, command: Command) -> Outcome:
         outcome = self.engine.execute(command)
@@ -90,13 +102,35 @@ class Market:
         return self.execute(OpenListing(terms, self.next_seq(), self.tick(at)))
 
     def bid(
-        self, amount: int, rate_bps: int, *, listing_id: str = "L1", at: int | None = None
+        self, amount: int, rate_bps: int, *, listing_id: str = "L1", at: int | None = None,
+        lender: str | None = None,
     ) -> Outcome:
         seq = self.next_seq()
         at = self.tick(at)
+        lender = lender or f"lender-{seq}"
+        shortfall = amount - self.engine.ledger.available(lender)
+        if self.auto_fund and shortfall > 0:
+            events(self.deposit(lender, shortfall))
+        return self.execute(PlaceBid(listing_id, f"bid-{seq}", lender, amount, rate_bps, seq, at))
+
+    def deposit(self, account: str, amount: int, *, at: int | None = None) -> Outcome:
+        self.deposits += 1
         return self.execute(
-            PlaceBid(listing_id, f"bid-{seq}", f"lender-{seq}", amount, rate_bps, seq, at)
+            Deposit(account, f"deposit-{self.deposits}", amount, self.tick(at), "test")
         )
+
+    def withdraw(self, account: str, amount: int, *, at: int | None = None) -> Outcome:
+        self.deposits += 1
+        return self.execute(
+            Withdraw(account, f"withdrawal-{self.deposits}", amount, self.tick(at), "test")
+        )
+
+    def available(self, account: str) -> int:
+        return self.engine.ledger.available(account)
+
+    def reserved(self, account: str) -> int:
+        balance = self.engine.balance(account)
+        return 0 if balance is None else balance.reserved
 
     def place(
         self, amount: int, rate_bps: int, *, listing_id: str = "L1", at: int | None = None
@@ -154,6 +188,16 @@ def events(outcome: Outcome) -> list[Event]:
     """The events of an outcome that must not be a rejection."""
     assert not isinstance(outcome, Rejection), f"unexpected rejection: {outcome}"
     return outcome
+
+
+def market_events(outcome: Outcome) -> list[Event]:
+    """The auction's events of an outcome, without its ledger entries."""
+    return [e for e in events(outcome) if not isinstance(e, LedgerEntry)]
+
+
+def entries(outcome: Outcome) -> list[LedgerEntry]:
+    """The ledger entries of an outcome, in order."""
+    return [e for e in events(outcome) if isinstance(e, LedgerEntry)]
 
 
 def rejected(outcome: Outcome, code: str) -> Rejection:

@@ -1,12 +1,17 @@
-"""A naive reference engine, written from SPEC §3 alone, for differential tests.
+"""A naive reference engine, written from the rules in docs/ alone, for differential tests.
 
 Nothing clever on purpose (exchange-core's `OrderBookNaiveImpl`): each listing keeps a plain list
 of its accepted bids, and every question (funding set, allocations, who is outbid, clearing rate,
 coverage) is answered from scratch by sorting that list and walking it from the start. O(n log n)
 per command and per read; it exists to be obviously right, not fast.
 
-Only the ORDER of the admission checks is taken from `matching.engine`, since that is a choice
-the SPEC leaves open; the rest follows the SPEC's wording.
+Money is naive too: no balances are kept. An account's money is the sum of its final flows
+(deposits, withdrawals, fills paid, principal received less fee and reserve, platform income),
+and its reserved part is the sum of its bids in open listings' funding sets, both recomputed
+from scratch on every question.
+
+Only the ORDER of the admission checks is taken from `matching.admission`, since that is a
+choice the rules leave open; the rest follows the rules' wording.
 """
 
 from dataclasses import dataclass, field
@@ -19,8 +24,10 @@ from matching.commands import (
     AdvanceClock,
     CancelListing,
     Command,
+    Deposit,
     OpenListing,
     PlaceBid,
+    Withdraw,
 )
 from matching.events import (
     BidOutbid,
@@ -34,6 +41,7 @@ from matching.events import (
     ListingOpened,
     Resolution,
 )
+from matching.ledger import FEES, RESERVE_POOL, Balance
 from matching.rejections import Rejection
 from matching.rules import MarketRules
 from matching.views import BidView, DepthLevel, ListingSummary
@@ -113,6 +121,10 @@ class _Listing:
                 return bid.rate_bps
         return self.open_command.terms.max_rate_bps
 
+    def live_bids(self) -> list[_Bid]:
+        """Bids whose money is frozen: the funding set of a listing still open."""
+        return self.funding_set() if self.status == "open" else []
+
     def bid_status(self, allocated_amount: int) -> BidStatus:
         if allocated_amount == 0:
             return "outbid"
@@ -127,9 +139,13 @@ class _Listing:
 class ReferenceEngine:
     """Same commands and reads as `matching.Engine`; state is a dict of plain listings."""
 
-    def __init__(self, rules: MarketRules) -> None:
+    def __init__(self, rules: MarketRules, *, check_funds: bool = True) -> None:
         self.rules = rules
+        self.check_funds = check_funds  # off for replays of stored bids without their deposits
         self._listings: dict[str, _Listing] = {}
+        # Every final movement of money, (account, signed amount): never released, never undone.
+        self._flows: list[tuple[str, int]] = []
+        self._funded_principal: list[tuple[str, int]] = []  # (borrower, principal)
 
     def execute(self, command: Command) -> Outcome:
         if isinstance(command, OpenListing):
@@ -140,6 +156,10 @@ class ReferenceEngine:
             return self.accept_early(command)
         if isinstance(command, CancelListing):
             return self.cancel_listing(command)
+        if isinstance(command, Deposit):
+            return self.deposit(command)
+        if isinstance(command, Withdraw):
+            return self.withdraw(command)
         return self.advance_clock(command)
 
     # --- commands ---------------------------------------------------------------------------
@@ -163,6 +183,12 @@ class ReferenceEngine:
             return Rejection(r.UNKNOWN_GRADE, "", "grade")
         if t.pricing not in PRICINGS:
             return Rejection(r.UNKNOWN_PRICING, "", "pricing")
+        if t.max_rate_bps < t.policy.min_rate_bps:
+            return Rejection(r.RATE_BELOW_GRADE_FLOOR, "", "max_rate_bps")
+        if self.rules.borrower_limit and (
+            self.exposure(t.borrower_id) + t.amount > self.rules.borrower_limit
+        ):
+            return Rejection(r.BORROWER_LIMIT_EXCEEDED, "", "amount")
         self._listings[t.listing_id] = _Listing(cmd)
         return [ListingOpened(t, cmd.seq, cmd.at)]
 
@@ -180,9 +206,19 @@ class ReferenceEngine:
             return Rejection(r.RATE_OUT_OF_RANGE, "", "min_rate_bps")
         if cmd.min_rate_bps > listing.open_command.terms.max_rate_bps:
             return Rejection(r.RATE_ABOVE_MAX, "", "min_rate_bps")
+        if cmd.min_rate_bps < listing.open_command.terms.policy.min_rate_bps:
+            return Rejection(r.RATE_BELOW_GRADE_FLOOR, "", "min_rate_bps")
         marginal = listing.marginal_rate_bps()
         if listing.fully_covered() and marginal is not None and cmd.min_rate_bps >= marginal:
             return Rejection(r.BID_NOT_COMPETITIVE, "", "min_rate_bps", marginal)
+        share_bps = listing.open_command.terms.policy.max_lender_share_bps
+        mine = sum(b.amount for b in listing.live_bids() if b.lender_id == cmd.lender_id)
+        capped = share_bps < 10_000  # 10000 bps is "no cap", not "at most the amount"
+        if capped and Fraction(mine + cmd.amount, listing.amount) > Fraction(share_bps, 10_000):
+            return Rejection(r.LENDER_SHARE_EXCEEDED, "", "amount")
+        available = self.available(cmd.lender_id)
+        if self.check_funds and cmd.amount > available:
+            return Rejection(r.INSUFFICIENT_FUNDS, "", "amount", available=available)
 
         in_before = listing.funding_set()
         out_before = [b for b in listing.bids if b not in in_before]
@@ -236,6 +272,25 @@ class ReferenceEngine:
         )
         return [self._resolve(d, d.open_command.terms.closes_at, "deadline") for d in due]
 
+    def deposit(self, cmd: Deposit) -> Outcome:
+        if cmd.account_id == "external":
+            return Rejection(r.ACCOUNT_NOT_ALLOWED, "")
+        if cmd.amount < 1:
+            return Rejection(r.AMOUNT_OUT_OF_RANGE, "", "amount")
+        self._flows.append((cmd.account_id, cmd.amount))
+        return []
+
+    def withdraw(self, cmd: Withdraw) -> Outcome:
+        if self.balance(cmd.account_id) is None:
+            return Rejection(r.ACCOUNT_NOT_FOUND, "")
+        if cmd.amount < 1:
+            return Rejection(r.AMOUNT_OUT_OF_RANGE, "", "amount")
+        available = self.available(cmd.account_id)
+        if cmd.amount > available:
+            return Rejection(r.INSUFFICIENT_FUNDS, "", "amount", available=available)
+        self._flows.append((cmd.account_id, -cmd.amount))
+        return []
+
     def _resolve(self, listing: _Listing, at: int, reason: CloseReason) -> Resolution:
         terms = listing.open_command.terms
         covered = listing.covered()
@@ -260,12 +315,46 @@ class ReferenceEngine:
             headline = clearing
         else:
             mean = Fraction(sum(f.amount * f.rate_bps for f in fills), covered)
-            headline = int(mean + Fraction(1, 2))  # floor(x + 1/2) for x > 0: half up
+            headline = _half_up(mean)
+        fee = _half_up(Fraction(covered * terms.policy.service_fee_bps, 10_000))
+        reserve = _half_up(Fraction(covered * terms.policy.reserve_bps, 10_000))
+        self._flows += [(f.lender_id, -f.amount) for f in fills]
+        self._flows.append((terms.borrower_id, covered - fee - reserve))
+        self._flows += [(account, due) for account, due in ((FEES, fee), (RESERVE_POOL, reserve))
+                        if due]
+        self._funded_principal.append((terms.borrower_id, covered))
         return ListingFunded(
-            terms.listing_id, at, reason, covered, headline, terms.term_months, fills
+            terms.listing_id, terms.loan_id, at, reason, covered, headline, terms.term_months,
+            fills, fee, reserve,
         )
 
     # --- reads ------------------------------------------------------------------------------
+
+    def balance(self, account: str) -> Balance | None:
+        """From scratch: the account's final flows, less what its live bids hold."""
+        flows = [amount for who, amount in self._flows if who == account]
+        if not flows:
+            return None
+        reserved = sum(
+            b.amount for listing in self._listings.values() for b in listing.live_bids()
+            if b.lender_id == account
+        )
+        return Balance(sum(flows) - reserved, reserved)
+
+    def available(self, account: str) -> int:
+        balance = self.balance(account)
+        return 0 if balance is None else balance.available
+
+    def accounts(self) -> set[str]:
+        return {who for who, _ in self._flows}
+
+    def exposure(self, borrower_id: str) -> int:
+        """Open listings' amounts plus funded principal."""
+        open_amounts = sum(
+            listing.amount for listing in self._listings.values()
+            if listing.status == "open" and listing.open_command.terms.borrower_id == borrower_id
+        )
+        return open_amounts + sum(p for who, p in self._funded_principal if who == borrower_id)
 
     def summary(self, listing_id: str) -> ListingSummary | None:
         listing = self._listings.get(listing_id)
@@ -282,10 +371,11 @@ class ReferenceEngine:
         if listing is None:
             return None
         allocated = listing.allocations()
+        lost = listing.status in ("failed", "cancelled")  # every bid released: nothing allocated
         return [
             BidView(
                 listing_id, b.bid_id, b.lender_id, b.seq, b.amount, b.rate_bps,
-                listing.bid_status(allocated[b]), allocated[b], b.placed_at,
+                listing.bid_status(allocated[b]), 0 if lost else allocated[b], b.placed_at,
             )
             for b in listing.ranked()
         ]
@@ -317,3 +407,8 @@ class ReferenceEngine:
 
     def listing_ids(self) -> list[str]:
         return list(self._listings)
+
+
+def _half_up(x: Fraction) -> int:
+    """floor(x + 1/2) for x >= 0: rounded half up."""
+    return int(x + Fraction(1, 2))

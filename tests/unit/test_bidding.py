@@ -14,6 +14,7 @@ from tests.unit.builders import (
     T0,
     events,
     market,
+    market_events,
     only,
     rejected,
 )
@@ -55,7 +56,7 @@ def test_cheaper_bid_pushes_out_the_dearest() -> None:
     dear = m.place(50_000, 1_800)
     outcome = m.bid(50_000, 1_500, at=T0 + 7)
     new = m.seq
-    assert events(outcome) == [
+    assert market_events(outcome) == [
         BidPlaced("L1", f"bid-{new}", f"lender-{new}", 50_000, 1_500, new, T0 + 7, 50_000),
         BidOutbid("L1", f"bid-{dear}", f"lender-{dear}", 50_000, 1_800, dear, T0 + 7, new),
     ]

@@ -21,6 +21,7 @@ from tests.unit.builders import (
     events,
     listing_terms,
     market,
+    market_events,
     only,
     rejected,
 )
@@ -32,13 +33,15 @@ def test_close_when_funded_closes_at_the_covering_bid_in_the_same_outcome() -> N
     m = market(listing_terms(close_when_funded=True))
     first = m.place(60_000, 1_000, at=T0 + 10)
     assert m.summary().status == "open"
-    outcome = events(m.bid(60_000, 1_200, at=T0 + 20))
+    outcome = market_events(m.bid(60_000, 1_200, at=T0 + 20))
     covering = m.seq
     assert len(outcome) == 2
-    assert outcome[1] == ListingFunded("L1", T0 + 20, "fully_funded", 100_000, 1_080, 12, (
-        Fill(f"bid-{first}", f"lender-{first}", first, 60_000, 1_000),
-        Fill(f"bid-{covering}", f"lender-{covering}", covering, 40_000, 1_200),
-    ))
+    assert outcome[1] == ListingFunded(
+        "L1", "loan-of-L1", T0 + 20, "fully_funded", 100_000, 1_080, 12, (
+            Fill(f"bid-{first}", f"lender-{first}", first, 60_000, 1_000),
+            Fill(f"bid-{covering}", f"lender-{covering}", covering, 40_000, 1_200),
+        ), 0, 0,
+    )
     summary = m.summary()
     assert (summary.status, summary.closed_at, summary.close_reason) == (
         "funded", T0 + 20, "fully_funded")
@@ -75,9 +78,9 @@ def test_accept_early_below_min_funding_is_rejected_and_the_auction_runs_on() ->
 def test_accept_early_at_or_above_min_funding_books_what_is_covered(covered: int) -> None:
     m = market(listing_terms(amount=100_001, min_funding_bps=7_000))
     seq = m.place(covered, 1_000)
-    assert events(m.accept(at=T0 + 5)) == [ListingFunded(
-        "L1", T0 + 5, "accepted", covered, 1_000, 12,
-        (Fill(f"bid-{seq}", f"lender-{seq}", seq, covered, 1_000),),
+    assert market_events(m.accept(at=T0 + 5)) == [ListingFunded(
+        "L1", "loan-of-L1", T0 + 5, "accepted", covered, 1_000, 12,
+        (Fill(f"bid-{seq}", f"lender-{seq}", seq, covered, 1_000),), 0, 0,
     )]
     assert m.view(seq).status == "won"
 
@@ -108,7 +111,7 @@ def test_cancel_loses_every_bid_except_the_outbid_which_stay_outbid() -> None:
     cheap = m.place(50_000, 1_000)
     outbid = m.place(50_000, 1_800)
     middle = m.place(50_000, 1_500)
-    assert events(m.cancel(at=T0 + 100)) == [ListingCancelled("L1", T0 + 100, 100_000)]
+    assert market_events(m.cancel(at=T0 + 100)) == [ListingCancelled("L1", T0 + 100, 100_000)]
     assert {seq: status for seq, (status, _) in m.statuses().items()} == {
         cheap: "lost", middle: "lost", outbid: "outbid"}
     summary = m.summary()
@@ -142,11 +145,11 @@ def test_deadline_funds_a_covered_listing_at_closes_at() -> None:
     cheap = m.place(60_000, 1_000)
     marginal = m.place(60_000, 1_200)
     assert events(m.advance(CLOSES_AT - 1)) == []
-    assert events(m.advance(CLOSES_AT)) == [ListingFunded(
-        "L1", CLOSES_AT, "deadline", 100_000, 1_080, 12, (
+    assert market_events(m.advance(CLOSES_AT)) == [ListingFunded(
+        "L1", "loan-of-L1", CLOSES_AT, "deadline", 100_000, 1_080, 12, (
             Fill(f"bid-{cheap}", f"lender-{cheap}", cheap, 60_000, 1_000),
             Fill(f"bid-{marginal}", f"lender-{marginal}", marginal, 40_000, 1_200),
-        ))]
+        ), 0, 0)]
 
 
 def test_late_clock_still_resolves_at_closes_at() -> None:
@@ -158,9 +161,9 @@ def test_late_clock_still_resolves_at_closes_at() -> None:
 def test_deadline_fails_a_listing_under_min_funding_and_books_nothing() -> None:
     m = market()
     a, b = m.place(60_000, 1_000), m.place(39_999, 1_200)
-    assert events(m.advance(CLOSES_AT)) == [
+    assert market_events(m.advance(CLOSES_AT)) == [
         ListingFailed("L1", CLOSES_AT, "deadline", covered=99_999, required=100_000)]
-    assert m.statuses() == {a: ("lost", 60_000), b: ("lost", 39_999)}
+    assert m.statuses() == {a: ("lost", 0), b: ("lost", 0)}, "a lost bid has nothing allocated"
     assert m.summary().status == "failed"
 
 

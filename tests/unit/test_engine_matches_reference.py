@@ -1,10 +1,12 @@
-"""The engine against a naive reference written from SPEC §3, command by command.
+"""The engine against a naive reference written from the rules, command by command.
 
 exchange-core runs one suite of seeded random commands through its fast book and through
 `OrderBookNaiveImpl`; this is ours. Every command goes to `matching.Engine` and to
 `tests.unit.reference.ReferenceEngine`; the outcomes must be equal (the same events, or
-rejections with the same code), the engine's invariants must hold after every step, and the read
-model (summary, bids, depth) of every listing a command touched must agree.
+rejections with the same code), the engine's invariants must hold after every step, the read
+model (summary, bids, depth) of every listing a command touched must agree, every account's
+balances must agree, and the engine's ledger entries must be exactly the movements between its
+balances before and after the command.
 
 Three drivers share one command writer: hypothesis (shrinks a disagreement to a short
 story), seeded random stress (long books and many outbids, in the style of sortedcontainers'
@@ -20,25 +22,31 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from matching import (
+    EXTERNAL,
     AcceptEarly,
     AdvanceClock,
+    Balance,
     CancelListing,
     Command,
+    Deposit,
     Engine,
     Event,
+    LedgerEntry,
     ListingFunded,
     ListingOpened,
+    ListingPolicy,
     ListingTerms,
     MarketRules,
     OpenListing,
     Outcome,
     PlaceBid,
     Rejection,
+    Withdraw,
 )
 from matching.rules import GRADES, Grade, Pricing
 from tests.unit.reference import ReferenceEngine
 
-RULES = MarketRules()
+RULES = MarketRules(borrower_limit=1_500_000)
 SECOND = 1_000_000
 START_AT = 1_700_000_000 * SECOND
 
@@ -51,8 +59,20 @@ MIN_FUNDING = (10_000, 10_000, 7_000, 6_667, 5_000, 1)
 WINDOWS = (1 * SECOND, 2 * SECOND, 5 * SECOND, 20 * SECOND, 60 * SECOND)
 TO_NEXT_DEADLINE = -1
 STEPS = (0, 0, 1) + (10_000,) * 3 + (50_000,) * 3 + (250_000, SECOND, TO_NEXT_DEADLINE)
-KINDS = ("bid",) * 20 + ("open",) * 3 + ("clock",) * 3 + ("accept",) * 2 + ("cancel",)
+KINDS = (
+    ("bid",) * 20 + ("open",) * 3 + ("clock",) * 3 + ("accept",) * 2 + ("cancel",)
+    + ("deposit",) * 4 + ("withdraw",)
+)
 LENDERS = ("ann", "bob", "cy")
+DEPOSITS = (300_000, 1_000_000, 50_000, 0)
+# Policies a listing may be opened under: none, a floor with fee and reserve, share caps.
+POLICIES = (
+    ListingPolicy(),
+    ListingPolicy(),
+    ListingPolicy(min_rate_bps=900, service_fee_bps=100, reserve_bps=150),
+    ListingPolicy(reserve_bps=500, max_lender_share_bps=5_000),
+    ListingPolicy(service_fee_bps=333, reserve_bps=77, max_lender_share_bps=3_333),
+)
 BREAKAGES = (
     "amount_low", "amount_high", "term_low", "term_high", "rate_low", "rate_high", "window_short",
     "window_long", "funding_low", "funding_high", "grade", "pricing", "duplicate_id",
@@ -112,6 +132,13 @@ class Script:
         if kind == "clock":
             self.at += self.pick((0, 0, 1, SECOND))
             return AdvanceClock(self.at)
+        if kind == "deposit":
+            return Deposit(self.pick(LENDERS), f"D{self.seq}", self.pick(DEPOSITS), self.at)
+        if kind == "withdraw":
+            lender = self.pick(LENDERS + ("nobody",))
+            available = self.shadow.available(lender)
+            amount = self.pick((available, available + 1, available // 2, 0))
+            return Withdraw(lender, f"W{self.seq}", amount, self.at)
         listing_id = self._target()
         if kind == "accept":
             return AcceptEarly(listing_id, self.seq, self.at)
@@ -140,6 +167,7 @@ class Script:
         grade: Grade = self.pick(GRADES)
         pricing: Pricing = self.pick(("pay_as_bid", "uniform"))
         close_when_funded = self.pick((False, False, True))
+        policy = self.pick(POLICIES)
         if self.pick((False,) * 9 + (True,)):
             breakage = self.pick(BREAKAGES)
             if breakage == "duplicate_id" and self.terms:
@@ -157,8 +185,8 @@ class Script:
             if breakage == "pricing":
                 pricing = cast(Pricing, "dutch")
         terms = ListingTerms(
-            listing_id, "borrower", amount, term_months, max_rate, grade, closes_at, min_funding,
-            close_when_funded, pricing,
+            listing_id, f"bo{self.opened // 3}", amount, term_months, max_rate, grade, closes_at,
+            min_funding, close_when_funded, pricing, policy, loan_id=f"loan-{listing_id}",
         )
         self.terms.setdefault(listing_id, terms)
         return OpenListing(terms, self.seq, self.at)
@@ -173,15 +201,18 @@ class Script:
         # Exact amounts too: what fills the listing, and what lands exactly on (or one short
         # of) the minimum funding, so the ceil in "required coverage" is tested at its edge.
         required = 0 if terms is None else -(-terms.amount * terms.min_funding_bps // 10_000)
-        exact = (amount_cap - covered, required - covered, required - covered - 1)
+        exact: tuple[int, ...] = (
+            amount_cap - covered, required - covered, required - covered - 1
+        )
+        lender = self.pick(LENDERS)
+        funds = self.shadow.available(lender)  # a bid of exactly what is left, or one more
+        exact += tuple(a for a in (funds, funds + 1) if a <= amount_cap)
         amount = self.pick([amount_cap // d for d in BID_DIVISORS] + [a for a in exact if a > 0])
         rate = self.pick(BID_RATES)
         if self.pick((False,) * 9 + (True,)):
             amount = self.pick((4_999, 5_000, amount_cap, amount_cap + 1, amount))
             rate = self.pick((0, 1, max_rate, max_rate + 1, rate))
-        return PlaceBid(
-            listing_id, f"B{self.seq}", self.pick(LENDERS), amount, rate, self.seq, self.at,
-        )
+        return PlaceBid(listing_id, f"B{self.seq}", lender, amount, rate, self.seq, self.at)
 
 
 def commands_from(tapes: Sequence[ChoiceTape]) -> list[Command]:
@@ -218,12 +249,12 @@ def listing_ids_touched(command: Command, outcome: Outcome) -> set[str]:
     touched: set[str] = set()
     if isinstance(command, OpenListing):
         touched.add(command.terms.listing_id)
-    elif not isinstance(command, AdvanceClock):
+    elif isinstance(command, PlaceBid | AcceptEarly | CancelListing):
         touched.add(command.listing_id)
     for event in outcome if isinstance(outcome, list) else []:
         if isinstance(event, ListingOpened):
             touched.add(event.terms.listing_id)
-        else:
+        elif event.listing_id is not None:
             touched.add(event.listing_id)
     return touched
 
@@ -231,9 +262,45 @@ def listing_ids_touched(command: Command, outcome: Outcome) -> set[str]:
 def assert_same_outcome(command: Command, got: Outcome, want: Outcome) -> None:
     if isinstance(got, Rejection) or isinstance(want, Rejection):
         assert isinstance(got, Rejection) and isinstance(want, Rejection), (command, got, want)
-        assert (got.code, got.marginal_rate_bps) == (want.code, want.marginal_rate_bps), command
+        assert (got.code, got.marginal_rate_bps, got.available) == (
+            want.code, want.marginal_rate_bps, want.available), command
     else:
-        assert got == want, command
+        assert [e for e in got if not isinstance(e, LedgerEntry)] == want, command
+
+
+def assert_same_money(engine: Engine, reference: ReferenceEngine) -> None:
+    accounts = reference.accounts() | set(engine.ledger.accounts)
+    for account in accounts:
+        assert engine.balance(account) == reference.balance(account), account
+
+
+def assert_entries_explain_the_change(
+    before: dict[str, Balance], engine: Engine, outcome: Outcome
+) -> None:
+    """The command's ledger entries, applied to the balances before it, give the balances
+    after it: no money moved without an entry, and every entry moved money."""
+    moved = {account: Balance(b.available, b.reserved) for account, b in before.items()}
+    for entry in outcome if isinstance(outcome, list) else []:
+        if isinstance(entry, LedgerEntry):
+            apply_entry(moved, entry)
+    assert moved == {a: engine.balance(a) for a in engine.ledger.accounts}
+
+
+def apply_entry(balances: dict[str, Balance], e: LedgerEntry) -> None:
+    """Double entry by kind: which column of which account each side of `e` touches."""
+    assert e.amount > 0, e
+    debit = balances.setdefault(e.debit, Balance())
+    credit = balances.setdefault(e.credit, Balance())
+    if e.kind == "reserve":
+        debit.available, credit.reserved = debit.available - e.amount, credit.reserved + e.amount
+    elif e.kind == "release":
+        debit.reserved, credit.available = debit.reserved - e.amount, credit.available + e.amount
+    elif e.kind == "settle":
+        debit.reserved, credit.available = debit.reserved - e.amount, credit.available + e.amount
+    else:  # deposit, withdrawal, fee, reserve_contribution: available to available
+        debit.available -= e.amount
+        credit.available += e.amount
+    balances.pop(EXTERNAL, None)
 
 
 def assert_same_views(engine: Engine, reference: ReferenceEngine, listing_id: str) -> None:
@@ -253,10 +320,13 @@ def run_side_by_side(
     check invariants over the open books only."""
     engine, reference = Engine(RULES), ReferenceEngine(RULES)
     for command in commands:
+        before = {a: engine.balance(a) or Balance() for a in engine.ledger.accounts}
         got = engine.execute(command)
         want = reference.execute(command)
         assert_same_outcome(command, got, want)
         engine.check_invariants()
+        assert_entries_explain_the_change(before, engine, got)
+        assert_same_money(engine, reference)
         for listing_id in listing_ids_touched(command, got):
             assert_same_views(engine, reference, listing_id)
             summary = reference.summary(listing_id)
@@ -273,7 +343,9 @@ def run_side_by_side(
 
 def uniform_listing(amount: int) -> OpenListing:
     closes_at = START_AT + 10 * SECOND
-    terms = ListingTerms("L", "b", amount, 12, 2_000, "A", closes_at, pricing="uniform")
+    terms = ListingTerms(
+        "L", "b", amount, 12, 2_000, "A", closes_at, pricing="uniform", loan_id="loan-L"
+    )
     return OpenListing(terms, 1, START_AT)
 
 
@@ -291,13 +363,14 @@ def test_both_engines_clear_the_spec_uniform_example_at_the_first_rate_left_out(
     clearing: int,
 ) -> None:
     engine = make(RULES)
+    engine.execute(Deposit("x", "D1", 1_000_000, START_AT))
     engine.execute(uniform_listing(300_000))
     for seq, (amount, rate) in enumerate(bids, start=2):
         assert not isinstance(
             engine.execute(PlaceBid("L", f"B{seq}", "x", amount, rate, seq, START_AT)), Rejection
         )
     events = engine.execute(AdvanceClock(START_AT + 10 * SECOND))
-    assert isinstance(events, list) and isinstance(events[0], ListingFunded)
+    assert isinstance(events, list) and isinstance(events[0], ListingFunded), events
     assert {fill.rate_bps for fill in events[0].fills} == {clearing}
     assert (events[0].principal, events[0].rate_bps) == (300_000, clearing)
 

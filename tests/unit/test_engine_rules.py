@@ -24,7 +24,9 @@ from matching import (
     BidPlaced,
     CancelListing,
     Command,
+    Deposit,
     Engine,
+    LedgerEntry,
     ListingCancelled,
     ListingFailed,
     ListingFunded,
@@ -34,6 +36,7 @@ from matching import (
     OpenListing,
     PlaceBid,
     Rejection,
+    Withdraw,
 )
 from matching.rules import PRICINGS, Grade, Pricing
 from tests.unit.builders import (
@@ -179,8 +182,9 @@ def test_next_deadline_is_the_earliest_open_closes_at() -> None:
 
 
 def random_commands(seed: int, count: int = 600) -> list[Command]:
-    """Listings opening over time and a stream of bids, acceptances, cancels and clock ticks
-    aimed at the three newest, some of them invalid."""
+    """Listings opening over time and a stream of bids, acceptances, cancels, clock ticks,
+    deposits and withdrawals aimed at the three newest listings and nine lenders, some of them
+    invalid (a bid or withdrawal beyond the lender's funds among them)."""
     rng = random.Random(seed)
     at = T0
     listing_ids: list[str] = []
@@ -188,7 +192,12 @@ def random_commands(seed: int, count: int = 600) -> list[Command]:
     for seq in range(1, count):
         at += rng.randint(0, 2 * SECOND)
         roll = rng.random()
-        if roll < 0.05 or not listing_ids:
+        lender = f"lender-{rng.randint(1, 9)}"
+        if roll < 0.08:
+            kind = Deposit if roll < 0.07 else Withdraw
+            commands.append(kind(lender, f"m{seq}", rng.choice([0, 50_000, 200_000]), at, None))
+            continue
+        if roll < 0.13 or not listing_ids:
             listing_ids.append(f"L{seq}")
             commands.append(OpenListing(listing_terms(
                 listing_ids[-1], amount=rng.choice([100_000, 300_000]),
@@ -198,7 +207,7 @@ def random_commands(seed: int, count: int = 600) -> list[Command]:
             continue
         listing_id = rng.choice(listing_ids[-3:])
         if roll < 0.9:
-            commands.append(PlaceBid(listing_id, f"b{seq}", f"lender-{rng.randint(1, 9)}",
+            commands.append(PlaceBid(listing_id, f"b{seq}", lender,
                                      rng.choice([4_000, 5_000, 20_000, 50_000, 120_000]),
                                      rng.choice([800, 1_000, 1_200, 1_500, 2_000, 2_100]), seq, at))
         elif roll < 0.93:
@@ -223,7 +232,9 @@ def test_same_commands_give_equal_outcomes_in_two_engines(seed: int) -> None:
         outcomes.append(outcome)
     kinds = {type(e) for o in outcomes if not isinstance(o, Rejection) for e in o}
     # The stream exercised the books and every way to close, not just rejections.
-    assert {BidPlaced, BidOutbid, ListingFunded, ListingFailed, ListingCancelled} <= kinds
+    assert {
+        BidPlaced, BidOutbid, ListingFunded, ListingFailed, ListingCancelled, LedgerEntry
+    } <= kinds
     for listing_id in {c.terms.listing_id for c in commands if isinstance(c, OpenListing)}:
         assert one.summary(listing_id) == two.summary(listing_id)
         assert one.bids(listing_id) == two.bids(listing_id)

@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 
 from matching import Fill, ListingFunded, Rejection
 from matching.rules import Pricing
-from tests.unit.builders import CLOSES_AT, Market, events, listing_terms, market, only, rejected
+from tests.unit.builders import (
+    CLOSES_AT,
+    Market,
+    listing_terms,
+    market,
+    market_events,
+    only,
+    rejected,
+)
 
 
 def fills_at_deadline(m: Market) -> list[tuple[int, int]]:
@@ -139,7 +147,7 @@ def resolve_with(pricing: Pricing, book: list[tuple[int, int]]) -> ListingFunded
     for amount, rate in book:
         outcome = m.bid(amount, rate)
         assert not isinstance(outcome, Rejection) or outcome.code == "bid_not_competitive"
-    (resolution,) = events(m.advance(CLOSES_AT))
+    resolution = market_events(m.advance(CLOSES_AT))[0]
     return resolution if isinstance(resolution, ListingFunded) else None
 
 

@@ -1,0 +1,1 @@
+"""Custody accounts: deposits, withdrawals, balances and ledger entries (docs/money.md)."""

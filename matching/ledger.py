@@ -1,0 +1,169 @@
+"""The custody ledger: every account's available and reserved money, moved by double entries.
+
+After TigerBeetle's two-phase transfers: a bid *reserves* its amount (pending), an outbid or a
+failed listing *releases* it (void), a funded listing *settles* it to the borrower (post).
+`reserved` is the pending column, kept by the entries themselves, never computed on the side.
+
+Every movement is a `LedgerEntry` with a debit and a credit account and what caused it; the
+ledger numbers its entries, so a replay of the same commands gives the same numbers. Money comes
+in from, and goes out to, `external`, which is not an account: the sum of every account's
+`available + reserved` is the net inflow (deposits minus withdrawals), an invariant.
+Every operation is O(1).
+"""
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+EntryKind = Literal[
+    "deposit", "withdrawal", "reserve", "release", "settle", "fee", "reserve_contribution"
+]
+CauseType = Literal["bid", "listing", "loan", "deposit", "withdrawal"]
+
+EXTERNAL: Final = "external"
+FEES: Final = "platform:fees"
+RESERVE_POOL: Final = "platform:reserve"
+PLATFORM_ACCOUNTS: Final = (FEES, RESERVE_POOL)
+
+
+@dataclass(slots=True)
+class Balance:
+    available: int = 0
+    reserved: int = 0
+
+
+# Not frozen, like the per-bid events: one of these is made for every bid placed.
+@dataclass(slots=True)
+class LedgerEntry:
+    """One movement of `amount` (> 0) from the `debit` account to the `credit` account.
+
+    `reserve` and `release` move money between the two columns of one account, so their debit
+    and credit name the same account: reserve takes from available, release from reserved.
+    """
+
+    entry_id: int
+    kind: EntryKind
+    debit: str
+    credit: str
+    amount: int
+    cause_type: CauseType
+    cause_id: str
+    listing_id: str | None
+    bid_id: str | None
+    at: int
+    reference: str | None = None
+
+
+class Ledger:
+    __slots__ = ("accounts", "last_entry_id", "net_inflow")
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, Balance] = {}
+        self.last_entry_id = 0
+        self.net_inflow = 0  # deposits minus withdrawals, ever
+
+    def available(self, account: str) -> int:
+        balance = self.accounts.get(account)
+        return 0 if balance is None else balance.available
+
+    def _account(self, account: str) -> Balance:
+        balance = self.accounts.get(account)
+        if balance is None:
+            balance = self.accounts[account] = Balance()
+        return balance
+
+    def _next_id(self) -> int:
+        self.last_entry_id += 1
+        return self.last_entry_id
+
+    # --- money in and out -------------------------------------------------------------------
+
+    def deposit(
+        self, account: str, amount: int, deposit_id: str, at: int, reference: str | None
+    ) -> LedgerEntry:
+        self._account(account).available += amount
+        self.net_inflow += amount
+        return LedgerEntry(
+            self._next_id(), "deposit", EXTERNAL, account, amount, "deposit", deposit_id, None,
+            None, at, reference,
+        )
+
+    def withdraw(
+        self, account: str, amount: int, withdrawal_id: str, at: int, reference: str | None
+    ) -> LedgerEntry:
+        """The caller has checked that `amount` is available."""
+        self.accounts[account].available -= amount
+        self.net_inflow -= amount
+        return LedgerEntry(
+            self._next_id(), "withdrawal", account, EXTERNAL, amount, "withdrawal",
+            withdrawal_id, None, None, at, reference,
+        )
+
+    # --- bids -------------------------------------------------------------------------------
+
+    def reserve(
+        self, balance: Balance, lender: str, amount: int, listing_id: str, bid_id: str, at: int
+    ) -> LedgerEntry:
+        """Freeze a bid's amount. The caller looked `balance` up and checked it covers `amount`."""
+        balance.available -= amount
+        balance.reserved += amount
+        self.last_entry_id += 1
+        return LedgerEntry(
+            self.last_entry_id, "reserve", lender, lender, amount, "bid", bid_id, listing_id,
+            bid_id, at,
+        )
+
+    def release(
+        self, lender: str, amount: int, cause_type: CauseType, cause_id: str, listing_id: str,
+        bid_id: str, at: int,
+    ) -> LedgerEntry:
+        """Unfreeze (part of) a bid's amount: outbid, a failed listing, or a fill's rest."""
+        balance = self.accounts[lender]
+        balance.reserved -= amount
+        balance.available += amount
+        self.last_entry_id += 1
+        return LedgerEntry(
+            self.last_entry_id, "release", lender, lender, amount, cause_type, cause_id,
+            listing_id, bid_id, at,
+        )
+
+    def settle(
+        self, lender: str, borrower: str, amount: int, loan_id: str, listing_id: str, bid_id: str,
+        at: int,
+    ) -> LedgerEntry:
+        """A fill: the lender's reserved money becomes the borrower's."""
+        self.accounts[lender].reserved -= amount
+        self._account(borrower).available += amount
+        return LedgerEntry(
+            self._next_id(), "settle", lender, borrower, amount, "loan", loan_id, listing_id,
+            bid_id, at,
+        )
+
+    def collect(
+        self, kind: Literal["fee", "reserve_contribution"], borrower: str, platform: str,
+        amount: int, loan_id: str, listing_id: str, at: int,
+    ) -> LedgerEntry:
+        """The borrower pays a platform account out of the disbursed principal."""
+        self.accounts[borrower].available -= amount
+        self._account(platform).available += amount
+        return LedgerEntry(
+            self._next_id(), kind, borrower, platform, amount, "loan", loan_id, listing_id, None,
+            at,
+        )
+
+    # --- recovery and checks ----------------------------------------------------------------
+
+    def restore(self, account: str, available: int, reserved: int) -> None:
+        """Put back a stored balance (recovery). The net inflow is the sum of what is held."""
+        self.accounts[account] = Balance(available, reserved)
+        self.net_inflow += available + reserved
+
+    def check_invariants(self, live_reserved: dict[str, int]) -> None:
+        """Conservation, no negative balance, reserved = the account's live bids. O(accounts)."""
+        held = 0
+        for account, balance in self.accounts.items():
+            assert balance.available >= 0 and balance.reserved >= 0, (account, balance)
+            assert balance.reserved == live_reserved.get(account, 0), (account, balance)
+            held += balance.available + balance.reserved
+        assert held == self.net_inflow, f"held {held} != deposits - withdrawals {self.net_inflow}"
+        assert set(live_reserved) <= set(self.accounts), "a live bid without an account"
+        assert EXTERNAL not in self.accounts
