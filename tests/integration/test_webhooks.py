@@ -11,7 +11,9 @@ import httpx
 from tests.integration.conftest import ADMIN, running_service
 from tests.integration.receiver import Receiver, free_port, serving
 
-FAST: dict[str, Any] = {"webhook_retry_schedule": "0.2,0.2,0.2", "webhook_timeout_s": 1.0, "webhook_poll_s": 0.1}
+FAST: dict[str, Any] = {
+    "webhook_retry_schedule": "0.2,0.2,0.2", "webhook_timeout_s": 1.0, "webhook_poll_s": 0.1,
+}
 
 
 async def subscribe(
