@@ -7,8 +7,9 @@ import secrets
 import sys
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
+from app.policy import PolicyError
 from app.settings import Settings
 
 
@@ -33,13 +34,28 @@ def main(argv: list[str] | None = None) -> None:
         _bench(argv[1:])
         return
     args = parser.parse_args(argv)
-    settings = Settings()
+    settings = _settings()
     if args.command == "serve":
         _serve(settings, args.host, args.port)
     elif args.command == "migrate":
         print("applied:", ", ".join(asyncio.run(_migrate(settings))) or "nothing")
     else:
         print(asyncio.run(_create_key(settings, args.role, args.subject)))
+
+
+def _settings() -> Settings:
+    """The configuration, checked whole before anything starts: a bad value or policy file
+    stops here with a message naming it (exit 2), not a traceback halfway up."""
+    try:
+        settings = Settings()
+        settings.grade_policies()
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = ".".join(str(part) for part in first["loc"])
+        sys.exit(f"loan-auction: configuration LOAN_AUCTION_{name.upper()}: {first['msg']}")
+    except PolicyError as error:
+        sys.exit(f"loan-auction: {error}")
+    return settings
 
 
 def _bench(args: list[str]) -> None:

@@ -58,6 +58,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 LISTING_AMOUNT = 1_000_000_000
+LENDER_FUNDS = 10**15  # far more than any burst can reserve
 MAX_RATE_BPS = 3_600
 BOOK_FILL_LIMIT = 0.8  # stop a phase before its bids could cover this share of the books
 LENDERS = 16
@@ -429,6 +430,8 @@ async def wait_ready(
 
 
 async def mint_lender_keys(client: httpx.AsyncClient, service: Service, admin: str) -> list[str]:
+    """A key per lender, and money in custody behind it (bids reserve funds; the trivial
+    endpoint has no accounts and ignores the deposit)."""
     keys = []
     for n in range(LENDERS):
         response = await client.post(
@@ -438,6 +441,11 @@ async def mint_lender_keys(client: httpx.AsyncClient, service: Service, admin: s
         )
         response.raise_for_status()
         keys.append(str(response.json()["key"]))
+        await client.post(
+            f"{service.base}/v1/accounts/bench-lender-{n}/deposits",
+            headers={"Authorization": f"Bearer {admin}"},
+            json={"amount": LENDER_FUNDS, "reference": "bench"},
+        )
     return keys
 
 

@@ -1,4 +1,8 @@
-"""Concurrent bidders over keep-alive HTTP: every answer tallied, every 201 body kept."""
+"""Concurrent bidders and money movers over keep-alive HTTP: every answer tallied, every 201
+body kept.
+
+Bidders bid as the funded `lender-N` and now and then as a `saver-N`, whose money is short and
+moved in and out while they bid, so funds run out mid-burst (409 insufficient_funds)."""
 
 import asyncio
 import random
@@ -12,6 +16,7 @@ import orjson
 
 Json = dict[str, Any]
 ACCEPTED_ANSWERS = frozenset({201, 409, 422})
+SAVERS = tuple(f"saver-{i}" for i in range(6))
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,8 @@ class Tally:
     """What the bidders saw. `acknowledged` holds each 201 body with the request that got it."""
 
     acknowledged: list[tuple[Json, Json]] = field(default_factory=list)
+    #: each acknowledged deposit or withdrawal: (request, 201 body with the entry and account)
+    moved: list[tuple[Json, Json]] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     codes: Counter[str] = field(default_factory=Counter)
     unexpected: list[str] = field(default_factory=list)
@@ -58,21 +65,58 @@ async def bidder(
             "amount": rng.randrange(5_000, min(target.amount, 300_000) + 1, 500),
             # up to 10 % above the cap, so some answers are 422 rate_above_max
             "min_rate_bps": rng.randrange(100, target.max_rate_bps * 11 // 10 + 1),
-            "lender_id": f"lender-{rng.randrange(40)}",
+            "lender_id": (
+                rng.choice(SAVERS) if rng.random() < 0.1 else f"lender-{rng.randrange(40)}"
+            ),
         }
-        key = f"{rng.getrandbits(64):016x}"
+        path = f"/v1/listings/{target.listing_id}/bids"
         content = orjson.dumps({k: v for k, v in request.items() if k != "listing_id"})
-        tally.requests += 1
-        try:
-            response = await _post(client, request, key, content)
-        except httpx.TransportError as error:
-            tally.transport_errors += 1
-            tally.in_doubt.append((key, request, content))
-            if not killed.is_set():
-                tally.early_transport_errors.append(repr(error))
+        code = await _send(client, rng, tally, killed, path, request, content)
+        if code is None:
             return
-        if _count(tally, request, response) == "listing_not_open":
+        if code == "listing_not_open":
             live.remove(target)  # closed: bid on the others
+
+
+async def mover(
+    client: httpx.AsyncClient, rng: random.Random, tally: Tally, killed: asyncio.Event,
+    until: float, max_requests: int,
+) -> None:
+    """Deposits to and withdrawals from the savers' accounts (some beyond what is available),
+    each with its own Idempotency-Key, while the bidders spend the same money."""
+    for _ in range(max_requests):
+        if killed.is_set() or time.monotonic() >= until:
+            return
+        kind = rng.choice(("deposits", "deposits", "withdrawals"))
+        request: Json = {
+            "account": rng.choice(SAVERS), "kind": kind,
+            "amount": rng.randrange(5_000, 100_000, 1_000),
+        }
+        path = f"/v1/accounts/{request['account']}/{kind}"
+        content = orjson.dumps({"amount": request["amount"], "reference": "drill"})
+        if await _send(client, rng, tally, killed, path, request, content) is None:
+            return
+        await asyncio.sleep(rng.uniform(0, 0.005))
+
+
+async def _send(
+    client: httpx.AsyncClient, rng: random.Random, tally: Tally, killed: asyncio.Event,
+    path: str, request: Json, content: bytes,
+) -> str | None:
+    """POST once with a fresh key; the answer's code ("" for a 201), None if the server went
+    away (the request is then in doubt)."""
+    key = f"{rng.getrandbits(64):016x}"
+    request["path"] = path
+    tally.requests += 1
+    try:
+        response = await _post(client, request, key, content)
+    except httpx.TransportError as error:
+        tally.transport_errors += 1
+        tally.in_doubt.append((key, request, content))
+        if not killed.is_set():
+            tally.early_transport_errors.append(repr(error))
+        return None
+    return _count(tally, request, response) or ""
 
 
 async def retry_in_doubt(client: httpx.AsyncClient, tally: Tally) -> None:
@@ -89,7 +133,7 @@ async def retry_in_doubt(client: httpx.AsyncClient, tally: Tally) -> None:
 async def _post(client: httpx.AsyncClient, request: Json, key: str,
                 content: bytes) -> httpx.Response:
     return await client.post(
-        f"/v1/listings/{request['listing_id']}/bids", content=content,
+        request["path"], content=content,
         headers={"Idempotency-Key": key, "Content-Type": "application/json"},
     )
 
@@ -101,7 +145,8 @@ def _count(tally: Tally, request: Json, response: httpx.Response) -> str | None:
         tally.unexpected.append(f"{response.status_code} {response.text[:300]}")
         return None
     if response.status_code == 201:
-        tally.acknowledged.append((request, response.json()))
+        moved = "account" in request
+        (tally.moved if moved else tally.acknowledged).append((request, response.json()))
         return None
     code: str = response.json()["code"]
     tally.codes[code] += 1

@@ -1,10 +1,13 @@
 """kill -9 in the middle of bid bursts, again and again: nothing acknowledged is ever lost.
 
 Each round opens fresh short-lived listings (one closes when funded, one at a deadline that may
-fall while the service is down), fires 48 concurrent bidders, kills the process at a random
-moment, restarts it, and retries every request whose answer the crash swallowed with the same
-Idempotency-Key. Then: every 201 is stored and read back unchanged, every stored bid is owned by
-some answer, the books equal the naive reference fed the stored journal, nothing resolved twice.
+fall while the service is down), fires 48 concurrent bidders and 4 money movers (deposits and
+withdrawals on the savers' accounts, whose owners bid too), kills the process at a random
+moment, restarts it, checks that the money in custody is conserved, and retries every request
+whose answer the crash swallowed with the same Idempotency-Key. Then: every 201 is stored and
+read back unchanged, every stored bid and movement is owned by some answer, the books equal the
+naive reference fed the stored journal, every lender's reserved money is its live bids, nothing
+resolved twice.
 
 Set LOAN_AUCTION_SOAK_KILLS=N to run the drill with N kills instead of the default 6, and
 LOAN_AUCTION_E2E_SEED to replay a run's random choices (timing still varies).
@@ -25,7 +28,7 @@ import httpx
 import pytest
 
 from matching import Fill, ListingFailed, ListingFunded, MarketRules
-from tests.e2e.conftest import ServiceProcess
+from tests.e2e.conftest import ServiceProcess, fund
 from tests.e2e.drive import (
     Json,
     close_due,
@@ -38,10 +41,20 @@ from tests.e2e.drive import (
     replay_journal,
     until_closed,
 )
-from tests.e2e.load import Tally, Target, bidder, check_acknowledgement, retry_in_doubt
+from tests.e2e.load import (
+    SAVERS,
+    Tally,
+    Target,
+    bidder,
+    check_acknowledgement,
+    mover,
+    retry_in_doubt,
+)
+from tests.money import Balances, assert_conserved
 from tests.unit.reference import ReferenceEngine
 
 BIDDERS = 48
+MOVERS = 4
 DEFAULT_KILLS = 6
 RESOLUTIONS = ("listing.funded", "listing.failed", "listing.cancelled")
 
@@ -88,6 +101,12 @@ async def _burst(service: ServiceProcess, rng: random.Random, targets: list[Targ
                 until=time.monotonic() + 10, max_requests=10_000,
             ))
             for _ in range(BIDDERS)
+        ] + [
+            asyncio.create_task(mover(
+                client, random.Random(rng.random()), tally, stopping,
+                until=time.monotonic() + 10, max_requests=10_000,
+            ))
+            for _ in range(MOVERS)
         ]
         await asyncio.sleep(rng.uniform(0.2, 1.5))
         stopping.set()
@@ -106,12 +125,13 @@ class Drill:
     restarts: list[float] = field(default_factory=list)
 
 
-async def _drill(service: ServiceProcess, rng: random.Random, rounds: int,
-                 graceful: bool) -> Drill:
+async def _drill(service: ServiceProcess, db: "asyncpg.Connection[asyncpg.Record]",
+                 rng: random.Random, rounds: int, graceful: bool) -> Drill:
     """`rounds` times: open fresh listings, burst, stop mid-burst, restart, retry the in-doubt."""
     drill = Drill()
     async with service.client() as client:
         drill.listings = await _open_long_listings(client)
+        await fund(client, *SAVERS, amount=50_000)
     async with asyncio.timeout(60 + rounds * 30):
         for _ in range(rounds):
             async with service.client() as client:
@@ -122,6 +142,7 @@ async def _drill(service: ServiceProcess, rng: random.Random, rounds: int,
                 ]
             await _burst(service, rng, targets, drill.tally, graceful)
             drill.restarts.append(await service.start())
+            await assert_conserved(db)
             async with service.client() as client:
                 await retry_in_doubt(client, drill.tally)
     return drill
@@ -173,6 +194,8 @@ async def _verify(service: ServiceProcess, db: "asyncpg.Connection[asyncpg.Recor
         for listing in listings:
             await _matches_reference(client, db, replay.engine, listing["id"], resolutions)
 
+        money = await _money_matches(client, db, drill.tally, replay.engine)
+
     await _resolved_at_most_once(db, [x["id"] for x in listings])
     placed = await db.fetchval("SELECT count(*) FROM events WHERE type = 'bid.placed'")
     assert placed == len(stored), "one bid.placed event per stored bid (same transaction)"
@@ -183,6 +206,7 @@ async def _verify(service: ServiceProcess, db: "asyncpg.Connection[asyncpg.Recor
         "requests": tally.requests, "answers": {str(k): v for k, v in tally.statuses.items()},
         "rejections": dict(tally.codes), "transport_errors_after_stop": tally.transport_errors,
         "bids_acknowledged": len(acked), "bids_found": found, "bids_stored": len(stored),
+        **money,
         "in_doubt_retried": tally.retried, "retries_replayed": tally.replayed,
         "listings": dict(Counter(x["status"] for x in await _listing_states(db))),
         "resolution_events": await db.fetchval(
@@ -198,7 +222,7 @@ async def test_every_acknowledged_bid_survives_repeated_kill_nine_in_mid_burst(
 ) -> None:
     started = time.monotonic()
     kills = _kills()
-    drill = await _drill(service, random.Random(rng_seed), kills, graceful=False)
+    drill = await _drill(service, db, random.Random(rng_seed), kills, graceful=False)
     counts = {"seed": rng_seed, "kills": kills, **await _verify(service, db, drill),
               "seconds": round(time.monotonic() - started, 2)}
     print("crash drill:", json.dumps(counts, indent=2))
@@ -210,9 +234,47 @@ async def test_every_acknowledged_bid_survives_repeated_kill_nine_in_mid_burst(
 async def test_a_graceful_stop_in_mid_burst_keeps_every_acknowledged_bid_too(
     service: ServiceProcess, db: "asyncpg.Connection[asyncpg.Record]", rng_seed: int,
 ) -> None:
-    drill = await _drill(service, random.Random(rng_seed), 2, graceful=True)
+    drill = await _drill(service, db, random.Random(rng_seed), 2, graceful=True)
     counts = await _verify(service, db, drill)
     print("graceful drill:", json.dumps(counts))
+
+
+async def _money_matches(
+    client: httpx.AsyncClient, db: "asyncpg.Connection[asyncpg.Record]", tally: Tally,
+    reference: ReferenceEngine,
+) -> dict[str, int]:
+    """Every acknowledged deposit and withdrawal is stored as answered and no other is; the
+    money is conserved; the API shows the stored balances; reserved money is the live bids."""
+    stored = {
+        r["id"]: r for r in await db.fetch(
+            "SELECT * FROM ledger_entries WHERE kind IN ('deposit', 'withdrawal')"
+            " AND reference = 'drill'"
+        )
+    }
+    for request, body in tally.moved:
+        row = stored.get(body["entry"]["id"])
+        assert row is not None, f"acknowledged movement lost: {body}"
+        assert (row["kind"] + "s", row["amount"]) == (request["kind"], request["amount"])
+        assert request["account"] in (row["debit_account"], row["credit_account"])
+    assert len(stored) == len({body["entry"]["id"] for _, body in tally.moved}), (
+        "a stored movement no answer owned up to")
+    balances = await assert_conserved(db)
+    await _api_shows(client, balances)
+    live: dict[str, int] = {}
+    for listing_id in reference.listing_ids():
+        for bid in reference.bids(listing_id) or []:
+            if bid.status == "active":
+                live[bid.lender_id] = live.get(bid.lender_id, 0) + bid.amount
+    assert {a: r for a, (_, r) in balances.items() if r} == live, "reserved is not the live bids"
+    return {"movements_acknowledged": len(tally.moved), "movements_stored": len(stored),
+            "insufficient_funds": tally.codes["insufficient_funds"]}
+
+
+async def _api_shows(client: httpx.AsyncClient, balances: Balances) -> None:
+    for account in (*SAVERS, "lender-0", "borrower-1"):
+        if account in balances:
+            got = await get_json(client, f"/v1/accounts/{account}")
+            assert (got["available"], got["reserved"]) == balances[account], account
 
 
 async def _read_back(client: httpx.AsyncClient, acked: list[Json]) -> int:
