@@ -95,15 +95,17 @@ async def _migrate(settings: Settings) -> list[str]:
 
 async def _create_key(settings: Settings, role: str, subject: str) -> str:
     from app import database
-    from app.auth import Keys
-    from app.store import Store
+    from app.keys.service import Keys
+    from app.keys.store import KeyStore
+    from app.ratelimit import RateLimiter
 
     async with database.postgres_uri(settings.database_url, settings.data_dir) as uri:
         pool = await database.create_pool(uri, 1, 1, settings.db_timeout_s)
         try:
             async with pool.acquire() as conn:
                 await database.migrate(conn)
-            minted = await Keys(Store(pool), None).mint(role, subject)  # type: ignore[arg-type]
+            keys = Keys(KeyStore(pool), None, RateLimiter(0, 0))
+            minted = await keys.mint(role, subject)  # type: ignore[arg-type]  # argparse checked
             return minted.key
         finally:
             await pool.close()

@@ -14,8 +14,9 @@ from app.api import bids, events, health, keys, listings, loans, problems, webho
 from app.api.bids import BID_PATH
 from app.api.deps import Services
 from app.api.lean import FastLane
-from app.auth import Keys
 from app.journal import BatchStats, Entry, JournalWriter
+from app.keys.service import Keys, record_usage_every
+from app.keys.store import KeyStore
 from app.market import Market
 from app.metrics import Metrics
 from app.middleware import EdgeMiddleware
@@ -100,10 +101,11 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
     )
     market.writer = writer
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+    keys = Keys(KeyStore(store.pool), admin_key, _address_limiter(settings))
     app.state.services = Services(
         market,
         Queries(market, store, settings.currency),
-        Keys(store, admin_key),
+        keys,
         RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         Webhooks(dispatcher.store, dispatcher),
     )
@@ -117,6 +119,7 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
                 run_housekeeping(market, settings.idempotency_ttl_s), name="housekeeping"
             )
         )
+        tasks.append(asyncio.create_task(record_usage_every(keys), name="key-usage"))
         gc.freeze()  # startup objects (modules, routes, rebuilt books) leave the GC's scans
         gc.set_threshold(20_000, 20, 20)  # per-request garbage dies young; collect it less often
         log.info("ready", extra={"open_listings": len(market.engine.open_listing_ids())})
@@ -127,3 +130,13 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):  # best effort: last_used_at is to the minute anyway
+            await asyncio.wait_for(keys.record_usage(), timeout=settings.db_timeout_s)
+
+
+def _address_limiter(settings: Settings) -> RateLimiter:
+    return RateLimiter(
+        settings.rate_limit_unauthenticated_per_s,
+        settings.rate_limit_unauthenticated_burst,
+        "too many requests without a valid key from this address",
+    )

@@ -10,9 +10,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from app.api.schemas import Problem
-from app.auth import Keys, Principal
+from app.auth import Principal
 from app.errors import ApiError, Invalid
 from app.idempotency import IdempotentRequest, Reply
+from app.keys.service import Keys
 from app.market import Market
 from app.queries import Queries
 from app.ratelimit import RateLimiter
@@ -38,8 +39,8 @@ async def services(request: Request) -> Services:
 
 async def authenticate(request: Request, authorization: str | None) -> Principal:
     svc: Services = request.app.state.services
-    who = await svc.keys.authenticate(authorization)
-    svc.limiter.check(f"{who.role}:{who.subject}")
+    who = await svc.keys.authenticate(authorization, request.scope.get("client"))
+    svc.limiter.check(who.key_id)
     return who
 
 
@@ -132,6 +133,7 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
         "loan_not_found",
         "event_not_found",
         "webhook_endpoint_not_found",
+        "api_key_not_found",
         "not_found",
     ),
     409: ("listing_not_open", "bid_not_competitive", "below_min_funding"),
@@ -148,6 +150,8 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
         "window_out_of_range",
         "min_funding_out_of_range",
         "invalid_cursor",
+        "subject_reserved",
+        "expiry_out_of_range",
     ),
     429: ("rate_limited",),
     503: ("database_unavailable",),

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from matching import Fill, ListingFailed, ListingFunded, MarketRules
-from tests.e2e.conftest import ServiceProcess
+from tests.e2e.conftest import UNLIMITED, ServiceProcess
 from tests.e2e.drive import (
     Json,
     close_due,
@@ -44,6 +44,11 @@ from tests.unit.reference import ReferenceEngine
 BIDDERS = 48
 DEFAULT_KILLS = 6
 RESOLUTIONS = ("listing.funded", "listing.failed", "listing.cancelled")
+
+
+@pytest.fixture
+def service_env() -> dict[str, str]:
+    return UNLIMITED  # this drives load through one key
 
 
 def _kills() -> int:

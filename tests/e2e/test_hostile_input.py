@@ -8,12 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ADMIN_KEY, ServiceProcess
+from tests.e2e.conftest import ADMIN_KEY, UNLIMITED, ServiceProcess
 
 _CHECKS = ",".join((
     "not_a_server_error", "response_schema_conformance", "status_code_conformance",
     "content_type_conformance",
 ))
+
+
+@pytest.fixture
+def service_env() -> dict[str, str]:
+    return UNLIMITED  # this drives load through one key
 
 
 @pytest.mark.slow
