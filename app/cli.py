@@ -3,7 +3,6 @@
 import argparse
 import asyncio
 import runpy
-import secrets
 import sys
 from pathlib import Path
 
@@ -54,15 +53,16 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from app import logs
+    from app.keys import admin
     from app.main import create_app
 
     logs.configure()
-    if settings.admin_key is None:
-        key = "la_admin_" + secrets.token_urlsafe(24)
+    if settings.admin_key is None:  # the key goes to an owner-only file, never to a log
+        key, path, made = admin.key_file(settings.data_dir)
         settings = settings.model_copy(update={"admin_key": SecretStr(key)})
         print(
-            f"admin key for this run (set LOAN_AUCTION_ADMIN_KEY to choose one): {key}",
-            file=sys.stderr,
+            f"admin key {'written to' if made else 'kept in'} {path} (readable by you only;"
+            " set LOAN_AUCTION_ADMIN_KEY to choose one)",
             flush=True,
         )
     host, port = host or settings.host, port or settings.port

@@ -15,10 +15,11 @@ from app.api.bids import BID_PATH
 from app.api.deps import Services
 from app.api.lean import FastLane
 from app.journal import BatchStats, Entry, JournalWriter
+from app.keys import admin
 from app.keys.service import Keys, record_usage_every
 from app.keys.store import KeyStore
 from app.market import Market
-from app.metrics import Metrics
+from app.metrics import Metrics, serve_on_own_port
 from app.middleware import EdgeMiddleware
 from app.queries import Queries
 from app.ratelimit import RateLimiter
@@ -101,6 +102,7 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
     )
     market.writer = writer
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+    admin.warn_if_short(admin_key)
     keys = Keys(KeyStore(store.pool), admin_key, _address_limiter(settings))
     app.state.services = Services(
         market,
@@ -109,6 +111,7 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
         RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         Webhooks(dispatcher.store, dispatcher),
     )
+    stop_metrics = serve_on_own_port(metrics, settings.metrics_host, settings.metrics_port)
     tasks = [asyncio.create_task(writer.run(), name="journal")]
     try:
         await market.recover()
@@ -132,6 +135,7 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
         await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(Exception):  # best effort: last_used_at is to the minute anyway
             await asyncio.wait_for(keys.record_usage(), timeout=settings.db_timeout_s)
+        stop_metrics()
 
 
 def _address_limiter(settings: Settings) -> RateLimiter:

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     #: key not yet cached, costs a token); 0 turns it off.
     rate_limit_unauthenticated_per_s: float = 5.0
     rate_limit_unauthenticated_burst: int = 100
+    #: /metrics on the main port needs `Authorization: Bearer` with this key or an admin key.
+    metrics_key: SecretStr | None = None
+    #: When set, /metrics is also served without a key on this port (bind it to a private
+    #: interface with `metrics_host`), for a Prometheus that cannot send a bearer token.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
     webhook_timeout_s: float = 10.0

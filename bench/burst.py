@@ -692,7 +692,8 @@ async def bench(
     for signum in (signal.SIGTERM, signal.SIGINT):  # cancel cleanly; the caller stops processes
         loop.add_signal_handler(signum, task.cancel)
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+    admin_header = {"Authorization": f"Bearer {admin}"}  # /metrics needs a key
+    async with httpx.AsyncClient(timeout=30, limits=limits, headers=admin_header) as client:
         log("waiting for the services to be ready")
         waits = [
             wait_ready(client, services["durable"], "/readyz", 120),

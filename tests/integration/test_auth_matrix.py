@@ -34,6 +34,7 @@ def _every_route(listing_id: str, bid_id: str, loan_id: str) -> list[tuple[str, 
         ("POST", "/v1/api-keys", {"role": "lender", "subject": "x"}),
         ("GET", "/v1/api-keys", None),
         ("DELETE", f"/v1/api-keys/{uuid4()}", None),
+        ("GET", "/metrics", None),
     ]
 
 
