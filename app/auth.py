@@ -1,15 +1,10 @@
-"""API keys: bearer tokens with a role and a subject. Only a SHA-256 hash is stored."""
+"""Who is calling: a role and a subject, from an API key (see `app/keys/`)."""
 
-import hashlib
-import hmac
-import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Literal
-from uuid import UUID, uuid4
 
-from app.errors import Forbidden, Unauthorized
-from app.store import Store
+from app.errors import Forbidden
+from app.masking import mask_id
 
 Role = Literal["admin", "borrower", "lender"]
 
@@ -18,6 +13,7 @@ Role = Literal["admin", "borrower", "lender"]
 class Principal:
     role: Role
     subject: str
+    key_id: str | None = None  # None: the configured admin key, which has no row
 
     def require(self, *roles: Role) -> None:
         if self.role not in roles:
@@ -28,49 +24,10 @@ class Principal:
         if self.role != "admin" and self.subject != subject:
             raise Forbidden("forbidden_subject", "this belongs to another subject")
 
-
-@dataclass(frozen=True, slots=True)
-class MintedKey:
-    id: UUID
-    key: str
-    role: Role
-    subject: str
-    created_at: datetime
-
-
-def hash_key(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
-
-
-class Keys:
-    """Resolves bearer keys. Keys are immutable once minted, so lookups are cached."""
-
-    def __init__(self, store: Store, admin_key: str | None) -> None:
-        self._store = store
-        self._admin_hash = None if admin_key is None else hash_key(admin_key)
-        self._cache: dict[bytes, Principal] = {}
-
-    async def authenticate(self, authorization: str | None) -> Principal:
-        scheme, _, key = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthorized("unauthorized", "send Authorization: Bearer <key>")
-        digest = hash_key(key.strip())
-        if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
-            return Principal("admin", "admin")
-        principal = self._cache.get(digest)
-        if principal is None:
-            row = await self._store.api_key(digest)  # looked up by hash: timing reveals nothing
-            if row is None:
-                raise Unauthorized("unauthorized", "unknown API key")
-            principal = self._cache[digest] = Principal(row["role"], row["subject"])
-        return principal
-
-    async def mint(self, role: Role, subject: str) -> MintedKey:
-        """Create a key; the plain key is returned once and never stored."""
-        minted = MintedKey(
-            uuid4(), "la_" + secrets.token_urlsafe(32), role, subject, datetime.now(UTC)
-        )
-        await self._store.insert_api_key(
-            minted.id, hash_key(minted.key), role, subject, minted.created_at
-        )
-        return minted
+    def shown(self, subject: str) -> str:
+        """A lender's or borrower's id as this caller may see it: its own and, for an admin,
+        everyone's in full; anyone else's masked. Every read that names lenders goes through
+        here. O(1)."""
+        if self.role == "admin" or subject == self.subject:
+            return subject
+        return mask_id(subject)

@@ -2,8 +2,8 @@
 
 import argparse
 import asyncio
+import re
 import runpy
-import secrets
 import sys
 from pathlib import Path
 
@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> None:
     create = keys.add_parser("create", help="mint a key (printed once)")
     create.add_argument("--role", choices=["admin", "borrower", "lender"], required=True)
     create.add_argument("--subject", required=True)
+    create.add_argument(
+        "--create-database", action="store_true",
+        help="without DATABASE_URL: make a new, empty embedded database if there is none",
+    )
     sub.add_parser(
         "bench", help="bid-burst benchmark; options go to bench/burst.py", add_help=False
     )
@@ -40,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "migrate":
         print("applied:", ", ".join(asyncio.run(_migrate(settings))) or "nothing")
     else:
-        print(asyncio.run(_create_key(settings, args.role, args.subject)))
+        print(_create_key(settings, args.role, args.subject, args.create_database))
 
 
 def _settings() -> Settings:
@@ -70,15 +74,16 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from app import logs
+    from app.keys import admin
     from app.main import create_app
 
     logs.configure()
-    if settings.admin_key is None:
-        key = "la_admin_" + secrets.token_urlsafe(24)
+    if settings.admin_key is None:  # the key goes to an owner-only file, never to a log
+        key, path, made = admin.key_file(settings.data_dir)
         settings = settings.model_copy(update={"admin_key": SecretStr(key)})
         print(
-            f"admin key for this run (set LOAN_AUCTION_ADMIN_KEY to choose one): {key}",
-            file=sys.stderr,
+            f"admin key {'written to' if made else 'kept in'} {path} (readable by you only;"
+            " set LOAN_AUCTION_ADMIN_KEY to choose one)",
             flush=True,
         )
     host, port = host or settings.host, port or settings.port
@@ -109,20 +114,51 @@ async def _migrate(settings: Settings) -> list[str]:
             await pool.close()
 
 
-async def _create_key(settings: Settings, role: str, subject: str) -> str:
+def _create_key(settings: Settings, role: str, subject: str, create_database: bool) -> str:
+    """The key on stdout; on stderr, which database it went into. Refuses to make a new embedded
+    database unasked: run from the wrong folder, that is a key the running service never sees."""
     from app import database
-    from app.auth import Keys
-    from app.store import Store
+    from app.errors import ApiError
+
+    if settings.database_url:
+        print(f"using the database at {_redacted(settings.database_url)}", file=sys.stderr)
+    else:
+        pgdata = database.embedded_pgdata(settings.data_dir)
+        if not (pgdata / "PG_VERSION").exists() and not create_database:
+            raise SystemExit(
+                f"no database at {pgdata}: run this in the service's folder, or set"
+                " LOAN_AUCTION_DATA_DIR or DATABASE_URL as the service has them"
+                " (--create-database makes a new, empty one there)"
+            )
+        print(f"using the embedded database at {pgdata}", file=sys.stderr)
+    try:
+        return asyncio.run(_mint(settings, role, subject))
+    except ApiError as error:
+        raise SystemExit(f"refused ({error.code}): {error.detail}") from None
+
+
+async def _mint(settings: Settings, role: str, subject: str) -> str:
+    from app import database
+    from app.keys.service import Keys
+    from app.keys.store import KeyStore
+    from app.ratelimit import RateLimiter
 
     async with database.postgres_uri(settings.database_url, settings.data_dir) as uri:
         pool = await database.create_pool(uri, 1, 1, settings.db_timeout_s)
         try:
             async with pool.acquire() as conn:
                 await database.migrate(conn)
-            minted = await Keys(Store(pool), None).mint(role, subject)  # type: ignore[arg-type]
+            keys = Keys(KeyStore(pool), None, RateLimiter(0, 0))
+            minted = await keys.mint(role, subject)  # type: ignore[arg-type]  # argparse checked
             return minted.key
         finally:
             await pool.close()
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password (in the authority or as a `password=` parameter)."""
+    url = re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+    return re.sub(r"^(\w+://[^:/@]*):[^@/]+@", r"\1:***@", url)
 
 
 if __name__ == "__main__":

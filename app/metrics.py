@@ -1,6 +1,8 @@
 """Prometheus metrics, one registry per app (nothing at import time). Low-cardinality labels."""
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from app.journal import BatchStats
 from matching import Engine, Event, ListingCancelled, ListingFailed, ListingFunded, ListingOpened
@@ -78,3 +80,19 @@ class Metrics:
     def journal_committed(self, stats: BatchStats) -> None:
         self.journal_batch.observe(stats.entries)
         self.journal_commit.observe(stats.seconds)
+
+
+
+def serve_on_own_port(metrics: Metrics, host: str, port: int | None) -> Callable[[], None]:
+    """With a port, serve the registry there without a key (the library's own small server, in a
+    thread; the operator keeps that port on a private interface). Returns how to stop it."""
+    if port is None:
+        return lambda: None
+    server, thread = start_http_server(port, host, registry=metrics.registry)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+    return stop

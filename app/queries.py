@@ -1,14 +1,14 @@
 """The service layer for reads: open listings from the engine, closed ones from Postgres."""
 
-import base64
 from datetime import date
 from typing import Any
 from uuid import UUID
 
 from app.auth import Principal
 from app.clock import format_utc
-from app.errors import Invalid, NotFound
+from app.errors import NotFound
 from app.market import Market, canonical_id
+from app.pagination import decode_cursor, page
 from app.rendering import (
     Json,
     bid_from_row,
@@ -37,18 +37,19 @@ class Queries:
     async def listings(
         self, status: str | None, grade: str | None, cursor: str | None, limit: int
     ) -> Json:
-        rows = await self.store.listings(status, grade, _decode_cursor(cursor), limit)
+        rows = await self.store.listings(status, grade, decode_cursor(cursor), limit)
         data = [await self._listing_or_live(row) for row in rows]
-        return _page(data, rows, limit)
+        return page(data, rows, limit)
 
-    async def listing_bids(self, listing_id: str) -> Json:
+    async def listing_bids(self, who: Principal, listing_id: str) -> Json:
         listing_id = canonical_id(listing_id)
         await self.market.settled(listing_id)
         views = self.market.engine.bids(listing_id)
         if views is not None:
-            return {"data": [bid_from_view(v) for v in views]}
+            return {"data": _as_seen_by(who, [bid_from_view(v) for v in views])}
         row = await self._listing_row(listing_id)
-        return {"data": [bid_from_row(b) for b in await self.store.listing_bids(row["id"])]}
+        bids = [bid_from_row(b) for b in await self.store.listing_bids(row["id"])]
+        return {"data": _as_seen_by(who, bids)}
 
     async def depth(self, listing_id: str) -> Json:
         listing_id = canonical_id(listing_id)
@@ -79,17 +80,17 @@ class Queries:
         if row is None:
             raise NotFound("bid_not_found", "no bid with this id")
         who.require_subject(row["lender_id"])
-        return await self._bid_live(row)
+        return _as_seen_by(who, [await self._bid_live(row)])[0]
 
     async def lender_bids(
         self, who: Principal, lender_id: str, cursor: str | None, limit: int
     ) -> Json:
         who.require("lender", "admin")
         who.require_subject(lender_id)
-        rows = await self.store.lender_bids(lender_id, _decode_cursor(cursor), limit)
-        return _page([await self._bid_live(r) for r in rows], rows, limit)
+        rows = await self.store.lender_bids(lender_id, decode_cursor(cursor), limit)
+        return page(_as_seen_by(who, [await self._bid_live(r) for r in rows]), rows, limit)
 
-    async def loan(self, loan_id: str, with_fill_schedules: bool) -> Json:
+    async def loan(self, who: Principal, loan_id: str, with_fill_schedules: bool) -> Json:
         found = await self.store.loan(_uuid(loan_id, "loan_not_found"))
         if found is None:
             raise NotFound("loan_not_found", "no loan with this id")
@@ -109,7 +110,7 @@ class Queries:
             "service_fee": loan["service_fee"],
             "reserve_contribution": loan["reserve_contribution"],
             "disbursed": loan["principal"] - loan["service_fee"] - loan["reserve_contribution"],
-            "fills": [_fill(f) for f in fills],
+            "fills": _as_seen_by(who, [_fill(f) for f in fills]),
             "schedule": _rows(
                 borrower_schedule(((f["amount"], f["rate_bps"]) for f in fills), term, funded_on)
             ),
@@ -160,6 +161,15 @@ class Queries:
         return bid_from_row(row) if view is None else bid_from_view(view)
 
 
+def _as_seen_by(who: Principal, items: list[Json]) -> list[Json]:
+    """Lenders do not see each other: each item's `lender_id` as `who` may see it (in place).
+    The one place reads mask ids; free for an admin, one comparison a row otherwise."""
+    if who.role != "admin":
+        for item in items:
+            item["lender_id"] = who.shown(item["lender_id"])
+    return items
+
+
 def _fill(row: Any) -> Json:
     return {
         "bid_id": str(row["bid_id"]),
@@ -185,28 +195,6 @@ def _rows(schedule: list[Instalment]) -> list[Json]:
 
 def _day(d: date) -> str:
     return d.isoformat()
-
-
-def _page(data: list[Json], rows: list[Any], limit: int) -> Json:
-    more = len(rows) == limit
-    cursor = base64.urlsafe_b64encode(str(rows[-1]["seq"]).encode()).decode() if more else None
-    return {"data": data, "next_cursor": cursor}
-
-
-def _decode_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    try:
-        seq = int(base64.urlsafe_b64decode(cursor.encode()).decode())
-        if not 0 <= seq < 2**63:  # a bigint in Postgres; anything else is not ours
-            raise ValueError(seq)
-        return seq
-    except (ValueError, UnicodeDecodeError):
-        raise Invalid(
-            "invalid_cursor",
-            "cursor is not one this API returned",
-            extra={"errors": [{"field": "cursor", "message": "malformed cursor"}]},
-        ) from None
 
 
 def _uuid(value: str, not_found_code: str) -> UUID:

@@ -19,8 +19,9 @@ async def run_deadlines(market: Market) -> None:
         timeout = _MAX_SLEEP_S
         if deadline is not None:
             timeout = min(_MAX_SLEEP_S, max(0.0, deadline / 1e6 - time.time()))
-        try:
-            await asyncio.wait_for(market.deadline_changed.wait(), timeout)
+        try:  # not wait_for: on 3.11 it can swallow a cancel that lands as the event fires
+            async with asyncio.timeout(timeout):
+                await market.deadline_changed.wait()
         except TimeoutError:
             pass
         market.deadline_changed.clear()

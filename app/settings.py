@@ -45,8 +45,21 @@ class Settings(BaseSettings):
     #: Benchmark baseline only: acknowledge writes without storing them. Never in production.
     journal_enabled: bool = True
     idempotency_ttl_s: int = 48 * 3600
-    rate_limit_per_s: float = 0.0
+    #: Per API key, on by default; a platform raises them, a benchmark or a trusted gateway
+    #: sets the rate to 0 (off). 50/s with bursts of 100 is more than a person or a bidding bot
+    #: needs, and bounds what one leaked key can do.
+    rate_limit_per_s: float = 50.0
     rate_limit_burst: int = 100
+    #: Per client address, for requests without a valid key (each refusal, and each lookup of a
+    #: key not yet cached, costs a token); 0 turns it off.
+    rate_limit_unauthenticated_per_s: float = 5.0
+    rate_limit_unauthenticated_burst: int = 100
+    #: /metrics on the main port needs `Authorization: Bearer` with this key or an admin key.
+    metrics_key: SecretStr | None = None
+    #: When set, /metrics is also served without a key on this port (bind it to a private
+    #: interface with `metrics_host`), for a Prometheus that cannot send a bearer token.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
     webhook_timeout_s: float = 10.0

@@ -1,4 +1,4 @@
-"""Reads from Postgres, and the few writes outside the journal (API keys, housekeeping).
+"""Reads from Postgres, and the few writes outside the journal (housekeeping).
 
 Plain SQL, plain rows: the store knows tables, not rules.
 """
@@ -120,19 +120,7 @@ class Store:
     async def event(self, event_id: UUID) -> Record | None:
         return await self.pool.fetchrow("SELECT * FROM events WHERE id = $1", event_id)
 
-    # --- keys and idempotency ---------------------------------------------------------------
-
-    async def api_key(self, key_hash: bytes) -> Record | None:
-        return await self.pool.fetchrow("SELECT * FROM api_keys WHERE key_hash = $1", key_hash)
-
-    async def insert_api_key(
-        self, key_id: UUID, key_hash: bytes, role: str, subject: str, created_at: datetime
-    ) -> None:
-        await self.pool.execute(
-            """INSERT INTO api_keys (id, key_hash, role, subject, created_at)
-               VALUES ($1, $2, $3, $4, $5)""",
-            key_id, key_hash, role, subject, created_at,
-        )
+    # --- idempotency -----------------------------------------------------------------------
 
     async def idempotency_record(self, scope: str, key: str) -> Record | None:
         return await self.pool.fetchrow(

@@ -24,8 +24,9 @@ In one run it:
 The load generator is a minimal asyncio HTTP/1.1 client (pre-built request bytes, one request
 in flight per keep-alive connection, uvloop when installed), in this process. Each phase shows
 the CPU used by the client, the server process, Postgres and the whole machine, so a client or
-machine bottleneck is visible rather than guessed. Rate limiting is switched off in the services
-(LOAN_AUCTION_RATE_LIMIT_PER_S=0); bids carry no Idempotency-Key unless --idempotency-keys.
+machine bottleneck is visible rather than guessed. Rate limiting, on by default, is switched off
+in the services (LOAN_AUCTION_RATE_LIMIT_PER_S=0 and ..._UNAUTHENTICATED_PER_S=0); bids carry no
+Idempotency-Key unless --idempotency-keys.
 
 Progress goes to stdout, one line per phase step and per second; then a summary table; the
 last line is one JSON object. Every subprocess is stopped on exit.
@@ -699,7 +700,8 @@ async def bench(
     for signum in (signal.SIGTERM, signal.SIGINT):  # cancel cleanly; the caller stops processes
         loop.add_signal_handler(signum, task.cancel)
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+    admin_header = {"Authorization": f"Bearer {admin}"}  # /metrics needs a key
+    async with httpx.AsyncClient(timeout=30, limits=limits, headers=admin_header) as client:
         log("waiting for the services to be ready")
         waits = [
             wait_ready(client, services["durable"], "/readyz", 120),
@@ -919,6 +921,7 @@ def start_and_run(
     env.update(
         LOAN_AUCTION_ADMIN_KEY=admin,
         LOAN_AUCTION_RATE_LIMIT_PER_S="0",
+        LOAN_AUCTION_RATE_LIMIT_UNAUTHENTICATED_PER_S="0",
         LOAN_AUCTION_DATA_DIR=str(tmp / "service-data"),
         PYTHONUNBUFFERED="1",
     )

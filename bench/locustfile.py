@@ -3,6 +3,9 @@
     LOAN_AUCTION_ADMIN_KEY=... locust -f bench/locustfile.py --host http://127.0.0.1:8000 \\
         --headless -u 64 -r 16 -t 60s --csv bench/results/locust
 
+Every simulated lender bids through the one admin key, so start the service with the per-key
+rate limit off (`LOAN_AUCTION_RATE_LIMIT_PER_S=0`), or the load measures 429s.
+
 Each simulated lender bids on the open listing closest to its deadline most of the time (the
 burst), sometimes on another; listings are re-opened as they close, so the burst repeats.
 """

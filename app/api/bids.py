@@ -63,7 +63,7 @@ async def place_bid(listing_id: str, request: Request) -> Response:
     summary="The book in priority order",
 )
 async def listing_bids(listing_id: str, who: Caller, svc: Svc) -> Response:
-    return render_json(await svc.queries.listing_bids(listing_id))
+    return render_json(await svc.queries.listing_bids(who, listing_id))
 
 
 @router.get(

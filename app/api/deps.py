@@ -11,9 +11,10 @@ from pydantic import BaseModel, ValidationError
 
 from app.accounts.service import Accounts
 from app.api.schemas import Problem
-from app.auth import Keys, Principal
+from app.auth import Principal
 from app.errors import ApiError, Invalid
 from app.idempotency import IdempotentRequest, Reply
+from app.keys.service import Keys
 from app.market import Market
 from app.queries import Queries
 from app.ratelimit import RateLimiter
@@ -41,8 +42,8 @@ async def services(request: Request) -> Services:
 
 async def authenticate(request: Request, authorization: str | None) -> Principal:
     svc: Services = request.app.state.services
-    who = await svc.keys.authenticate(authorization)
-    svc.limiter.check(f"{who.role}:{who.subject}")
+    who = await svc.keys.authenticate(authorization, request.scope.get("client"))
+    svc.limiter.check(who.key_id)
     return who
 
 
@@ -136,6 +137,7 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
         "event_not_found",
         "webhook_endpoint_not_found",
         "account_not_found",
+        "api_key_not_found",
         "not_found",
     ),
     409: (
@@ -161,6 +163,8 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
         "invalid_cursor",
         "rate_below_grade_floor",
         "account_not_allowed",
+        "subject_reserved",
+        "expiry_out_of_range",
     ),
     429: ("rate_limited",),
     503: ("database_unavailable",),

@@ -1,10 +1,20 @@
-"""Liveness, readiness and Prometheus metrics (no key needed)."""
+"""Liveness and readiness (no key needed), and Prometheus metrics (a key needed on this port).
 
-from fastapi import APIRouter, Request
+/metrics tells anyone who reads it how busy the market is (bids, listings, outcomes), which is
+not for lenders to see: on the API's port it takes the metrics key or an admin key. A Prometheus
+that cannot send a bearer token scrapes `metrics_port` instead, kept on a private interface.
+"""
+
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.api.deps import Services, render_json
+from app.api.deps import Services, authenticate, render_json
+from app.keys.service import hash_key
+from app.settings import Settings
 
 router = APIRouter(tags=["operations"])
 
@@ -34,7 +44,20 @@ async def readyz(request: Request) -> Response:
         200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}, "description": "Prometheus text"}
     },
 )
-async def metrics(request: Request) -> Response:
+async def metrics(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer <metrics/admin key>")] = None,
+) -> Response:
+    if not _is_metrics_key(request.app.state.settings, authorization):
+        (await authenticate(request, authorization)).require("admin")
     return Response(
         generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
     )
+
+
+def _is_metrics_key(settings: Settings, authorization: str | None) -> bool:
+    if settings.metrics_key is None or authorization is None:
+        return False
+    scheme, _, key = authorization.partition(" ")
+    expected = hash_key(settings.metrics_key.get_secret_value())
+    return scheme.lower() == "bearer" and hmac.compare_digest(hash_key(key.strip()), expected)

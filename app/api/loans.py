@@ -14,4 +14,4 @@ async def get_loan(
     loan_id: str, who: Caller, svc: Svc, fill_schedules: bool = False
 ) -> Response:
     """`fill_schedules=true` adds each fill's own schedule (the lender's side of the IOU)."""
-    return render_json(await svc.queries.loan(loan_id, fill_schedules))
+    return render_json(await svc.queries.loan(who, loan_id, fill_schedules))

@@ -1,16 +1,20 @@
 """Wire models: what the API accepts (strict, unknown fields rejected) and what it returns."""
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
     StrictInt,
     model_validator,
 )
+
+from app.keys.service import MAX_TTL_S
 
 GradeIn = Literal["AA", "A", "B", "C", "D", "E", "HR"]
 PricingIn = Literal["pay_as_bid", "uniform"]
@@ -60,12 +64,40 @@ class PlaceBidIn(Strict):
     )
 
 
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})", re.I)
+
+
+def _rfc3339_string(value: object) -> object:
+    """Only an RFC 3339 string with an offset: not a number, nor a numeric string."""
+    if not isinstance(value, str) or _RFC3339.fullmatch(value) is None:
+        raise ValueError("an RFC 3339 date-time with an offset, e.g. 2030-01-31T12:00:00Z")
+    return value
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_string)]
+
+
 class ApiKeyIn(Strict):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"role": "lender", "subject": "lender-42"}
+        {"role": "lender", "subject": "lender-42"},
+        {"role": "lender", "subject": "lender-42", "ttl_s": 7_776_000},
     ]})
     role: Literal["admin", "borrower", "lender"]
-    subject: SubjectId
+    subject: SubjectId = Field(
+        description="Not `external` nor `platform:…` (the ledger's system accounts)."
+    )
+    expires_at: Rfc3339 | None = Field(
+        None, description="When the key stops working; in the future, at most ~5 years away."
+    )
+    ttl_s: Annotated[StrictInt, Field(ge=1, le=MAX_TTL_S)] | None = Field(
+        None, description="Or: seconds from now until the key stops working."
+    )
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> "ApiKeyIn":
+        if self.expires_at is not None and self.ttl_s is not None:
+            raise ValueError("give at most one of expires_at and ttl_s")
+        return self
 
 
 EventTypeIn = Literal[
@@ -249,7 +281,25 @@ class ApiKeyOut(BaseModel):
     key: str = Field(description="Shown once; only its hash is stored.")
     role: str
     subject: str
+    prefix: str = Field(description="The key's first characters, as the key list shows them.")
     created_at: str
+    expires_at: str | None
+
+
+class ApiKeyInfo(BaseModel):
+    id: str
+    role: str
+    subject: str
+    prefix: str | None = Field(description="The key's first characters; never the key.")
+    created_at: str
+    last_used_at: str | None = Field(description="To the minute.")
+    expires_at: str | None
+    revoked_at: str | None
+
+
+class ApiKeyPage(BaseModel):
+    data: list[ApiKeyInfo]
+    next_cursor: str | None
 
 
 class MoneyIn(Strict):

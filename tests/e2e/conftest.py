@@ -192,16 +192,31 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
+#: For modules that drive load through one key (override `service_env` with it): the abuse
+#: limits, on by default, would answer 429 to the load itself.
+UNLIMITED = {
+    "LOAN_AUCTION_RATE_LIMIT_PER_S": "0", "LOAN_AUCTION_RATE_LIMIT_UNAUTHENTICATED_PER_S": "0",
+}
+
+
+@pytest.fixture
+def service_env() -> dict[str, str]:
+    """Extra environment for the `service` fixture's process; a module may override it."""
+    return {}
+
+
 @pytest.fixture
 async def service(
-    request: pytest.FixtureRequest, database_url: str, tmp_path: Path
+    request: pytest.FixtureRequest, database_url: str, tmp_path: Path, service_env: dict[str, str]
 ) -> AsyncIterator[ServiceProcess]:
     """A running service on a fresh database; killed afterwards, its log printed on failure.
 
     After a passing test it also checks that the process did not die on its own and logged no
     errors or tracebacks (a crashed background task would otherwise go unnoticed).
     """
-    running = ServiceProcess(database_url, tmp_path / "service.log", tmp_path / "data")
+    running = ServiceProcess(
+        database_url, tmp_path / "service.log", tmp_path / "data", **service_env
+    )
     problems: list[str] = []
     try:
         await running.start()
@@ -222,10 +237,15 @@ async def service(
 
 
 async def fund(client: httpx.AsyncClient, *accounts: str, amount: int = FUNDS) -> None:
-    """Deposit `amount` into each account, as the platform's payment side would."""
+    """Deposit `amount` into each account, as the platform's payment side would, with an admin
+    key of its own (so funding does not spend the test's rate-limit budget)."""
+    minted = await client.post("/v1/api-keys", json={"role": "admin", "subject": "payments"})
+    assert minted.status_code == 201, minted.text
+    payments = {"Authorization": f"Bearer {minted.json()['key']}"}
     for account in accounts:
         response = await client.post(
-            f"/v1/accounts/{account}/deposits", json={"amount": amount, "reference": "e2e"}
+            f"/v1/accounts/{account}/deposits", headers=payments,
+            json={"amount": amount, "reference": "e2e"},
         )
         assert response.status_code == 201, response.text
 

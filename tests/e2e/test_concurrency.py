@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from matching import BidPlaced, Fill, ListingFailed, ListingFunded, MarketRules, PlaceBid
-from tests.e2e.conftest import ServiceProcess
+from tests.e2e.conftest import UNLIMITED, ServiceProcess
 from tests.e2e.drive import (
     close_due,
     comparable,
@@ -24,6 +24,11 @@ from tests.unit.reference import ReferenceEngine
 
 BIDDERS = 64
 WINDOW_S = 5
+
+
+@pytest.fixture
+def service_env() -> dict[str, str]:
+    return UNLIMITED  # this drives load through one key
 
 
 def _admissible_at_its_seq(book: ReferenceEngine, bid: PlaceBid) -> None:

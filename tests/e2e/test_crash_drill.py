@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from matching import Fill, ListingFailed, ListingFunded, MarketRules
-from tests.e2e.conftest import ServiceProcess, fund
+from tests.e2e.conftest import UNLIMITED, ServiceProcess, fund
 from tests.e2e.drive import (
     Json,
     close_due,
@@ -57,6 +57,11 @@ BIDDERS = 48
 MOVERS = 4
 DEFAULT_KILLS = 6
 RESOLUTIONS = ("listing.funded", "listing.failed", "listing.cancelled")
+
+
+@pytest.fixture
+def service_env() -> dict[str, str]:
+    return UNLIMITED  # this drives load through one key
 
 
 def _kills() -> int:

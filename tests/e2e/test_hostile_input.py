@@ -8,12 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ADMIN_KEY, ServiceProcess
+from tests.e2e.conftest import ADMIN_KEY, UNLIMITED, ServiceProcess
 
 _CHECKS = ",".join((
     "not_a_server_error", "response_schema_conformance", "status_code_conformance",
     "content_type_conformance",
 ))
+
+
+@pytest.fixture
+def service_env() -> dict[str, str]:
+    return UNLIMITED  # this drives load through one key
 
 
 @pytest.mark.slow
@@ -33,8 +38,10 @@ async def test_a_thousand_generated_requests_get_no_5xx_and_conform_to_the_schem
         "examples,coverage,fuzzing",
         "--max-examples",
         "40",
+        # One worker: with two, hypothesis's ast.parse calls in the two threads sometimes race
+        # in CPython 3.11.7 ("SystemError: AST constructor recursion depth mismatch").
         "--workers",
-        "2",
+        "1",
         "--seed",
         seed,
         "--request-timeout",

@@ -17,7 +17,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 #: Tests of the auction rules bid as these lenders, funded through the API when the service
 #: starts so that money never gets in their way; tests about money use other names.
 FUNDED_LENDERS = (
-    "lena", "l1", "l2", "l3", "l4", "chen", "dora", "otto", "mia", "abe", "zoe", "leo",
+    "lena", "l1", "l2", "l3", "l4", "chen", "dora", "otto", "mia", "abe", "zoe", "leo", "carl-7",
 )
 FUNDS = 10**12
 

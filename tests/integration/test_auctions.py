@@ -65,9 +65,9 @@ async def test_a_uniform_auction_runs_to_its_deadline_and_books_a_loan_at_the_cl
     )
     fills = sorted((f["bid_id"], f["lender_id"], f["amount"], f["rate_bps"]) for f in loan["fills"])
     assert fills == sorted([
-        (b1["id"], "l1", 150_000, 1500), (b2["id"], "l2", 50_000, 1500),
-        (b4["id"], "l4", 100_000, 1500),
-    ]), "every fill at the rate of the first unit left out: l2's own 15 %"
+        (b1["id"], "l1", 150_000, 1500), (b2["id"], "l***", 50_000, 1500),
+        (b4["id"], "l***", 100_000, 1500),
+    ]), "every fill at l2's own 15 % (the first unit left out); l1 sees others masked"
     assert all("schedule" not in f or f["schedule"] is None for f in loan["fills"])
 
     schedule = loan["schedule"]

@@ -32,6 +32,9 @@ def _every_route(listing_id: str, bid_id: str, loan_id: str) -> list[tuple[str, 
         ("GET", f"/v1/loans/{loan_id}", None),
         ("GET", "/v1/events", None),
         ("POST", "/v1/api-keys", {"role": "lender", "subject": "x"}),
+        ("GET", "/v1/api-keys", None),
+        ("DELETE", f"/v1/api-keys/{uuid4()}", None),
+        ("GET", "/metrics", None),
     ]
 
 
@@ -194,3 +197,18 @@ async def test_only_an_admin_mints_keys_and_only_their_hash_is_stored(
     assert listing["borrower_id"] == "carl", "the new key works at once"
     problem(await client.post("/v1/api-keys", headers=ADMIN,
                               json={"role": "auditor", "subject": "x"}), 422, "validation_error")
+
+
+async def test_only_an_admin_lists_or_revokes_keys(
+    client: httpx.AsyncClient, make_key: KeyMaker
+) -> None:
+    minted = await client.post("/v1/api-keys", headers=ADMIN,
+                               json={"role": "lender", "subject": "lena"})
+    lena = {"Authorization": f"Bearer {minted.json()['key']}"}
+    for headers in (lena, await make_key("borrower", "bob")):
+        problem(await client.get("/v1/api-keys", headers=headers), 403, "forbidden_role")
+        problem(await client.delete(f"/v1/api-keys/{minted.json()['id']}", headers=headers),
+                403, "forbidden_role")
+    assert (await client.get("/v1/lenders/lena/bids", headers=lena)).status_code == 200
+    listed = (await get_json(client, "/v1/api-keys", ADMIN))["data"]
+    assert all(key["revoked_at"] is None for key in listed)

@@ -40,8 +40,8 @@ async def test_any_key_reads_a_loan_with_fills_and_the_borrower_schedule(
         assert loan["id"] == listing["loan_id"]
         assert loan["principal"] == 200_000
         assert {f["lender_id"]: (f["amount"], f["rate_bps"]) for f in loan["fills"]} == {
-            "abe": (100_000, 1100), "chen": (100_000, 1300),
-        }
+            "a***": (100_000, 1100), "ch***": (100_000, 1300),
+        }, "other lenders' ids are masked"
         assert loan["rate_bps"] == 1200
         assert len(loan["schedule"]) == 12
         assert sum(r["principal"] for r in loan["schedule"]) == 200_000

@@ -1,0 +1,1 @@
+"""API keys: minting, authentication with its caches, listing, revocation, expiry."""
