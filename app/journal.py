@@ -88,6 +88,9 @@ class Entry:
     idempotency: list[Row] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
 
+    def rows(self) -> int:
+        return sum(len(getattr(self, name)) for name in self.__slots__)
+
     def extend(self, other: "Entry") -> None:
         for name in self.__slots__:
             getattr(self, name).extend(getattr(other, name))
@@ -106,12 +109,14 @@ class JournalWriter:
         self,
         pool: asyncpg.Pool,
         max_batch: int,
+        max_rows: int,
         enabled: bool,
         on_commit: Callable[[Entry, BatchStats], None],
         on_failure: Callable[[BaseException], Awaitable[None]],
     ) -> None:
         self._pool = pool
         self._max_batch = max_batch
+        self._max_rows = max_rows
         self._enabled = enabled
         self._on_commit = on_commit
         self._on_failure = on_failure
@@ -152,11 +157,23 @@ class JournalWriter:
                     # A straggler ahead of a burst: the clients just answered are sending again,
                     # so wait a moment and take them together instead of committing one alone.
                     await asyncio.sleep(_GATHER_S)
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
+                batch = self._take_batch()
                 last_batch = len(batch)
                 await self._write_batch(batch)
             self._idle.set()
+
+    def _take_batch(self) -> list[tuple[Entry, "asyncio.Future[None]"]]:
+        """The oldest pending entries, up to `max_batch` of them and `max_rows` rows (but never
+        fewer than one entry): a backlog of big entries commits in bounded transactions."""
+        rows = taken = 0
+        for entry, _ in self._pending[: self._max_batch]:
+            rows += entry.rows()
+            if taken and rows > self._max_rows:
+                break
+            taken += 1
+        batch = self._pending[:taken]
+        del self._pending[:taken]
+        return batch
 
     async def _write_batch(self, batch: list[tuple[Entry, asyncio.Future[None]]]) -> None:
         merged = Entry()

@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 
 #: A command run through the engine: its events and how to render the answer, or a rejection.
 #: The answer is rendered after the journal entry is built, so it can name the loan it booked.
+#: Listings resolved per journal entry when many are due at once.
+RESOLVE_BATCH = 200
+
 Action = Callable[[], "tuple[list[Event], Callable[[], Reply]] | Rejection"]
 Guard = Callable[[], Awaitable[None]]
 
@@ -246,12 +249,17 @@ class Market:
         return None if balance is None else account_json(account_id, balance, self.currency)
 
     def advance_clock(self) -> None:
-        """Resolve every listing whose deadline passed; called by the scheduler."""
+        """Resolve every listing whose deadline passed; called by the scheduler and after a
+        rebuild. At most RESOLVE_BATCH listings per journal entry, so a long outage's backlog
+        commits in bounded transactions instead of one that outgrows the command timeout."""
         if not self.writable:
             return
-        events = self.engine.advance_clock(AdvanceClock(self.clock.now()))
-        assert not isinstance(events, Rejection)
-        if events:
+        now = self.clock.now()
+        while True:
+            events = self.engine.advance_clock(AdvanceClock(now, RESOLVE_BATCH))
+            assert not isinstance(events, Rejection)
+            if not events:
+                return
             self._submit(self._entry(events)).add_done_callback(_consume)
 
     # --- internals --------------------------------------------------------------------------

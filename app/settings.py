@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     pool_max_size: int = 10
     db_timeout_s: float = 5.0
     journal_max_batch: int = 5_000
+    #: Rows per journal transaction (a backlog of resolutions commits in pieces this size).
+    journal_max_batch_rows: int = 20_000
     #: Benchmark baseline only: acknowledge writes without storing them. Never in production.
     journal_enabled: bool = True
     idempotency_ttl_s: int = 48 * 3600

@@ -82,9 +82,11 @@ class Withdraw:
 
 @dataclass(frozen=True, slots=True)
 class AdvanceClock:
-    """Resolve every listing whose `closes_at` is at or before `at`, in deadline order."""
+    """Resolve every listing whose `closes_at` is at or before `at`, in deadline order; with
+    `max_listings`, only the first that many (the rest stay due for the next command)."""
 
     at: int
+    max_listings: int | None = None
 
 
 Command = OpenListing | PlaceBid | AcceptEarly | CancelListing | AdvanceClock | Deposit | Withdraw

@@ -123,10 +123,13 @@ class Engine:
         return self._close(book, cmd.at, "cancelled")
 
     def advance_clock(self, cmd: AdvanceClock) -> Outcome:
-        """Resolve every listing due at or before `cmd.at`, in deadline order. O(k log L)."""
+        """Resolve the listings due at or before `cmd.at` (at most `cmd.max_listings`), in
+        deadline order. O(k log L) for k resolved."""
         events: list[Event] = []
         deadlines = self._deadlines
-        while deadlines and deadlines[0][0] <= cmd.at:
+        budget = len(deadlines) if cmd.max_listings is None else cmd.max_listings
+        while deadlines and deadlines[0][0] <= cmd.at and budget > 0:
+            budget -= 1
             closes_at, _, listing_id = deadlines[0]
             events.extend(self._close(self._books[listing_id], closes_at, "deadline"))
         return events

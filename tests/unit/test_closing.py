@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from matching import Fill, ListingCancelled, ListingFailed, ListingFunded, Outcome
+from matching import AdvanceClock, Fill, ListingCancelled, ListingFailed, ListingFunded, Outcome
 from tests.unit.builders import (
     CLOSED_MARKETS,
     CLOSES_AT,
@@ -231,3 +231,14 @@ def test_listing_is_resolved_exactly_once(
     else:
         rejected(outcome, code)
     assert (m.summary(), m.bids()) == before
+
+
+def test_a_bounded_clock_tick_resolves_the_earliest_due_and_leaves_the_rest_due() -> None:
+    ids = [f"L{n}" for n in range(5)]
+    m = market(*(listing_terms(i, closes_at=CLOSES_AT + n) for n, i in enumerate(ids)))
+    first = market_events(m.execute(AdvanceClock(CLOSES_AT + 10, max_listings=2)))
+    assert [e.listing_id for e in first if isinstance(e, ListingFailed)] == ["L0", "L1"]
+    rest = market_events(m.execute(AdvanceClock(CLOSES_AT + 10, max_listings=10)))
+    assert [e.listing_id for e in rest if isinstance(e, ListingFailed)] == ["L2", "L3", "L4"]
+    assert len(first) + len(rest) == 5
+    assert m.engine.next_deadline() is None
