@@ -32,7 +32,7 @@ def service_env() -> dict[str, str]:
 
 
 def _admissible_at_its_seq(book: ReferenceEngine, bid: PlaceBid) -> None:
-    """The bid was allowed on the book as it stood just before its seq (SPEC §3)."""
+    """The bid was allowed on the book as it stood just before its seq (docs/rules.md)."""
     summary = book.summary(bid.listing_id)
     assert summary is not None
     terms = summary.terms

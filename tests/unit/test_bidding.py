@@ -1,4 +1,4 @@
-"""Placing bids (SPEC §3 "Bid"): priority, the funding set, admission, competitiveness, depth.
+"""Placing bids (docs/rules.md, "Bid"): priority, funding set, admission, competitiveness, depth.
 
 Unless a test says otherwise the listing is "L1": amount 100,000, max rate 2,000 bps, all or
 nothing, closing an hour after T0.

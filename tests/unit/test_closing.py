@@ -1,4 +1,4 @@
-"""Closing and resolving listings (SPEC §3 "Close").
+"""Closing and resolving listings (docs/rules.md, "Close").
 
 Unless a test says otherwise the listing is "L1": amount 100,000, max rate 2,000 bps, all or
 nothing, closing at CLOSES_AT (an hour after T0).

@@ -338,7 +338,7 @@ def run_side_by_side(
     return engine, reference
 
 
-# --- both engines follow the SPEC's worked example ------------------------------------------
+# --- both engines follow the rules' worked example -------------------------------------------
 
 
 def uniform_listing(amount: int) -> OpenListing:

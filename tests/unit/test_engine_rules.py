@@ -1,4 +1,4 @@
-"""The engine as a whole: opening listings (SPEC §3 "Listing"), housekeeping, determinism.
+"""The engine as a whole: opening listings (docs/rules.md, "Listing"), housekeeping, determinism.
 
 Unless a test says otherwise the listing is "L1": amount 100,000, max rate 2,000 bps, all or
 nothing, closing at CLOSES_AT (an hour after T0).

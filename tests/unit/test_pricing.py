@@ -1,4 +1,4 @@
-"""Pricing of fills (SPEC §3 "Close"): pay-as-bid with its headline rate, and uniform clearing.
+"""Pricing of fills (docs/rules.md, "Pricing"): pay-as-bid with its headline rate, and uniform.
 
 Unless a test says otherwise the listing is "L1": amount 100,000, max rate 2,000 bps, all or
 nothing, closing at CLOSES_AT (an hour after T0). Listings here are resolved at the deadline.
@@ -79,7 +79,7 @@ def test_uniform_spec_example_clears_at_the_half_allocated_marginal_rate() -> No
 
 
 def test_uniform_spec_example_clears_at_the_next_bid_when_the_set_covers_exactly() -> None:
-    # The SPEC's second example: 150,000 @ 12 %, 100,000 @ 15 %, 50,000 @ 18 % cover 300,000
+    # docs/rules.md's second example: 150,000 @ 12 %, 100,000 @ 15 %, 50,000 @ 18 % cover 300,000
     # exactly and 10,000 @ 19 % is the first money left out. Placed last, the 19 % bid would be
     # refused as not competitive (the listing is already covered at a marginal 18 %), so it is
     # placed while the book is still short; the 18 % bid then covers the amount and pushes it out.

@@ -1,4 +1,4 @@
-"""Equal-instalment repayment schedules (SPEC §3 "Loan and repayment schedule")."""
+"""Equal-instalment repayment schedules (docs/rules.md, "Loan and repayment schedule")."""
 
 from __future__ import annotations
 
