@@ -1,10 +1,12 @@
-"""`loan-auction`: serve, migrate, keys create, bench."""
+"""`loan-auction`: serve, migrate, keys create, audit verify, bench."""
 
 import argparse
 import asyncio
+import contextlib
 import runpy
 import secrets
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -25,6 +27,10 @@ def main(argv: list[str] | None = None) -> None:
     create = keys.add_parser("create", help="mint a key (printed once)")
     create.add_argument("--role", choices=["admin", "borrower", "lender"], required=True)
     create.add_argument("--subject", required=True)
+    audit = sub.add_parser("audit", help="the event log's hash chain").add_subparsers(
+        dest="action", required=True
+    )
+    audit.add_parser("verify", help="recompute the chain from Postgres; exit 1 at a bad event")
     sub.add_parser(
         "bench", help="bid-burst benchmark; options go to bench/burst.py", add_help=False
     )
@@ -38,6 +44,8 @@ def main(argv: list[str] | None = None) -> None:
         _serve(settings, args.host, args.port)
     elif args.command == "migrate":
         print("applied:", ", ".join(asyncio.run(_migrate(settings))) or "nothing")
+    elif args.command == "audit":
+        sys.exit(asyncio.run(_audit_verify(settings)))
     else:
         print(asyncio.run(_create_key(settings, args.role, args.subject)))
 
@@ -107,6 +115,43 @@ async def _create_key(settings: Settings, role: str, subject: str) -> str:
             return minted.key
         finally:
             await pool.close()
+
+
+@contextlib.asynccontextmanager
+async def _existing_database(settings: Settings) -> AsyncIterator[str]:
+    """DATABASE_URL, or the embedded database under the data folder if one is there already:
+    a command that only reads never creates an empty database and reports on it."""
+    from app import database
+
+    pgdata = settings.data_dir.resolve() / "pg"
+    if not settings.database_url and not pgdata.is_dir():
+        raise SystemExit(
+            f"error: DATABASE_URL is not set and there is no embedded database at {pgdata}"
+            " (set DATABASE_URL, or LOAN_AUCTION_DATA_DIR to the service's data folder)"
+        )
+    async with database.postgres_uri(settings.database_url, settings.data_dir) as uri:
+        yield uri
+
+
+async def _audit_verify(settings: Settings) -> int:
+    from app import database
+    from app.audit import service
+
+    async with _existing_database(settings) as uri:
+        pool = await database.create_pool(uri, 1, 1, settings.db_timeout_s)
+        try:
+            async with pool.acquire() as conn:
+                verdict = await service.verify(conn)
+        finally:
+            await pool.close()
+    if verdict.bad_seq is not None:
+        print(
+            f"audit chain broken at seq {verdict.bad_seq}: stored hash {verdict.stored},"
+            f" recomputed {verdict.computed} ({verdict.count} events before it verified)"
+        )
+        return 1
+    print(f"audit chain ok: {verdict.count} events, head {verdict.head}")
+    return 0
 
 
 if __name__ == "__main__":

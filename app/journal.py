@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from app.audit.chain import GENESIS, chain_rows
+
 log = logging.getLogger(__name__)
 
 Row = tuple[Any, ...]
@@ -32,7 +34,7 @@ _LOAN_COLUMNS = (
     "funded_at",
 )
 _FILL_COLUMNS = ("loan_id", "bid_id", "lender_id", "seq", "amount", "rate_bps")
-_EVENT_COLUMNS = ("seq", "id", "type", "listing_id", "created_at", "data")
+_EVENT_COLUMNS = ("seq", "id", "type", "listing_id", "created_at", "data", "hash")
 _IDEMPOTENCY_COLUMNS = ("scope", "key", "request_hash", "status", "body", "created_at")
 
 _CLOSE_LISTINGS = """
@@ -69,7 +71,8 @@ class Entry:
     closes: list[Row] = field(default_factory=list)
     settled_bids: list[Row] = field(default_factory=list)
     #: (id, type, listing_id, created_at, data) as built; the writer puts the event seq in
-    #: front when it numbers the batch, so after the commit each row starts with its seq.
+    #: front and the audit hash at the end when it numbers the batch, so after the commit each
+    #: row is (seq, id, type, listing_id, created_at, data, hash).
     events: list[Row] = field(default_factory=list)
     idempotency: list[Row] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
@@ -105,8 +108,9 @@ class JournalWriter:
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        #: The highest event seq committed; read from Postgres after a start or a failed batch.
-        self._event_seq: int | None = None
+        #: (seq, hash) of the newest event committed: the audit chain's head. Read from
+        #: Postgres after a start or a failed batch.
+        self._head: tuple[int, str] | None = None
 
     def submit(self, entry: Entry) -> asyncio.Future[None]:
         """Queue an entry; the future completes when it is committed (or fails)."""
@@ -152,7 +156,7 @@ class JournalWriter:
         try:
             await self._write(merged)
         except Exception as error:  # any failure: nothing in this batch is durable
-            self._event_seq = None
+            self._head = None
             log.error("journal batch failed", extra={"entries": len(batch), "error": repr(error)})
             for _, future in batch:
                 if not future.done():
@@ -183,13 +187,23 @@ class JournalWriter:
             await _copy(conn, "idempotency_keys", _IDEMPOTENCY_COLUMNS, e.idempotency)
 
     async def _copy_events(self, conn: "Connection", e: Entry) -> None:
-        """Number the batch's events after the last committed one: seq order is commit order."""
-        if self._event_seq is None:
-            self._event_seq = int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM events"))
-        first = self._event_seq + 1
-        e.events = [(seq, *row) for seq, row in enumerate(e.events, start=first)]
+        """Number the batch's events after the last committed one (seq order is commit order)
+        and chain their hashes, in the transaction that stores them."""
+        if self._head is None:
+            self._head = await _event_head(conn)
+        seq, head = self._head
+        e.events, seq, head = chain_rows(seq, head, e.events)
         await _copy(conn, "events", _EVENT_COLUMNS, e.events)
-        self._event_seq = first + len(e.events) - 1
+        self._head = seq, head
+
+
+async def _event_head(conn: "Connection") -> tuple[int, str]:
+    row = await conn.fetchrow("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+    if row is None:
+        return 0, GENESIS
+    if row["hash"] is None:  # the start chains older events first (app/audit/service.py)
+        raise RuntimeError(f"event {row['seq']} has no audit hash: run the backfill first")
+    return int(row["seq"]), str(row["hash"])
 
 
 async def _copy(conn: "Connection", table: str, columns: tuple[str, ...], rows: list[Row]) -> None:

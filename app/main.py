@@ -14,6 +14,7 @@ from app.api import bids, events, health, keys, listings, loans, problems, webho
 from app.api.bids import BID_PATH
 from app.api.deps import Services
 from app.api.lean import FastLane
+from app.audit import service as audit
 from app.auth import Keys
 from app.journal import BatchStats, Entry, JournalWriter
 from app.market import Market
@@ -68,6 +69,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             async with pool.acquire() as conn:
                 await database.migrate(conn)
+                await audit.backfill(conn)
             async with _running(app, settings, Store(pool)):
                 yield
         finally:
