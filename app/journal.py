@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from app.audit.chain import GENESIS, chain_rows
+from app.audit import chain
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +95,11 @@ class JournalWriter:
         self,
         pool: asyncpg.Pool,
         max_batch: int,
-        enabled: bool,
         on_commit: Callable[[Entry, BatchStats], None],
         on_failure: Callable[[BaseException], Awaitable[None]],
     ) -> None:
         self._pool = pool
         self._max_batch = max_batch
-        self._enabled = enabled
         self._on_commit = on_commit
         self._on_failure = on_failure
         self._pending: list[tuple[Entry, asyncio.Future[None]]] = []
@@ -170,8 +168,6 @@ class JournalWriter:
                 future.set_result(None)
 
     async def _write(self, e: Entry) -> None:
-        if not self._enabled:
-            return
         async with self._pool.acquire() as conn, conn.transaction():
             await _copy(conn, "listings", _LISTING_COLUMNS, e.listings)
             await _copy(conn, "bids", _BID_COLUMNS, e.bids)
@@ -192,7 +188,7 @@ class JournalWriter:
         if self._head is None:
             self._head = await _event_head(conn)
         seq, head = self._head
-        e.events, seq, head = chain_rows(seq, head, e.events)
+        e.events, seq, head = chain.chain_rows(seq, head, e.events)
         await _copy(conn, "events", _EVENT_COLUMNS, e.events)
         self._head = seq, head
 
@@ -200,7 +196,7 @@ class JournalWriter:
 async def _event_head(conn: "Connection") -> tuple[int, str]:
     row = await conn.fetchrow("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
     if row is None:
-        return 0, GENESIS
+        return 0, chain.GENESIS
     if row["hash"] is None:  # the start chains older events first (app/audit/service.py)
         raise RuntimeError(f"event {row['seq']} has no audit hash: run the backfill first")
     return int(row["seq"]), str(row["hash"])

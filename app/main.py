@@ -96,7 +96,6 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
     writer = JournalWriter(
         store.pool,
         settings.journal_max_batch,
-        settings.journal_enabled,
         on_commit,
         market.on_journal_failure,
     )

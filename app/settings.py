@@ -32,8 +32,6 @@ class Settings(BaseSettings):
     pool_max_size: int = 10
     db_timeout_s: float = 5.0
     journal_max_batch: int = 5_000
-    #: Benchmark baseline only: acknowledge writes without storing them. Never in production.
-    journal_enabled: bool = True
     idempotency_ttl_s: int = 48 * 3600
     rate_limit_per_s: float = 0.0
     rate_limit_burst: int = 100
