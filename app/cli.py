@@ -1,4 +1,4 @@
-"""`loan-auction`: serve, migrate, keys create, audit verify, bench."""
+"""`loan-auction`: serve, migrate, keys create, audit verify, secrets, bench."""
 
 import argparse
 import asyncio
@@ -31,6 +31,11 @@ def main(argv: list[str] | None = None) -> None:
         dest="action", required=True
     )
     audit.add_parser("verify", help="recompute the chain from Postgres; exit 1 at a bad event")
+    vault = sub.add_parser("secrets", help="webhook signing secrets at rest").add_subparsers(
+        dest="action", required=True
+    )
+    vault.add_parser("generate-key", help="print a new key for LOAN_AUCTION_SECRETS_KEY")
+    vault.add_parser("rotate", help="re-encrypt every webhook secret under the current key")
     sub.add_parser(
         "bench", help="bid-burst benchmark; options go to bench/burst.py", add_help=False
     )
@@ -46,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
         print("applied:", ", ".join(asyncio.run(_migrate(settings))) or "nothing")
     elif args.command == "audit":
         sys.exit(asyncio.run(_audit_verify(settings)))
+    elif args.command == "secrets":
+        _secrets(settings, args.action)
     else:
         print(asyncio.run(_create_key(settings, args.role, args.subject)))
 
@@ -152,6 +159,33 @@ async def _audit_verify(settings: Settings) -> int:
         return 1
     print(f"audit chain ok: {verdict.count} events, head {verdict.head}")
     return 0
+
+
+def _secrets(settings: Settings, action: str) -> None:
+    from app.webhooks import sealing
+
+    if action == "generate-key":
+        print(sealing.generate_key())
+        return
+    sealing.check_configured(settings)
+    count = asyncio.run(_rotate_secrets(settings))
+    print(f"re-sealed the signing secrets of {count} webhook endpoint(s) under the current key")
+
+
+async def _rotate_secrets(settings: Settings) -> int:
+    from app import database
+    from app.webhooks import sealing
+    from app.webhooks.service import seal_secrets
+    from app.webhooks.store import WebhookStore
+
+    async with _existing_database(settings) as uri:
+        pool = await database.create_pool(uri, 1, 1, settings.db_timeout_s)
+        try:
+            async with pool.acquire() as conn:
+                await database.migrate(conn)  # as `keys create` does: the columns must exist
+            return await seal_secrets(WebhookStore(pool), sealing.secret_box(settings), True)
+        finally:
+            await pool.close()
 
 
 if __name__ == "__main__":

@@ -59,7 +59,10 @@ async def _init_connection(conn: "asyncpg.Connection[asyncpg.Record]") -> None:
     )
 
 
-async def create_pool(uri: str, min_size: int, max_size: int, timeout: float) -> asyncpg.Pool:
+async def create_pool(
+    uri: str, min_size: int, max_size: int, timeout: float,
+    server_settings: dict[str, str] | None = None,
+) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         uri,
         min_size=min_size,
@@ -67,6 +70,7 @@ async def create_pool(uri: str, min_size: int, max_size: int, timeout: float) ->
         timeout=timeout,
         command_timeout=timeout * 6,
         init=_init_connection,
+        server_settings=server_settings,
     )
     assert pool is not None
     return pool

@@ -6,6 +6,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
@@ -22,12 +23,11 @@ from app.metrics import Metrics
 from app.middleware import EdgeMiddleware
 from app.queries import Queries
 from app.ratelimit import RateLimiter
-from app.scheduler import run_deadlines, run_housekeeping
+from app.scheduler import run_deadlines, run_housekeeping, run_webhook_retention
 from app.settings import Settings
 from app.store import Store
-from app.webhooks.dispatcher import Dispatcher
-from app.webhooks.service import Webhooks
-from app.webhooks.store import WebhookStore
+from app.webhooks.sealing import check_configured as check_secrets_configured
+from app.webhooks.service import start as start_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="Borrowers post listings, lenders bid rates, the cheapest bids fund the loan.",
         lifespan=_lifespan,
     )
+    check_secrets_configured(settings)
     app.state.settings = settings
     app.state.metrics = metrics
     problems.install(app)
@@ -66,27 +67,28 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await database.create_pool(
             uri, settings.pool_min_size, settings.pool_max_size, settings.db_timeout_s
         )
+        relay = await database.create_pool(  # the webhook dispatcher's: every write replayable
+            uri, 1, 2, settings.db_timeout_s, {"synchronous_commit": "off"}
+        )
         try:
             async with pool.acquire() as conn:
                 await database.migrate(conn)
                 await audit.backfill(conn)
-            async with _running(app, settings, Store(pool)):
+            async with _running(app, settings, Store(pool), relay):
                 yield
         finally:
+            await relay.close()
             await pool.close()
 
 
 @contextlib.asynccontextmanager
-async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncIterator[None]:
+async def _running(
+    app: FastAPI, settings: Settings, store: Store, relay: asyncpg.Pool
+) -> AsyncIterator[None]:
     metrics: Metrics = app.state.metrics
     market = Market(store, settings.market_rules(), settings.currency, metrics)
-    dispatcher = Dispatcher(
-        WebhookStore(store.pool),
-        metrics,
-        settings.retry_schedule(),
-        settings.webhook_timeout_s,
-        settings.webhook_poll_s,
-    )
+    webhooks = await start_webhooks(settings, store.pool, relay, metrics)
+    dispatcher = webhooks.dispatcher
 
     def on_commit(entry: Entry, stats: BatchStats) -> None:
         market.on_commit(entry, stats)
@@ -106,7 +108,7 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
         Queries(market, store, settings.currency),
         Keys(store, admin_key),
         RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
-        Webhooks(dispatcher.store, dispatcher),
+        webhooks,
     )
     tasks = [asyncio.create_task(writer.run(), name="journal")]
     try:
@@ -118,6 +120,10 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
                 run_housekeeping(market, settings.idempotency_ttl_s), name="housekeeping"
             )
         )
+        retention = settings.webhook_retention_days * 86_400
+        tasks.append(asyncio.create_task(
+            run_webhook_retention(webhooks.store, retention), name="webhook-retention"
+        ))
         gc.freeze()  # startup objects (modules, routes, rebuilt books) leave the GC's scans
         gc.set_threshold(20_000, 20, 20)  # per-request garbage dies young; collect it less often
         log.info("ready", extra={"open_listings": len(market.engine.open_listing_ids())})

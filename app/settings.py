@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Path(".data")
     admin_key: SecretStr | None = None
+    #: Fernet keys for webhook secrets at rest: the current one first, then previous ones.
+    secrets_key: SecretStr | None = None
     currency: str = "CNY"
     host: str = "127.0.0.1"
     port: int = 8000
@@ -39,6 +41,13 @@ class Settings(BaseSettings):
     webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
     webhook_timeout_s: float = 10.0
     webhook_poll_s: float = 1.0
+    #: Deliveries in flight per endpoint, and in all (a hanging endpoint holds only its own).
+    webhook_concurrency: int = Field(default=8, ge=1, le=1000)
+    webhook_max_in_flight: int = Field(default=256, ge=1, le=10_000)
+    #: Attempts and settled deliveries older than this are deleted (events never are).
+    webhook_retention_days: float = Field(default=30.0, gt=0)
+    #: Let deliveries reach loopback and private addresses: local development and tests only.
+    webhook_allow_private: bool = False
 
     def market_rules(self) -> MarketRules:
         return MarketRules(

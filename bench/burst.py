@@ -56,6 +56,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -936,6 +937,7 @@ def start_and_run(
     env.update(
         LOAN_AUCTION_ADMIN_KEY=admin,
         LOAN_AUCTION_RATE_LIMIT_PER_S="0",
+        LOAN_AUCTION_SECRETS_KEY=Fernet.generate_key().decode(),
         LOAN_AUCTION_DATA_DIR=str(tmp / "service-data"),
         PYTHONUNBUFFERED="1",
     )

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 ADMIN_KEY = "e2e-admin-key"
+SECRETS_KEY = "ZTJlLXNlY3JldHMta2V5LWZvci13ZWJob29rcy0zMiE="  # Fernet: 32 bytes, base64
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,6 +130,7 @@ class ServiceProcess:
             **os.environ,
             "DATABASE_URL": self.database_url,
             "LOAN_AUCTION_ADMIN_KEY": ADMIN_KEY,
+            "LOAN_AUCTION_SECRETS_KEY": SECRETS_KEY,
             "LOAN_AUCTION_DATA_DIR": str(self.data_dir),
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,

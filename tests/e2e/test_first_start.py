@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.conftest import ROOT, free_port
+from tests.e2e.conftest import ROOT, SECRETS_KEY, free_port
 
 
 async def test_serve_without_an_admin_key_prints_one_that_works(
@@ -18,7 +18,8 @@ async def test_serve_without_an_admin_key_prints_one_that_works(
 ) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "LOAN_AUCTION_ADMIN_KEY"}
-    env.update(DATABASE_URL=database_url, LOAN_AUCTION_DATA_DIR=str(tmp_path / "data"))
+    env.update(DATABASE_URL=database_url, LOAN_AUCTION_DATA_DIR=str(tmp_path / "data"),
+               LOAN_AUCTION_SECRETS_KEY=SECRETS_KEY)
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -14,12 +14,15 @@ from app.settings import Settings
 
 ADMIN_KEY = "test-admin-key"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+#: A fixed Fernet key for webhook secrets at rest (a real database needs one configured).
+SECRETS_KEY = "q5E1bGx0bS1rZXktZm9yLXRoZS10ZXN0LXN1aXRlISE="
 
 
 @asynccontextmanager
 async def running_service(
     database_url: str, **overrides: Any
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    overrides = {"secrets_key": SecretStr(SECRETS_KEY), **overrides}
     settings = Settings(database_url=database_url, admin_key=SecretStr(ADMIN_KEY), **overrides)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
