@@ -16,9 +16,10 @@ async def test_one_endpoint_gets_up_to_its_concurrency_in_flight_at_once(
     database_url: str,
 ) -> None:
     gate = asyncio.Event()
+    held = {**FAST, "webhook_concurrency": 4, "webhook_timeout_s": 60.0}  # none times out
     async with (
         serving(Receiver(gate=gate)) as receiver,
-        running_service(database_url, **{**FAST, "webhook_concurrency": 4}) as (_, client),
+        running_service(database_url, **held) as (_, client),
     ):
         await subscribe(client, receiver, ["bid.placed"])
         listing = await open_listing(client, amount=1_000_000, duration_s=600)
