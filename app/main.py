@@ -68,7 +68,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             uri, settings.pool_min_size, settings.pool_max_size, settings.db_timeout_s
         )
         relay = await database.create_pool(  # the webhook dispatcher's: every write replayable
-            uri, 1, 2, settings.db_timeout_s, {"synchronous_commit": "off"}
+            uri, 1, 2, settings.db_timeout_s, {"synchronous_commit": "off"}, database.keep_session
         )
         try:
             async with pool.acquire() as conn:

@@ -24,14 +24,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import httpcore
+import aiohttp
 import httpx
 import orjson
 from standardwebhooks import Webhook
 
 from app.metrics import Metrics
 from app.rendering import event_from_row
-from app.webhooks.egress import EgressRefused, GuardedBackend
+from app.webhooks.egress import EgressRefused, GuardedResolver, literal_refusal
 from app.webhooks.sealing import SecretBox
 from app.webhooks.store import Attempt, WebhookStore
 
@@ -40,10 +40,6 @@ log = logging.getLogger(__name__)
 _FAN_OUT_BATCH = 1000
 _SHUTDOWN_GRACE_S = 2.0
 _READ_LIMIT = 64 * 1024  # a receiver's answer is read this far (to reuse the connection), no more
-_HTTP_ERRORS = (
-    httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol,
-    httpcore.TimeoutException, OSError,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +70,8 @@ class Dispatcher:
         self._to_record = asyncio.Event()
         self._stopping = False
         self._signers: dict[str, Webhook] = {}
-        self._http = httpcore.AsyncConnectionPool(
-            max_connections=config.max_in_flight,
-            max_keepalive_connections=config.max_in_flight,
-            keepalive_expiry=30.0,
-            network_backend=GuardedBackend(config.allow_private),
-        )
+        self._refusals: dict[str, str | None] = {}  # literal-address checks, by URL
+        self._http: aiohttp.ClientSession | None = None
 
     def nudge(self) -> None:
         """New events were committed: fan them out now."""
@@ -87,6 +79,13 @@ class Dispatcher:
         self._wakeup.set()
 
     async def run(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self.config.max_in_flight, resolver=GuardedResolver(self.config.allow_private)
+        )
+        self._http = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+            auto_decompress=False, skip_auto_headers=("User-Agent",),
+        )
         recorder = asyncio.create_task(self._record_forever(), name="webhook-outcomes")
         try:
             while True:
@@ -112,7 +111,7 @@ class Dispatcher:
             await asyncio.wait([recorder], timeout=_SHUTDOWN_GRACE_S)
             recorder.cancel()
             await asyncio.gather(recorder, return_exceptions=True)
-            await self._http.aclose()
+            await self._http.close()
 
     async def _round(self) -> None:
         now = time.monotonic()
@@ -183,44 +182,50 @@ class Dispatcher:
 
     async def _post(self, row: Any, at: datetime) -> tuple[int | None, str | None]:
         """One signed POST; (status, error)."""
+        url: str = row["url"]
+        refused = self._literal_refusal(url)
+        if refused is not None:
+            return None, refused
         event = event_from_row({
             "id": row["event_id"], "seq": row["seq"], "type": row["type"],
             "created_at": row["event_created_at"], "data": row["data"], "hash": row["hash"],
         })
         body = orjson.dumps(event)
-        try:
-            url = httpx.URL(row["url"])
-        except httpx.InvalidURL as error:  # stored before URLs were checked this strictly
-            return None, f"invalid URL: {error}"
-        headers = [
-            (b"host", url.netloc),
-            (b"content-type", b"application/json"),
-            (b"webhook-id", event["id"].encode()),
-            (b"webhook-timestamp", str(int(at.timestamp())).encode()),
-            (b"webhook-signature", self._signer(row["secret_sealed"]).sign(
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": event["id"],
+            "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": self._signer(row["secret_sealed"]).sign(
                 event["id"], at, body.decode()
-            ).encode()),
-        ]
-        target = httpcore.URL(
-            scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
-        )
-        timeout = self.config.timeout_s
+            ),
+        }
+        assert self._http is not None, "delivering only while running"
         try:
-            async with asyncio.timeout(timeout):
-                async with self._http.stream(
-                    "POST", target, headers=headers, content=body,
-                    extensions={"timeout": dict.fromkeys(("connect", "read", "write", "pool"),
-                                                         timeout)},
-                ) as response:
-                    await _read_a_little(response)
-                    ok = 200 <= response.status < 300
-                    return response.status, None if ok else f"HTTP {response.status}"
-        except EgressRefused as refused:
-            return None, str(refused)
-        except (TimeoutError, httpcore.TimeoutException):
-            return None, f"timed out after {timeout} s"
-        except _HTTP_ERRORS as error:
+            async with self._http.post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                await _read_a_little(response)
+                ok = 200 <= response.status < 300
+                return response.status, None if ok else f"HTTP {response.status}"
+        except aiohttp.ClientConnectorDNSError as error:
+            if isinstance(error.os_error, EgressRefused):
+                return None, str(error.os_error)
             return None, f"{type(error).__name__}: {error}"[:500]
+        except TimeoutError:
+            return None, f"timed out after {self.config.timeout_s} s"
+        except (aiohttp.ClientError, OSError, ValueError) as error:
+            return None, f"{type(error).__name__}: {error}"[:500]
+
+    def _literal_refusal(self, url: str) -> str | None:
+        """A URL naming an address skips the resolver: check it here (cached per URL)."""
+        if url not in self._refusals:
+            if len(self._refusals) > 10_000:
+                self._refusals.clear()
+            try:
+                self._refusals[url] = literal_refusal(url, self.config.allow_private)
+            except httpx.InvalidURL as error:  # stored before URLs were checked this strictly
+                self._refusals[url] = f"invalid URL: {error}"
+        return self._refusals[url]
 
     def _signer(self, sealed: str) -> Webhook:
         signer = self._signers.get(sealed)
@@ -252,10 +257,10 @@ class Dispatcher:
                 await self.store.disable_endpoint(attempt.endpoint_id, "receiver answered 410 Gone")
 
 
-async def _read_a_little(response: httpcore.Response) -> None:
+async def _read_a_little(response: aiohttp.ClientResponse) -> None:
     """Read a small answer so the connection can be reused; stop at a large one."""
     read = 0
-    async for chunk in response.aiter_stream():
+    async for chunk in response.content.iter_chunked(16 * 1024):
         read += len(chunk)
         if read > _READ_LIMIT:
             return

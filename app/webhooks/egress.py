@@ -1,19 +1,20 @@
 """Where webhooks may go: by default never inward.
 
 Loopback, private, shared (CGNAT), link-local, multicast, unspecified and reserved addresses are
-refused, and cloud metadata addresses always are. The check runs on the address actually
-connected to: the host is resolved once, the result checked, and the connection made to that
-checked address (TLS still verifies and sends SNI for the URL's host name), so a name that
-resolves inward, or is rebound between a check and the connect, cannot reach inside.
+refused, and cloud metadata addresses always are. The check runs on the addresses actually
+connected to: the resolver hands aiohttp only addresses that passed, and aiohttp connects to
+exactly those (TLS still verifies and sends SNI for the URL's host name; the Host header is the
+URL's), so a name that resolves inward, or is rebound between a check and the connect, cannot
+reach inside. A URL naming an address literally skips resolution, so it is checked before the
+request (`literal_refusal`).
 """
 
-import asyncio
 import ipaddress
 import socket
-from typing import Any
 
-import httpcore
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -25,8 +26,8 @@ METADATA = frozenset(ipaddress.ip_address(a) for a in (
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
-class EgressRefused(httpcore.ConnectError):
-    """The target resolves to an address webhooks may not reach; nothing was connected."""
+class EgressRefused(OSError):
+    """The target resolves to no address webhooks may reach; nothing was connected."""
 
 
 def refusal(address: IPAddress, allow_private: bool) -> str | None:
@@ -57,52 +58,40 @@ def literal_address(host: str) -> IPAddress | None:
     return None
 
 
-def url_refusal(url: str, allow_private: bool) -> str | None:
-    """At creation: refuse a URL whose host is a literal address webhooks may not reach."""
+def literal_refusal(url: str, allow_private: bool) -> str | None:
+    """Refuse a URL whose host is a literal address webhooks may not reach (raises
+    httpx.InvalidURL for a URL that is not one)."""
     address = literal_address(httpx.URL(url).host)
-    return None if address is None else refusal(address, allow_private)
+    if address is None:
+        return None
+    reason = refusal(address, allow_private)
+    return None if reason is None else f"{reason} {address}"
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, connecting only to resolved addresses that pass the check."""
+class GuardedResolver(AbstractResolver):
+    """Resolves with getaddrinfo and returns only the addresses that pass the check."""
 
     def __init__(self, allow_private: bool) -> None:
         self.allow_private = allow_private
-        self._inner = httpcore.AnyIOBackend()
+        self._inner: AbstractResolver = ThreadedResolver()
 
-    async def connect_tcp(
-        self, host: str, port: int, timeout: float | None = None,
-        local_address: str | None = None, socket_options: Any = None,
-    ) -> httpcore.AsyncNetworkStream:
-        address = await self.checked_address(host, port)
-        return await self._inner.connect_tcp(
-            str(address), port, timeout, local_address, socket_options
-        )
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Any = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise EgressRefused("refused: unix sockets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-    async def checked_address(self, host: str, port: int) -> IPAddress:
-        """The first address `host` resolves to that may be reached; refused when none may."""
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
-        except socket.gaierror as error:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {error}") from None
-        reasons = []
-        for info in infos:
-            address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        reasons, allowed = [], []
+        for result in await self._inner.resolve(host, port, family):
+            address = ipaddress.ip_address(result["host"])
             reason = refusal(address, self.allow_private)
             if reason is None:
-                return address
-            reasons.append(f"{reason} {address}")
-        raise EgressRefused(f"{reasons[0]} ({host})" if reasons else f"no address for {host}")
+                allowed.append(result)
+            else:
+                reasons.append(f"{reason} {address}")
+        if not allowed:
+            raise EgressRefused(f"{reasons[0]} ({host})" if reasons else f"no address for {host}")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 def _embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:

@@ -16,7 +16,7 @@ from app.errors import Invalid, NotFound
 from app.metrics import Metrics
 from app.settings import Settings
 from app.webhooks.dispatcher import DispatchConfig, Dispatcher
-from app.webhooks.egress import url_refusal
+from app.webhooks.egress import literal_refusal
 from app.webhooks.sealing import SecretBox, secret_box
 from app.webhooks.store import WebhookStore
 
@@ -38,7 +38,7 @@ class Webhooks:
         self, url: str, event_types: list[str] | None, description: str
     ) -> dict[str, Any]:
         try:
-            refused = url_refusal(url, self.allow_private)
+            refused = literal_refusal(url, self.allow_private)
         except httpx.InvalidURL as error:
             raise Invalid(
                 "validation_error", f"url is not a valid URL: {error}",

@@ -5,11 +5,15 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import aiohttp
 import httpx
+import pytest
 
+from app.webhooks.egress import EgressRefused, GuardedResolver
 from tests.integration.conftest import ADMIN, running_service
 from tests.integration.helpers import problem
 from tests.integration.test_webhooks import bid, eventually, latest_delivery, open_listing
+from tests.unit.test_egress import FixedResolver
 
 REFUSED = [
     "http://127.0.0.1:8080/hooks", "http://[::1]/hooks", "https://10.0.0.5/hooks",
@@ -47,13 +51,19 @@ async def test_private_targets_may_be_allowed_for_development_but_never_metadata
 
 
 @asynccontextmanager
-async def counting_server() -> AsyncIterator[tuple[int, list[int]]]:
-    """A TCP server on 127.0.0.1 that counts the connections it accepts."""
-    accepted: list[int] = []
+async def counting_server() -> AsyncIterator[tuple[int, list[bytes]]]:
+    """A TCP server on 127.0.0.1 that notes each connection's request head, answers 204."""
+    accepted: list[bytes] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(1)
-        writer.close()
+        try:
+            accepted.append(await reader.readuntil(b"\r\n\r\n"))
+            writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            accepted.append(b"")
+        finally:
+            writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -90,3 +100,27 @@ async def test_a_name_that_resolves_inward_is_refused_at_delivery_without_connec
     assert len(errors) == 2 and all(e.startswith("refused: private address") for e in errors)
     assert "(localhost)" in errors[0]
     assert accepted == [], "no connection was made"
+
+
+@pytest.mark.parametrize("allow_private", [True, False])
+async def test_the_connection_goes_to_the_checked_address_with_the_urls_host_name(
+    allow_private: bool,
+) -> None:
+    """A name (resolved here to 127.0.0.1) reaches that address with its own Host header when
+    private targets are allowed, and no connection at all when they are not."""
+    async with counting_server() as (port, accepted):
+        resolver = GuardedResolver(allow_private)
+        resolver._inner = FixedResolver("127.0.0.1")
+        connector = aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            url = f"http://hooks.test:{port}/x"
+            if allow_private:
+                async with session.post(url, data=b"{}") as response:
+                    assert response.status == 204
+                assert len(accepted) == 1
+                assert f"Host: hooks.test:{port}".encode() in accepted[0]
+            else:
+                with pytest.raises(aiohttp.ClientConnectorDNSError) as raised:
+                    await session.post(url, data=b"{}")
+                assert isinstance(raised.value.os_error, EgressRefused)
+                assert accepted == []

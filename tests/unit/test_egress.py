@@ -1,14 +1,12 @@
 """Which addresses webhooks may reach, and that the connection goes to the address checked."""
 
-import asyncio
 import ipaddress
 import socket
-from typing import Any
 
-import httpcore
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 
-from app.webhooks.egress import EgressRefused, GuardedBackend, literal_address, refusal
+from app.webhooks.egress import EgressRefused, GuardedResolver, literal_address, refusal
 
 INWARD = [
     "127.0.0.1", "127.8.9.10", "10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1",
@@ -52,50 +50,37 @@ def test_a_host_names_an_address_literally_in_every_form_a_resolver_accepts(
     assert (None if found is None else str(found)) == address
 
 
-class RecordingBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self) -> None:
-        self.connected: list[str] = []
+class FixedResolver(AbstractResolver):
+    """Answers every lookup with `answers`, counting the lookups."""
 
-    async def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
-        self.connected.append(host)
-        return object()
+    def __init__(self, *answers: str) -> None:
+        self.answers = answers
+        self.lookups = 0
 
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.lookups += 1
+        return [
+            {"hostname": host, "host": a, "port": port, "proto": 6, "flags": 0,
+             "family": socket.AF_INET6 if ":" in a else socket.AF_INET}
+            for a in self.answers
+        ]
 
-def resolving(monkeypatch: pytest.MonkeyPatch, *answers: str) -> list[str]:
-    """Make the event loop's resolver answer `answers`, each lookup one after the other."""
-    asked: list[str] = []
-
-    async def getaddrinfo(self: Any, host: str, port: int, **kwargs: Any) -> Any:
-        asked.append(host)
-        address = answers[min(len(asked), len(answers)) - 1]
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        return [(family, socket.SOCK_STREAM, 6, "", (address, port))]
-
-    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", getaddrinfo)
-    return asked
+    async def close(self) -> None:
+        pass
 
 
-async def test_the_connection_goes_to_the_address_that_was_checked(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Resolve once, check, connect to that address: a rebinding resolver that would answer
-    127.0.0.1 on a second lookup never gets one."""
-    asked = resolving(monkeypatch, "93.184.215.14", "127.0.0.1")
-    backend = GuardedBackend(allow_private=False)
-    inner = RecordingBackend()
-    backend._inner = inner  # type: ignore[assignment]
-    await backend.connect_tcp("hooks.example", 443)
-    assert asked == ["hooks.example"]
-    assert inner.connected == ["93.184.215.14"]
+async def test_only_addresses_that_pass_the_check_are_handed_to_the_connector() -> None:
+    resolver = GuardedResolver(allow_private=False)
+    resolver._inner = FixedResolver("10.0.0.7", "93.184.215.14", "169.254.169.254")
+    found = await resolver.resolve("hooks.example", 443)
+    assert [r["host"] for r in found] == ["93.184.215.14"]
+    assert found[0]["hostname"] == "hooks.example", "TLS still checks the name"
 
 
-async def test_a_name_resolving_inward_is_refused_before_any_connection(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    resolving(monkeypatch, "10.0.0.7")
-    backend = GuardedBackend(allow_private=False)
-    inner = RecordingBackend()
-    backend._inner = inner  # type: ignore[assignment]
+async def test_a_name_resolving_only_inward_is_refused_before_any_connection() -> None:
+    resolver = GuardedResolver(allow_private=False)
+    resolver._inner = FixedResolver("10.0.0.7", "::1")
     with pytest.raises(EgressRefused, match=r"refused: private address 10\.0\.0\.7"):
-        await backend.connect_tcp("inward.example", 80)
-    assert inner.connected == []
+        await resolver.resolve("inward.example", 80)
