@@ -5,6 +5,7 @@ listing (which may close sooner) wakes this task through `market.deadline_change
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -23,10 +24,9 @@ async def run_deadlines(market: Market) -> None:
         timeout = _MAX_SLEEP_S
         if deadline is not None:
             timeout = min(_MAX_SLEEP_S, max(0.0, deadline / 1e6 - time.time()))
-        try:
-            await asyncio.wait_for(market.deadline_changed.wait(), timeout)
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can swallow a cancel
+            async with asyncio.timeout(timeout):
+                await market.deadline_changed.wait()
         market.deadline_changed.clear()
         market.advance_clock()
 
