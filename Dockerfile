@@ -5,14 +5,13 @@ RUN python -m venv /venv
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY matching ./matching
+COPY migrations ./migrations
 RUN /venv/bin/pip install --no-cache-dir .
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 auction
 COPY --from=build /venv /venv
-COPY migrations /app/migrations
-COPY bench /app/bench
-WORKDIR /app
+WORKDIR /home/auction
 ENV PATH=/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     LOAN_AUCTION_HOST=0.0.0.0 \

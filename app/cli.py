@@ -1,10 +1,12 @@
-"""`loan-auction`: serve, migrate, keys create, bench."""
+"""`loan-auction`: serve, migrate, keys create, audit verify, secrets, bench."""
 
 import argparse
 import asyncio
+import contextlib
 import re
 import runpy
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from pydantic import SecretStr, ValidationError
@@ -30,6 +32,15 @@ def main(argv: list[str] | None = None) -> None:
         "--create-database", action="store_true",
         help="without DATABASE_URL: make a new, empty embedded database if there is none",
     )
+    audit = sub.add_parser("audit", help="the event log's hash chain").add_subparsers(
+        dest="action", required=True
+    )
+    audit.add_parser("verify", help="recompute the chain from Postgres; exit 1 at a bad event")
+    vault = sub.add_parser("secrets", help="webhook signing secrets at rest").add_subparsers(
+        dest="action", required=True
+    )
+    vault.add_parser("generate-key", help="print a new key for LOAN_AUCTION_SECRETS_KEY")
+    vault.add_parser("rotate", help="re-encrypt every webhook secret under the current key")
     sub.add_parser(
         "bench", help="bid-burst benchmark; options go to bench/burst.py", add_help=False
     )
@@ -43,6 +54,10 @@ def main(argv: list[str] | None = None) -> None:
         _serve(settings, args.host, args.port)
     elif args.command == "migrate":
         print("applied:", ", ".join(asyncio.run(_migrate(settings))) or "nothing")
+    elif args.command == "audit":
+        sys.exit(asyncio.run(_audit_verify(settings)))
+    elif args.command == "secrets":
+        _secrets(settings, args.action)
     else:
         print(_create_key(settings, args.role, args.subject, args.create_database))
 
@@ -159,6 +174,68 @@ def _redacted(url: str) -> str:
     """The URL without its password (in the authority or as a `password=` parameter)."""
     url = re.sub(r"([?&]password=)[^&]*", r"\1***", url)
     return re.sub(r"^(\w+://[^:/@]*):[^@/]+@", r"\1:***@", url)
+@contextlib.asynccontextmanager
+async def _existing_database(settings: Settings) -> AsyncIterator[str]:
+    """DATABASE_URL, or the embedded database under the data folder if one is there already:
+    a command that only reads never creates an empty database and reports on it."""
+    from app import database
+
+    pgdata = settings.data_dir.resolve() / "pg"
+    if not settings.database_url and not pgdata.is_dir():
+        raise SystemExit(
+            f"error: DATABASE_URL is not set and there is no embedded database at {pgdata}"
+            " (set DATABASE_URL, or LOAN_AUCTION_DATA_DIR to the service's data folder)"
+        )
+    async with database.postgres_uri(settings.database_url, settings.data_dir) as uri:
+        yield uri
+
+
+async def _audit_verify(settings: Settings) -> int:
+    from app import database
+    from app.audit import service
+
+    async with _existing_database(settings) as uri:
+        pool = await database.create_pool(uri, 1, 1, settings.db_timeout_s)
+        try:
+            async with pool.acquire() as conn:
+                verdict = await service.verify(conn)
+        finally:
+            await pool.close()
+    if verdict.bad_seq is not None:
+        print(
+            f"audit chain broken at seq {verdict.bad_seq}: stored hash {verdict.stored},"
+            f" recomputed {verdict.computed} ({verdict.count} events before it verified)"
+        )
+        return 1
+    print(f"audit chain ok: {verdict.count} events, head {verdict.head}")
+    return 0
+
+
+def _secrets(settings: Settings, action: str) -> None:
+    from app.webhooks import sealing
+
+    if action == "generate-key":
+        print(sealing.generate_key())
+        return
+    sealing.check_configured(settings)
+    count = asyncio.run(_rotate_secrets(settings))
+    print(f"re-sealed the signing secrets of {count} webhook endpoint(s) under the current key")
+
+
+async def _rotate_secrets(settings: Settings) -> int:
+    from app import database
+    from app.webhooks import sealing
+    from app.webhooks.service import seal_secrets
+    from app.webhooks.store import WebhookStore
+
+    async with _existing_database(settings) as uri:
+        pool = await database.create_pool(uri, 1, 1, settings.db_timeout_s)
+        try:
+            async with pool.acquire() as conn:
+                await database.migrate(conn)  # as `keys create` does: the columns must exist
+            return await seal_secrets(WebhookStore(pool), sealing.secret_box(settings), True)
+        finally:
+            await pool.close()
 
 
 if __name__ == "__main__":

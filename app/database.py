@@ -2,8 +2,11 @@
 
 import asyncio
 import contextlib
+import importlib.resources
 import logging
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,15 +19,7 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     Connection = PoolConnectionProxy[asyncpg.Record]
 
-def migrations_dir() -> Path:
-    """`migrations/` beside the source tree, or under the working directory when installed."""
-    for candidate in (
-        Path(__file__).resolve().parent.parent / "migrations",
-        Path.cwd() / "migrations",
-    ):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError("no migrations/ folder beside the code or in the working directory")
+_MIGRATION_NAME = re.compile(r"[0-9]{3}_\w+\.sql")
 
 
 @contextlib.asynccontextmanager
@@ -69,7 +64,16 @@ async def _init_connection(conn: "asyncpg.Connection[asyncpg.Record]") -> None:
     )
 
 
-async def create_pool(uri: str, min_size: int, max_size: int, timeout: float) -> asyncpg.Pool:
+async def keep_session(conn: "asyncpg.Connection[asyncpg.Record]") -> None:
+    """A pool `reset` that skips asyncpg's reset query (one more round trip per release), for
+    pools whose users leave no session state behind (no LISTEN, advisory locks, SET)."""
+
+
+async def create_pool(
+    uri: str, min_size: int, max_size: int, timeout: float,
+    server_settings: dict[str, str] | None = None,
+    reset: Callable[["asyncpg.Connection[asyncpg.Record]"], Awaitable[None]] | None = None,
+) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         uri,
         min_size=min_size,
@@ -77,13 +81,17 @@ async def create_pool(uri: str, min_size: int, max_size: int, timeout: float) ->
         timeout=timeout,
         command_timeout=timeout * 6,
         init=_init_connection,
+        server_settings=server_settings,
+        reset=reset,
     )
     assert pool is not None
     return pool
 
 
-def migration_files() -> list[Path]:
-    return sorted(migrations_dir().glob("[0-9][0-9][0-9]_*.sql"))
+def migration_files() -> list[Traversable]:
+    """The numbered SQL files, shipped in the `migrations` package (the repository's folder)."""
+    files = importlib.resources.files("migrations").iterdir()
+    return sorted((f for f in files if _MIGRATION_NAME.fullmatch(f.name)), key=lambda f: f.name)
 
 
 async def migrate(conn: "Connection") -> list[str]:
@@ -96,13 +104,14 @@ async def migrate(conn: "Connection") -> list[str]:
     try:
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         applied = []
-        for path in migration_files():
-            if path.stem in done:
+        for file in migration_files():
+            version = file.name.removesuffix(".sql")
+            if version in done:
                 continue
             async with conn.transaction():
-                await conn.execute(path.read_text())
-                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", path.stem)
-            applied.append(path.stem)
+                await conn.execute(file.read_text(encoding="utf-8"))
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            applied.append(version)
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock(7262001)")

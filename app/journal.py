@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from app.audit import chain
+
 log = logging.getLogger(__name__)
 
 Row = tuple[Any, ...]
@@ -33,7 +35,7 @@ _LOAN_COLUMNS = (
     "funded_at", "service_fee", "reserve_contribution",
 )
 _FILL_COLUMNS = ("loan_id", "bid_id", "lender_id", "seq", "amount", "rate_bps")
-_EVENT_COLUMNS = ("seq", "id", "type", "listing_id", "created_at", "data")
+_EVENT_COLUMNS = ("seq", "id", "type", "listing_id", "created_at", "data", "hash")
 _LEDGER_COLUMNS = (
     "id", "kind", "debit_account", "credit_account", "amount", "cause_type", "cause_id",
     "listing_id", "bid_id", "reference", "created_at",
@@ -80,7 +82,8 @@ class Entry:
     closes: list[Row] = field(default_factory=list)
     settled_bids: list[Row] = field(default_factory=list)
     #: (id, type, listing_id, created_at, data) as built; the writer puts the event seq in
-    #: front when it numbers the batch, so after the commit each row starts with its seq.
+    #: front and the audit hash at the end when it numbers the batch, so after the commit each
+    #: row is (seq, id, type, listing_id, created_at, data, hash).
     events: list[Row] = field(default_factory=list)
     ledger: list[Row] = field(default_factory=list)
     #: (account, available, reserved, at) after each action; the last one per account counts.
@@ -110,22 +113,21 @@ class JournalWriter:
         pool: asyncpg.Pool,
         max_batch: int,
         max_rows: int,
-        enabled: bool,
         on_commit: Callable[[Entry, BatchStats], None],
         on_failure: Callable[[BaseException], Awaitable[None]],
     ) -> None:
         self._pool = pool
         self._max_batch = max_batch
         self._max_rows = max_rows
-        self._enabled = enabled
         self._on_commit = on_commit
         self._on_failure = on_failure
         self._pending: list[tuple[Entry, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        #: The highest event seq committed; read from Postgres after a start or a failed batch.
-        self._event_seq: int | None = None
+        #: (seq, hash) of the newest event committed: the audit chain's head. Read from
+        #: Postgres after a start or a failed batch.
+        self._head: tuple[int, str] | None = None
 
     def submit(self, entry: Entry) -> asyncio.Future[None]:
         """Queue an entry; the future completes when it is committed (or fails)."""
@@ -183,7 +185,7 @@ class JournalWriter:
         try:
             await self._write(merged)
         except Exception as error:  # any failure: nothing in this batch is durable
-            self._event_seq = None
+            self._head = None
             log.error("journal batch failed", extra={"entries": len(batch), "error": repr(error)})
             for _, future in batch:
                 if not future.done():
@@ -197,8 +199,6 @@ class JournalWriter:
                 future.set_result(None)
 
     async def _write(self, e: Entry) -> None:
-        if not self._enabled:
-            return
         async with self._pool.acquire() as conn, conn.transaction():
             await _copy(conn, "listings", _LISTING_COLUMNS, e.listings)
             await _copy(conn, "bids", _BID_COLUMNS, e.bids)
@@ -218,13 +218,23 @@ class JournalWriter:
             await _copy(conn, "idempotency_keys", _IDEMPOTENCY_COLUMNS, e.idempotency)
 
     async def _copy_events(self, conn: "Connection", e: Entry) -> None:
-        """Number the batch's events after the last committed one: seq order is commit order."""
-        if self._event_seq is None:
-            self._event_seq = int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM events"))
-        first = self._event_seq + 1
-        e.events = [(seq, *row) for seq, row in enumerate(e.events, start=first)]
+        """Number the batch's events after the last committed one (seq order is commit order)
+        and chain their hashes, in the transaction that stores them."""
+        if self._head is None:
+            self._head = await _event_head(conn)
+        seq, head = self._head
+        e.events, seq, head = chain.chain_rows(seq, head, e.events)
         await _copy(conn, "events", _EVENT_COLUMNS, e.events)
-        self._event_seq = first + len(e.events) - 1
+        self._head = seq, head
+
+
+async def _event_head(conn: "Connection") -> tuple[int, str]:
+    row = await conn.fetchrow("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+    if row is None:
+        return 0, chain.GENESIS
+    if row["hash"] is None:  # the start chains older events first (app/audit/service.py)
+        raise RuntimeError(f"event {row['seq']} has no audit hash: run the backfill first")
+    return int(row["seq"]), str(row["hash"])
 
 
 async def _copy(conn: "Connection", table: str, columns: tuple[str, ...], rows: list[Row]) -> None:

@@ -6,6 +6,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
@@ -16,6 +17,7 @@ from app.api import accounts, bids, events, health, keys, listings, loans, probl
 from app.api.bids import BID_PATH
 from app.api.deps import Services
 from app.api.lean import FastLane
+from app.audit import service as audit
 from app.journal import BatchStats, Entry, JournalWriter
 from app.keys import admin
 from app.keys.service import Keys, record_usage_every
@@ -26,12 +28,11 @@ from app.middleware import EdgeMiddleware
 from app.policy import policy_json
 from app.queries import Queries
 from app.ratelimit import RateLimiter
-from app.scheduler import run_deadlines, run_housekeeping
+from app.scheduler import run_deadlines, run_housekeeping, run_webhook_retention
 from app.settings import Settings
 from app.store import Store
-from app.webhooks.dispatcher import Dispatcher
-from app.webhooks.service import Webhooks
-from app.webhooks.store import WebhookStore
+from app.webhooks.sealing import check_configured as check_secrets_configured
+from app.webhooks.service import start as start_webhooks
 from matching import GradePolicy
 from matching.rules import Grade
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="Borrowers post listings, lenders bid rates, the cheapest bids fund the loan.",
         lifespan=_lifespan,
     )
+    check_secrets_configured(settings)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.policies = settings.grade_policies()  # a bad policy file stops the start here
@@ -73,30 +75,32 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await database.create_pool(
             uri, settings.pool_min_size, settings.pool_max_size, settings.db_timeout_s
         )
+        relay = await database.create_pool(  # the webhook dispatcher's: every write replayable
+            uri, 1, 2, settings.db_timeout_s, {"synchronous_commit": "off"}, database.keep_session
+        )
         try:
             async with pool.acquire() as conn:
                 await database.migrate(conn)
-            async with _running(app, settings, Store(pool)):
+                await audit.backfill(conn)
+            async with _running(app, settings, Store(pool), relay):
                 yield
         finally:
+            await relay.close()
             await pool.close()
 
 
 @contextlib.asynccontextmanager
-async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncIterator[None]:
+async def _running(
+    app: FastAPI, settings: Settings, store: Store, relay: asyncpg.Pool
+) -> AsyncIterator[None]:
     metrics: Metrics = app.state.metrics
     policies: dict[Grade, GradePolicy] = app.state.policies
     market = Market(
         store, settings.market_rules(), settings.currency, metrics, policies,
         settings.max_lender_share_bps,
     )
-    dispatcher = Dispatcher(
-        WebhookStore(store.pool),
-        metrics,
-        settings.retry_schedule(),
-        settings.webhook_timeout_s,
-        settings.webhook_poll_s,
-    )
+    webhooks = await start_webhooks(settings, store.pool, relay, metrics)
+    dispatcher = webhooks.dispatcher
 
     def on_commit(entry: Entry, stats: BatchStats) -> None:
         market.on_commit(entry, stats)
@@ -107,7 +111,6 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
         store.pool,
         settings.journal_max_batch,
         settings.journal_max_batch_rows,
-        settings.journal_enabled,
         on_commit,
         market.on_journal_failure,
     )
@@ -120,7 +123,7 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
         Queries(market, store, settings.currency),
         keys,
         RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
-        Webhooks(dispatcher.store, dispatcher),
+        webhooks,
         Accounts(market, AccountStore(store.pool)),
         {
             "grades": policy_json(policies), "max_lender_share_bps": settings.max_lender_share_bps,
@@ -139,6 +142,10 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
             )
         )
         tasks.append(asyncio.create_task(record_usage_every(keys), name="key-usage"))
+        retention = settings.webhook_retention_days * 86_400
+        tasks.append(asyncio.create_task(
+            run_webhook_retention(webhooks.store, retention), name="webhook-retention"
+        ))
         gc.freeze()  # startup objects (modules, routes, rebuilt books) leave the GC's scans
         gc.set_threshold(20_000, 20, 20)  # per-request garbage dies young; collect it less often
         log.info("ready", extra={"open_listings": len(market.engine.open_listing_ids())})

@@ -126,6 +126,7 @@ def event_from_row(row: Any) -> Json:
         "type": row["type"],
         "created_at": _time(row["created_at"]),
         "data": row["data"],
+        "hash": row["hash"],
     }
 
 

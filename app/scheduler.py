@@ -5,10 +5,15 @@ listing (which may close sooner) wakes this task through `market.deadline_change
 """
 
 import asyncio
+import contextlib
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 
 from app.market import Market
+from app.webhooks.store import WebhookStore
+
+log = logging.getLogger(__name__)
 
 _MAX_SLEEP_S = 1.0  # also bounds how late a deadline fires after a recovery swapped engines
 
@@ -19,11 +24,9 @@ async def run_deadlines(market: Market) -> None:
         timeout = _MAX_SLEEP_S
         if deadline is not None:
             timeout = min(_MAX_SLEEP_S, max(0.0, deadline / 1e6 - time.time()))
-        try:  # not wait_for: on 3.11 it can swallow a cancel that lands as the event fires
+        with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can swallow a cancel
             async with asyncio.timeout(timeout):
                 await market.deadline_changed.wait()
-        except TimeoutError:
-            pass
         market.deadline_changed.clear()
         market.advance_clock()
 
@@ -37,3 +40,18 @@ async def run_housekeeping(market: Market, idempotency_ttl_s: int, every_s: floa
             await market.store.delete_idempotency_before(cutoff)
         except Exception:  # postgres away: try again next round
             continue
+
+
+async def run_webhook_retention(
+    store: WebhookStore, retention_s: float, every_s: float = 3600, batch: int = 500
+) -> None:
+    """Delete webhook attempts and settled deliveries older than `retention_s`, a small batch
+    per statement (short locks, no bloat spike), pausing between batches. Events stay."""
+    while True:
+        cutoff = datetime.now(UTC) - timedelta(seconds=retention_s)
+        try:
+            while await store.delete_settled_before(cutoff, batch):
+                await asyncio.sleep(0.05)
+        except Exception as error:  # postgres away: try again next round
+            log.warning("webhook retention round failed", extra={"error": repr(error)})
+        await asyncio.sleep(every_s)

@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Path(".data")
     admin_key: SecretStr | None = None
+    #: Fernet keys for webhook secrets at rest: the current one first, then previous ones.
+    secrets_key: SecretStr | None = None
     currency: str = "CNY"
     host: str = "127.0.0.1"
     port: int = 8000
@@ -44,8 +46,6 @@ class Settings(BaseSettings):
     journal_max_batch: int = 5_000
     #: Rows per journal transaction (a backlog of resolutions commits in pieces this size).
     journal_max_batch_rows: int = 20_000
-    #: Benchmark baseline only: acknowledge writes without storing them. Never in production.
-    journal_enabled: bool = True
     idempotency_ttl_s: int = 48 * 3600
     #: Per API key, on by default; a platform raises them, a benchmark or a trusted gateway
     #: sets the rate to 0 (off). 50/s with bursts of 100 is more than a person or a bidding bot
@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
     webhook_timeout_s: float = 10.0
     webhook_poll_s: float = 1.0
+    #: Deliveries in flight per endpoint, and in all (a hanging endpoint holds only its own).
+    webhook_concurrency: int = Field(default=8, ge=1, le=1000)
+    webhook_max_in_flight: int = Field(default=256, ge=1, le=10_000)
+    #: Attempts and settled deliveries older than this are deleted (events never are).
+    webhook_retention_days: float = Field(default=30.0, gt=0)
+    #: Let deliveries reach loopback and private addresses: local development and tests only.
+    webhook_allow_private: bool = False
 
     def market_rules(self) -> MarketRules:
         return MarketRules(

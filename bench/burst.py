@@ -2,22 +2,24 @@
 
 Run by hand from the repo root (or as `loan-auction bench ...`):
 
-    python bench/burst.py [--connections 64] [--seconds 10] [--listings 1,100]
+    python bench/burst.py [--connections 64] [--seconds 10] [--listings 1,100] [--chain-off]
 
 In one run it:
 
 1. starts an embedded PostgreSQL in a temporary folder (or uses DATABASE_URL; either way each
    service gets a fresh database of its own, dropped afterwards when it can be), then, as real
    uvicorn processes on free 127.0.0.1 ports: the service (`loan-auction serve`), the same
-   service with LOAN_AUCTION_JOURNAL_ENABLED=false (a non-durable baseline), the trivial FastAPI
-   app and a canned-response raw asyncio server (bench/trivial_app.py); waits until all are ready;
+   service with its journal writer storing nothing (a non-durable baseline, launched through
+   bench/variant_serve.py; no service setting does this), with --chain-off also the durable
+   service without the audit chain's hashing, the trivial FastAPI app and a canned-response raw
+   asyncio server (bench/trivial_app.py); waits until all are ready;
 2. measures the load generator's own ceiling against the raw server, then the trivial app;
 3. for each listing count: opens that many listings on each service (amount 1,000,000,000, a
    long window, close_when_funded false: they never close and the book never fills, so every
    bid is accepted unless something is wrong) and drives N concurrent keep-alive connections
    posting bids (5,000 at rates spread over 5-35 %) for a warm-up second plus `--seconds`,
    bounded by a count so no book can fill; first against the durable service, then the
-   journal-off one;
+   chain-off one (with --chain-off), then the journal-off one;
 4. reads the durable service's group-commit histogram (`loan_auction_journal_batch_entries` on
    /metrics) before and after each phase: mean entries per commit and the bucket distribution.
 
@@ -55,6 +57,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -173,7 +176,11 @@ def stop(service: Service) -> None:
         process.wait(timeout=5)
 
 
-def serve_command() -> list[str]:
+def serve_command(name: str = "durable") -> list[str]:
+    """`loan-auction serve`, or for a baseline the same through bench/variant_serve.py."""
+    if name != "durable":
+        variant = str(ROOT / "bench" / "variant_serve.py")
+        return [sys.executable, variant, name.replace("_", "-"), "serve"]
     script = Path(sys.executable).parent / "loan-auction"
     if script.exists():
         return [str(script), "serve"]
@@ -587,6 +594,14 @@ class Config:
     max_bids: int | None
     idempotency_keys: bool
     ceiling: bool
+    chain_off: bool = False
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """The services under test, in phase order (the durable one first)."""
+        if self.chain_off:
+            return ("durable", "chain_off", "journal_off")
+        return ("durable", "journal_off")
 
 
 async def run_phase(
@@ -703,18 +718,14 @@ async def bench(
     admin_header = {"Authorization": f"Bearer {admin}"}  # /metrics needs a key
     async with httpx.AsyncClient(timeout=30, limits=limits, headers=admin_header) as client:
         log("waiting for the services to be ready")
-        waits = [
-            wait_ready(client, services["durable"], "/readyz", 120),
-            wait_ready(client, services["journal_off"], "/readyz", 120),
-            wait_ready(client, services["trivial"], "POST", 60),
-        ]
+        waits = [wait_ready(client, services[name], "/readyz", 120) for name in cfg.services]
+        waits.append(wait_ready(client, services["trivial"], "POST", 60))
         if "raw" in services:
             waits.append(wait_ready(client, services["raw"], "POST", 30))
         await asyncio.gather(*waits)
         log("ready; minting lender keys")
         keys = {
-            name: await mint_lender_keys(client, services[name], admin)
-            for name in ("durable", "journal_off")
+            name: await mint_lender_keys(client, services[name], admin) for name in cfg.services
         }
         phases: list[Phase] = []
         book_cap = LISTING_AMOUNT // cfg.bid_amount
@@ -736,7 +747,8 @@ async def bench(
                 )
             )
         for count in cfg.listing_counts:
-            for name, label in (("durable", "durable"), ("journal_off", "journal off")):
+            for name in cfg.services:
+                label = name.replace("_", " ")
                 service = services[name]
                 ids = await open_listings(client, service, admin, count, 7 * 24 * 3600)
                 log(f"opened {count} listing(s) on {name}")
@@ -757,7 +769,7 @@ async def bench(
                         cfg,
                         cap(count),
                         count,
-                        client if name == "durable" else None,
+                        client if name != "journal_off" else None,
                     )
                 )
         return phases, await check_stored(durable_url, phases)
@@ -792,6 +804,8 @@ def summarise(
         "p99_ms": {},
         "rejected": {},
         "journal_off_per_s": {},
+        "chain_off_per_s": {},
+        "ratio_durable_over_chain_off": {},
         "ratio_durable_over_trivial": {},
         "ratio_durable_over_journal_off": {},
         "mean_batch_size": {},
@@ -810,6 +824,12 @@ def summarise(
         out["ratio_durable_over_journal_off"][key] = (
             round(rate / off.load.ok_per_s, 3) if off.load.ok_per_s else None
         )
+        chain_off = by.get(("chain_off", count))
+        if chain_off is not None:
+            out["chain_off_per_s"][key] = round(chain_off.load.ok_per_s, 1)
+            out["ratio_durable_over_chain_off"][key] = (
+                round(rate / chain_off.load.ok_per_s, 3) if chain_off.load.ok_per_s else None
+            )
         out["mean_batch_size"][key] = (
             None if durable.mean_batch is None else round(durable.mean_batch, 2)
         )
@@ -881,6 +901,11 @@ def parse_args(argv: list[str] | None) -> Config:
         help="send a fresh Idempotency-Key with every bid",
     )
     parser.add_argument(
+        "--chain-off",
+        action="store_true",
+        help="also measure the durable service without the audit chain's hashing",
+    )
+    parser.add_argument(
         "--no-ceiling",
         action="store_true",
         help="skip the raw-server measurement of the client's own ceiling",
@@ -901,6 +926,7 @@ def parse_args(argv: list[str] | None) -> Config:
         args.max_bids,
         args.idempotency_keys,
         not args.no_ceiling,
+        args.chain_off,
     )
 
 
@@ -913,8 +939,8 @@ def start_and_run(
     pg_pid: int | None,
     databases: list[str] | None,
 ) -> tuple[list[Phase], str]:
-    """Spawn the four servers into `services` (the caller stops them), then run the phases."""
-    urls = [database_url(base, n) for n in databases] if databases else [base, base]
+    """Spawn the servers into `services` (the caller stops them), then run the phases."""
+    urls = [database_url(base, n) for n in databases] if databases else [base] * 3
     durable_url = urls[0] if databases else None
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOAN_AUCTION_")}
     env.pop("DATABASE_URL", None)
@@ -922,15 +948,16 @@ def start_and_run(
         LOAN_AUCTION_ADMIN_KEY=admin,
         LOAN_AUCTION_RATE_LIMIT_PER_S="0",
         LOAN_AUCTION_RATE_LIMIT_UNAUTHENTICATED_PER_S="0",
+        LOAN_AUCTION_SECRETS_KEY=Fernet.generate_key().decode(),
         LOAN_AUCTION_DATA_DIR=str(tmp / "service-data"),
         PYTHONUNBUFFERED="1",
     )
-    for name, url, journal in (("durable", urls[0], "true"), ("journal_off", urls[1], "false")):
+    for name, url in zip(cfg.services, urls, strict=False):
         port = free_port()
         services[name] = spawn(
             name,
-            [*serve_command(), "--host", HOST, "--port", str(port)],
-            {**env, "DATABASE_URL": url, "LOAN_AUCTION_JOURNAL_ENABLED": journal},
+            [*serve_command(name), "--host", HOST, "--port", str(port)],
+            {**env, "DATABASE_URL": url},
             tmp,
             port,
         )
@@ -987,7 +1014,7 @@ def main(argv: list[str] | None = None) -> None:
     admin = "la_admin_bench_" + uuid.uuid4().hex
     tmp = Path(tempfile.mkdtemp(prefix="loan-auction-bench-"))
     services: dict[str, Service] = {}
-    names = [f"la_bench_{os.getpid()}_durable", f"la_bench_{os.getpid()}_journal_off"]
+    names = [f"la_bench_{os.getpid()}_{name}" for name in cfg.services]
     try:
         with postgres(tmp) as (base, pg_pid):
             created = asyncio.run(create_databases(base, names))
@@ -1019,6 +1046,7 @@ def main(argv: list[str] | None = None) -> None:
         log(
             f"listings={count}: durable/trivial {summary['ratio_durable_over_trivial'][key]},"
             f" durable/journal-off {summary['ratio_durable_over_journal_off'][key]},"
+            f" durable/chain-off {summary['ratio_durable_over_chain_off'].get(key, '-')},"
             f" mean batch {summary['mean_batch_size'][key]},"
             f" batch buckets {summary['batch_buckets'][key]}"
         )

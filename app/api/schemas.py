@@ -269,6 +269,10 @@ class EventOut(BaseModel):
     type: str
     created_at: str
     data: dict[str, object]
+    hash: str = Field(
+        description="SHA-256 (hex) of the previous event's hash followed by this event's"
+        " canonical JSON (docs/operations.md, audit chain)"
+    )
 
 
 class EventPage(BaseModel):

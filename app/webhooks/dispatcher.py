@@ -1,141 +1,272 @@
 """The dispatcher: relays committed events to subscribed endpoints, at least once.
 
-Two steps, both driven from Postgres so nothing is lost across restarts:
+Driven from Postgres so nothing is lost across restarts:
 - fan-out reads the event log past a stored cursor and creates one delivery per subscribed
-  endpoint (in one statement, so the cursor and the deliveries move together);
-- delivery claims due deliveries (a lease: a crash mid-attempt makes it due again), at most one
-  in flight per endpoint, so a hanging receiver holds only its own slot and never another
-  endpoint's deliveries, and never the bidding path (no database connection is held over HTTP).
+  endpoint (one statement, so the cursor and the deliveries move together);
+- delivery claims due deliveries with a lease (a crash mid-attempt makes them due again), up to
+  `concurrency` in flight per endpoint and `max_in_flight` in all, so a hanging receiver holds
+  only its own slots, never another endpoint's, and never the bidding path (no database
+  connection is held over HTTP);
+- outcomes are recorded in batches, one statement for all attempts that finished meanwhile.
+
+It wakes when events commit (`nudge`) or a delivery finishes, and polls every `poll_s` for
+retries that came due. Its own pool commits asynchronously: every write here can be replayed
+(fan-out from the cursor, an unrecorded attempt from its lease), so a crash costs at most a
+repeated delivery, which at-least-once allows. With several in flight per endpoint, deliveries
+may arrive out of order; each carries its event's `seq`.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import aiohttp
 import httpx
 import orjson
 from standardwebhooks import Webhook
 
-from app.clock import format_utc
 from app.metrics import Metrics
-from app.webhooks.store import WebhookStore
+from app.rendering import event_from_row
+from app.webhooks.egress import EgressRefused, GuardedResolver, literal_refusal
+from app.webhooks.sealing import SecretBox
+from app.webhooks.store import Attempt, WebhookStore
 
 log = logging.getLogger(__name__)
 
 _FAN_OUT_BATCH = 1000
-_MAX_IN_FLIGHT = 32
 _SHUTDOWN_GRACE_S = 2.0
-_MIN_GAP_S = 0.1  # at most ten rounds a second, however many commits nudge it
+_READ_LIMIT = 64 * 1024  # a receiver's answer is read this far (to reuse the connection), no more
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchConfig:
+    schedule: list[float]
+    timeout_s: float
+    poll_s: float
+    concurrency: int
+    max_in_flight: int
+    allow_private: bool
 
 
 class Dispatcher:
     def __init__(
-        self, store: WebhookStore, metrics: Metrics, schedule: Sequence[float], timeout_s: float,
-        poll_s: float,
+        self, store: WebhookStore, box: SecretBox, metrics: Metrics, config: DispatchConfig
     ) -> None:
         self.store = store
+        self.box = box
         self.metrics = metrics
-        self.schedule = list(schedule)
-        self.timeout_s = timeout_s
-        self.poll_s = poll_s
+        self.config = config
         self._wakeup = asyncio.Event()
-        self._busy: dict[UUID, asyncio.Task[None]] = {}
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s), follow_redirects=False,
-            limits=httpx.Limits(max_connections=_MAX_IN_FLIGHT, max_keepalive_connections=8),
-        )
+        self._new_events = True
+        self._freed = False
+        self._fanned_at = self._claimed_at = 0.0
+        self._in_flight: dict[UUID, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._finished: list[Attempt] = []
+        self._to_record = asyncio.Event()
+        self._stopping = False
+        self._signers: dict[str, Webhook] = {}
+        self._refusals: dict[str, str | None] = {}  # literal-address checks, by URL
+        self._http: aiohttp.ClientSession | None = None
 
     def nudge(self) -> None:
-        """New events were committed: look sooner than the next poll."""
+        """New events were committed: fan them out now."""
+        self._new_events = True
         self._wakeup.set()
 
     async def run(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self.config.max_in_flight, resolver=GuardedResolver(self.config.allow_private)
+        )
+        self._http = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+            auto_decompress=False, skip_auto_headers=("User-Agent",),
+        )
+        recorder = asyncio.create_task(self._record_forever(), name="webhook-outcomes")
         try:
             while True:
                 try:
                     await self._round()
                 except Exception as error:  # postgres away or a bug: log, back off, go on
                     log.warning("webhook round failed", extra={"error": repr(error)})
-                await asyncio.sleep(min(_MIN_GAP_S, self.poll_s))
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), self.poll_s)
-                except TimeoutError:
-                    pass
+                    await asyncio.sleep(self.config.poll_s)
+                await _wait(self._wakeup, self.config.poll_s)
                 self._wakeup.clear()
-        finally:  # on shutdown, let attempts in flight record their outcome briefly
-            in_flight = list(self._busy.values())
+        finally:  # on shutdown, let attempts in flight finish briefly and record what we know
+            in_flight = list(self._tasks)
             if in_flight:
                 await asyncio.wait(in_flight, timeout=_SHUTDOWN_GRACE_S)
             for task in in_flight:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
-            await self._client.aclose()
+            self._stopping = True  # the recorder records what finished, then ends
+            self._to_record.set()
+            await asyncio.wait([recorder], timeout=_SHUTDOWN_GRACE_S)
+            recorder.cancel()
+            await asyncio.gather(recorder, return_exceptions=True)
+            await self._http.close()
 
     async def _round(self) -> None:
-        while await self.store.fan_out(_FAN_OUT_BATCH) == _FAN_OUT_BATCH:
-            pass
-        room = _MAX_IN_FLIGHT - len(self._busy)
-        if room <= 0:
-            return
-        lease = self.timeout_s + 30
-        for row in await self.store.claim(list(self._busy), room, lease):
-            endpoint_id: UUID = row["endpoint_id"]
-            self._busy[endpoint_id] = asyncio.create_task(self._deliver_then_free(row))
+        now = time.monotonic()
+        created = 0
+        if self._new_events or now - self._fanned_at >= self.config.poll_s:
+            self._new_events, self._fanned_at = False, now
+            created = await self._fan_out()
+        room = self.config.max_in_flight - len(self._tasks)
+        due = created or self._freed or now - self._claimed_at >= self.config.poll_s
+        if room > 0 and due:
+            self._freed, self._claimed_at = False, now
+            await self._claim(room)
 
-    async def _deliver_then_free(self, row: Any) -> None:
-        try:
-            await self._deliver(row)
-        except Exception as error:  # the lease makes the delivery due again
-            log.warning("webhook attempt not recorded: %r", error)
-        finally:
-            self._busy.pop(row["endpoint_id"], None)
-            self._wakeup.set()  # the endpoint may have more due deliveries
+    async def _fan_out(self) -> int:
+        created = 0
+        while True:
+            events, deliveries = await self.store.fan_out(_FAN_OUT_BATCH)
+            created += deliveries
+            if events < _FAN_OUT_BATCH:
+                return created
+
+    async def _claim(self, room: int) -> None:
+        lease = self.config.timeout_s + 30
+        rows = await self.store.claim(self._in_flight, self.config.concurrency, room, lease)
+        for row in rows:
+            endpoint_id: UUID = row["endpoint_id"]
+            self._in_flight[endpoint_id] = self._in_flight.get(endpoint_id, 0) + 1
+            task = asyncio.create_task(self._deliver(row))
+            self._tasks.add(task)
 
     async def _deliver(self, row: Any) -> None:
+        try:
+            attempt = await self._attempt(row)
+            self._finished.append(attempt)  # the list as it is now: the recorder swaps it
+            self._to_record.set()
+        except Exception as error:  # the lease makes the delivery due again
+            log.warning("webhook attempt failed: %r", error)
+        finally:
+            endpoint_id = row["endpoint_id"]
+            left = self._in_flight.pop(endpoint_id) - 1
+            if left:
+                self._in_flight[endpoint_id] = left
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.discard(task)
+            self._freed = True
+            self._wakeup.set()
+
+    async def _attempt(self, row: Any) -> Attempt:
         started = time.perf_counter()
         at = datetime.now(UTC)
         status_code, error = await self._post(row, at)
         latency_ms = int((time.perf_counter() - started) * 1000)
         attempts = row["attempts"] + 1
+        next_at = None
         if status_code is not None and 200 <= status_code < 300:
-            outcome, next_at = "delivered", None
+            outcome = "delivered"
             self.metrics.webhook_lag.observe((at - row["event_created_at"]).total_seconds())
-        elif status_code == 410:
-            outcome, next_at = "failed", None
-        elif attempts > len(self.schedule):
-            outcome, next_at = "failed", None
+        elif status_code == 410 or attempts > len(self.config.schedule):
+            outcome = "failed"
         else:
-            outcome, next_at = "pending", at + timedelta(seconds=self.schedule[attempts - 1])
+            outcome = "pending"
+            next_at = at + timedelta(seconds=self.config.schedule[attempts - 1])
         self.metrics.webhook_deliveries.labels(outcome).inc()
-        await self.store.record_attempt(
-            row["id"], at, status_code, latency_ms, error, outcome, next_at
+        return Attempt(
+            row["id"], row["endpoint_id"], at, status_code, latency_ms, error, outcome, next_at
         )
-        if status_code == 410:
-            await self.store.disable_endpoint(row["endpoint_id"], "receiver answered 410 Gone")
 
     async def _post(self, row: Any, at: datetime) -> tuple[int | None, str | None]:
-        """One signed POST; (status, error). The body is never read, so size cannot hurt."""
-        event_id = str(row["event_id"])
-        body = orjson.dumps({
-            "id": event_id, "seq": row["seq"], "type": row["type"],
-            "created_at": format_utc(row["event_created_at"]), "data": row["data"],
-        }).decode()
+        """One signed POST; (status, error)."""
+        url: str = row["url"]
+        refused = self._literal_refusal(url)
+        if refused is not None:
+            return None, refused
+        event = event_from_row({
+            "id": row["event_id"], "seq": row["seq"], "type": row["type"],
+            "created_at": row["event_created_at"], "data": row["data"], "hash": row["hash"],
+        })
+        body = orjson.dumps(event)
         headers = {
             "content-type": "application/json",
-            "webhook-id": event_id,
+            "webhook-id": event["id"],
             "webhook-timestamp": str(int(at.timestamp())),
-            "webhook-signature": Webhook(row["secret"]).sign(event_id, at, body),
+            "webhook-signature": self._signer(row["secret_sealed"]).sign(
+                event["id"], at, body.decode()
+            ),
         }
+        assert self._http is not None, "delivering only while running"
         try:
-            async with asyncio.timeout(self.timeout_s):
-                request = self._client.stream("POST", row["url"], content=body, headers=headers)
-                async with request as r:
-                    return r.status_code, None if r.is_success else f"HTTP {r.status_code}"
-        except TimeoutError:
-            return None, f"timed out after {self.timeout_s} s"
-        except httpx.HTTPError as error:
+            async with self._http.post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                await _read_a_little(response)
+                ok = 200 <= response.status < 300
+                return response.status, None if ok else f"HTTP {response.status}"
+        except aiohttp.ClientConnectorDNSError as error:
+            if isinstance(error.os_error, EgressRefused):
+                return None, str(error.os_error)
             return None, f"{type(error).__name__}: {error}"[:500]
+        except TimeoutError:
+            return None, f"timed out after {self.config.timeout_s} s"
+        except (aiohttp.ClientError, OSError, ValueError) as error:
+            return None, f"{type(error).__name__}: {error}"[:500]
+
+    def _literal_refusal(self, url: str) -> str | None:
+        """A URL naming an address skips the resolver: check it here (cached per URL)."""
+        if url not in self._refusals:
+            if len(self._refusals) > 10_000:
+                self._refusals.clear()
+            try:
+                self._refusals[url] = literal_refusal(url, self.config.allow_private)
+            except httpx.InvalidURL as error:  # stored before URLs were checked this strictly
+                self._refusals[url] = f"invalid URL: {error}"
+        return self._refusals[url]
+
+    def _signer(self, sealed: str) -> Webhook:
+        signer = self._signers.get(sealed)
+        if signer is None:
+            if len(self._signers) > 10_000:  # rotated secrets leave old entries behind
+                self._signers.clear()
+            signer = self._signers[sealed] = Webhook(self.box.open(sealed))
+        return signer
+
+    async def _record_forever(self) -> None:
+        """Record finished attempts as they come; never cancelled mid-write (see `run`)."""
+        while True:
+            await self._to_record.wait()
+            self._to_record.clear()
+            try:
+                await self._record()
+            except Exception as error:  # unrecorded attempts come due again with their lease
+                log.warning("webhook outcomes not recorded", extra={"error": repr(error)})
+            if self._stopping and not self._finished:
+                return
+
+    async def _record(self) -> None:
+        finished, self._finished = self._finished, []
+        if not finished:
+            return
+        await self.store.record_attempts(finished)
+        for attempt in finished:
+            if attempt.status_code == 410:
+                await self.store.disable_endpoint(attempt.endpoint_id, "receiver answered 410 Gone")
+
+
+async def _read_a_little(response: aiohttp.ClientResponse) -> None:
+    """Read a small answer so the connection can be reused; stop at a large one."""
+    read = 0
+    async for chunk in response.content.iter_chunked(16 * 1024):
+        read += len(chunk)
+        if read > _READ_LIMIT:
+            return
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    """Until `event` is set or `timeout` passes. Not `asyncio.wait_for`: on Python 3.11 it
+    swallows a cancellation that arrives as the event is set, and shutdown then hangs."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()

@@ -1,36 +1,64 @@
 """Webhook endpoint administration and manual redelivery."""
 
 import base64
+import logging
 import secrets
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+import asyncpg
+import httpx
 import orjson
 
 from app.clock import format_utc
-from app.errors import NotFound
-from app.webhooks.dispatcher import Dispatcher
+from app.errors import Invalid, NotFound
+from app.metrics import Metrics
+from app.settings import Settings
+from app.webhooks.dispatcher import DispatchConfig, Dispatcher
+from app.webhooks.egress import literal_refusal
+from app.webhooks.sealing import SecretBox, secret_box
 from app.webhooks.store import WebhookStore
+
+log = logging.getLogger(__name__)
 
 DEFAULT_EVENT_TYPES = ["listing.funded", "listing.failed"]
 
 
 class Webhooks:
-    def __init__(self, store: WebhookStore, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self, store: WebhookStore, dispatcher: Dispatcher, box: SecretBox, allow_private: bool
+    ) -> None:
         self.store = store
         self.dispatcher = dispatcher
+        self.box = box
+        self.allow_private = allow_private
 
     async def create(
         self, url: str, event_types: list[str] | None, description: str
     ) -> dict[str, Any]:
+        try:
+            refused = literal_refusal(url, self.allow_private)
+        except httpx.InvalidURL as error:
+            raise Invalid(
+                "validation_error", f"url is not a valid URL: {error}",
+                extra={"errors": [{"field": "url", "message": str(error)}]},
+            ) from None
+        if refused is not None:
+            raise Invalid(
+                "webhook_url_not_allowed",
+                f"{refused}: webhooks do not go to loopback, private, link-local, multicast or"
+                " metadata addresses (LOAN_AUCTION_WEBHOOK_ALLOW_PRIVATE=true allows private"
+                " targets for local development)",
+                extra={"errors": [{"field": "url", "message": refused}]},
+            )
         secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
         row = await self.store.create_endpoint(
             uuid4(),
             url,
             sorted(set(event_types or DEFAULT_EVENT_TYPES)),
             description,
-            secret,
+            self.box.seal(secret),
             datetime.now(UTC),
         )
         return {**_endpoint(row), "secret": secret}
@@ -63,6 +91,39 @@ class Webhooks:
                 for r in rows
             ]
         }
+
+
+async def start(
+    settings: Settings, pool: asyncpg.Pool, relay: asyncpg.Pool, metrics: Metrics
+) -> Webhooks:
+    """Seal any clear-text secrets, then wire the admin service and the dispatcher (which
+    works on `relay`, a pool that commits asynchronously)."""
+    box = secret_box(settings)
+    store = WebhookStore(pool)
+    sealed = await seal_secrets(store, box, rotate=False)
+    if sealed:
+        log.info("webhook secrets sealed at rest", extra={"endpoints": sealed})
+    config = DispatchConfig(
+        settings.retry_schedule(), settings.webhook_timeout_s, settings.webhook_poll_s,
+        settings.webhook_concurrency, settings.webhook_max_in_flight,
+        settings.webhook_allow_private,
+    )
+    dispatcher = Dispatcher(WebhookStore(relay), box, metrics, config)
+    return Webhooks(store, dispatcher, box, settings.webhook_allow_private)
+
+
+async def seal_secrets(store: WebhookStore, box: SecretBox, rotate: bool) -> int:
+    """Seal clear-text secrets (rows from before migration 005); with `rotate`, also re-seal
+    every sealed one under the current key. Returns the endpoints changed."""
+
+    def reseal(clear: str | None, sealed: str | None) -> str | None:
+        if clear is not None:
+            return box.seal(clear)
+        if rotate and sealed is not None:
+            return box.reseal(sealed)
+        return None
+
+    return await store.reseal_secrets(reseal)
 
 
 def _endpoint(row: Any) -> dict[str, Any]:

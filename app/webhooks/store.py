@@ -1,5 +1,7 @@
 """SQL for webhook endpoints, deliveries and attempts."""
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, fields
 from datetime import datetime
 from uuid import UUID
 
@@ -13,8 +15,9 @@ batch AS (
     WHERE e.seq > cursor.last_event_seq ORDER BY e.seq LIMIT $1
 ),
 inserted AS (
-    INSERT INTO webhook_deliveries (id, event_id, endpoint_id, next_attempt_at, created_at)
-    SELECT gen_random_uuid(), b.id, w.id, now(), now()
+    INSERT INTO webhook_deliveries
+        (id, event_id, endpoint_id, event_seq, next_attempt_at, created_at)
+    SELECT gen_random_uuid(), b.id, w.id, b.seq, now(), now()
     FROM batch b JOIN webhook_endpoints w ON w.status = 'enabled' AND b.type = ANY(w.event_types)
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
     RETURNING 1
@@ -24,54 +27,86 @@ WHERE id = 1
 RETURNING (SELECT count(*) FROM batch) AS events, (SELECT count(*) FROM inserted) AS deliveries
 """
 
+# Each enabled endpoint's due deliveries in event order, up to its free slots, from the
+# (endpoint_id, next_attempt_at, event_seq) index: the cost is what is claimed, not the backlog.
 _CLAIM = """
-WITH due AS (
-    SELECT DISTINCT ON (d.endpoint_id) d.id
-    FROM webhook_deliveries d
-    WHERE d.status = 'pending' AND d.next_attempt_at <= now()
-      AND NOT (d.endpoint_id = ANY($1::uuid[]))
-    ORDER BY d.endpoint_id, d.next_attempt_at
-    LIMIT $2
+WITH busy AS (SELECT * FROM unnest($1::uuid[], $2::int[]) AS b(endpoint_id, n)),
+due AS (
+    SELECT d.id
+    FROM webhook_endpoints w
+    LEFT JOIN busy ON busy.endpoint_id = w.id
+    CROSS JOIN LATERAL (
+        SELECT d.id FROM webhook_deliveries d
+        WHERE d.endpoint_id = w.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+        ORDER BY d.next_attempt_at, d.event_seq
+        LIMIT greatest($3 - coalesce(busy.n, 0), 0)
+        FOR UPDATE OF d SKIP LOCKED
+    ) d
+    WHERE w.status = 'enabled'
+    LIMIT $4
 )
-UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $3)
+UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $5)
 FROM due, webhook_endpoints w, events e
 WHERE d.id = due.id AND w.id = d.endpoint_id AND e.id = d.event_id
-RETURNING d.id, d.endpoint_id, d.attempts, d.created_at, w.url, w.secret,
-          e.id AS event_id, e.seq, e.type, e.created_at AS event_created_at, e.data
+RETURNING d.id, d.endpoint_id, d.attempts, w.url, w.secret_sealed,
+          e.id AS event_id, e.seq, e.type, e.created_at AS event_created_at, e.data, e.hash
 """
+
+# Outcomes of many attempts in one statement; a delivery settled meanwhile (its endpoint was
+# deleted) keeps its status.
+_RECORD = """
+WITH o AS (
+    SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::int[], $4::int[], $5::text[],
+                         $6::text[], $7::timestamptz[])
+        AS o(delivery_id, at, status_code, latency_ms, error, outcome, next_at)
+),
+logged AS (
+    INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, error)
+    SELECT delivery_id, at, status_code, latency_ms, error FROM o
+)
+UPDATE webhook_deliveries d SET attempts = d.attempts + 1, status = o.outcome,
+    last_error = o.error, next_attempt_at = coalesce(o.next_at, d.next_attempt_at),
+    delivered_at = CASE WHEN o.outcome = 'delivered' THEN o.at END
+FROM o WHERE d.id = o.delivery_id AND d.status = 'pending'
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    delivery_id: UUID
+    endpoint_id: UUID
+    at: datetime
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    outcome: str
+    next_attempt_at: datetime | None
+
+
+_ATTEMPT_FIELDS = [f.name for f in fields(Attempt) if f.name != "endpoint_id"]
 
 
 class WebhookStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def fan_out(self, batch: int) -> int:
-        """Create deliveries for events past the cursor; returns how many events were read."""
+    async def fan_out(self, batch: int) -> tuple[int, int]:
+        """Create deliveries for events past the cursor: (events read, deliveries created)."""
         row = await self.pool.fetchrow(_FAN_OUT, batch)
-        return int(row["events"]) if row else 0
+        return (int(row["events"]), int(row["deliveries"])) if row else (0, 0)
 
-    async def claim(self, busy: list[UUID], limit: int, lease_s: float) -> list[Record]:
-        """Due deliveries, at most one per endpoint and none for busy endpoints, leased."""
-        return await self.pool.fetch(_CLAIM, busy, limit, lease_s)
+    async def claim(
+        self, busy: dict[UUID, int], per_endpoint: int, limit: int, lease_s: float
+    ) -> list[Record]:
+        """Due deliveries, leased: up to `per_endpoint` in flight per endpoint counting the
+        `busy` ones, `limit` in all."""
+        return await self.pool.fetch(
+            _CLAIM, list(busy), list(busy.values()), per_endpoint, limit, lease_s
+        )
 
-    async def record_attempt(
-        self, delivery_id: UUID, at: datetime, status_code: int | None, latency_ms: int,
-        error: str | None, outcome: str, next_attempt_at: datetime | None,
-    ) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """INSERT INTO webhook_attempts
-                   (delivery_id, attempted_at, status_code, latency_ms, error)
-                   VALUES ($1, $2, $3, $4, $5)""",
-                delivery_id, at, status_code, latency_ms, error,
-            )
-            await conn.execute(
-                """UPDATE webhook_deliveries SET attempts = attempts + 1, status = $2,
-                       last_error = $3, next_attempt_at = coalesce($4, next_attempt_at),
-                       delivered_at = CASE WHEN $2 = 'delivered' THEN $5::timestamptz END
-                   WHERE id = $1""",
-                delivery_id, outcome, error, next_attempt_at, at,
-            )
+    async def record_attempts(self, attempts: list[Attempt]) -> None:
+        columns = [[getattr(a, f) for a in attempts] for f in _ATTEMPT_FIELDS]
+        await self.pool.execute(_RECORD, *columns)
 
     async def disable_endpoint(self, endpoint_id: UUID, reason: str) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -90,12 +125,13 @@ class WebhookStore:
 
     async def create_endpoint(
         self, endpoint_id: UUID, url: str, event_types: list[str], description: str,
-        secret: str, at: datetime,
+        secret_sealed: str, at: datetime,
     ) -> Record:
         row = await self.pool.fetchrow(
-            """INSERT INTO webhook_endpoints (id, url, event_types, description, secret, created_at)
+            """INSERT INTO webhook_endpoints
+                   (id, url, event_types, description, secret_sealed, created_at)
                VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
-            endpoint_id, url, event_types, description, secret, at,
+            endpoint_id, url, event_types, description, secret_sealed, at,
         )
         assert row is not None
         return row
@@ -144,8 +180,8 @@ class WebhookStore:
         """Queue the event again for every enabled endpoint subscribed to its type."""
         return await self.pool.fetch(
             """INSERT INTO webhook_deliveries
-                   (id, event_id, endpoint_id, next_attempt_at, created_at)
-               SELECT gen_random_uuid(), e.id, w.id, now(), now()
+                   (id, event_id, endpoint_id, event_seq, next_attempt_at, created_at)
+               SELECT gen_random_uuid(), e.id, w.id, e.seq, now(), now()
                FROM events e JOIN webhook_endpoints w
                  ON w.status = 'enabled' AND e.type = ANY(w.event_types)
                WHERE e.id = $1
@@ -154,3 +190,48 @@ class WebhookStore:
                RETURNING id, endpoint_id, status""",
             event_id,
         )
+
+    # --- secrets at rest --------------------------------------------------------------------
+
+    async def reseal_secrets(
+        self, reseal: Callable[[str | None, str | None], str | None]
+    ) -> int:
+        """Rewrite each endpoint's sealed secret as `reseal(clear, sealed)` returns it (None:
+        leave the row), in one transaction; clear-text secrets are emptied. Returns rows
+        changed."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, secret, secret_sealed FROM webhook_endpoints ORDER BY id FOR UPDATE"
+            )
+            changed = [(r["id"], reseal(r["secret"], r["secret_sealed"])) for r in rows]
+            changed = [(i, s) for i, s in changed if s is not None]
+            await conn.executemany(
+                "UPDATE webhook_endpoints SET secret_sealed = $2, secret = NULL WHERE id = $1",
+                changed,
+            )
+        return len(changed)
+
+    # --- retention --------------------------------------------------------------------------
+
+    async def delete_settled_before(self, cutoff: datetime, batch: int) -> int:
+        """Delete one small batch of old attempts, else of old settled deliveries whose
+        attempts are gone; returns rows deleted (0: nothing older is left). Events stay."""
+        deleted = await self._count(self.pool.execute(
+            """DELETE FROM webhook_attempts WHERE id IN (
+                   SELECT id FROM webhook_attempts WHERE attempted_at < $1 LIMIT $2)""",
+            cutoff, batch,
+        ))
+        if deleted:
+            return deleted
+        return await self._count(self.pool.execute(
+            """DELETE FROM webhook_deliveries WHERE id IN (
+                   SELECT d.id FROM webhook_deliveries d
+                   WHERE d.status <> 'pending' AND d.created_at < $1
+                     AND NOT EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id)
+                   LIMIT $2)""",
+            cutoff, batch,
+        ))
+
+    @staticmethod
+    async def _count(status: Awaitable[str]) -> int:
+        return int((await status).split()[-1])

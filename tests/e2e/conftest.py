@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 ADMIN_KEY = "e2e-admin-key"
+SECRETS_KEY = "ZTJlLXNlY3JldHMta2V5LWZvci13ZWJob29rcy0zMiE="  # Fernet: 32 bytes, base64
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 #: The drills bid as these lenders, funded through the API once the service first starts;
 #: tests about money use other names and fund them themselves.
@@ -136,6 +137,7 @@ class ServiceProcess:
             **os.environ,
             "DATABASE_URL": self.database_url,
             "LOAN_AUCTION_ADMIN_KEY": ADMIN_KEY,
+            "LOAN_AUCTION_SECRETS_KEY": SECRETS_KEY,
             "LOAN_AUCTION_DATA_DIR": str(self.data_dir),
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.conftest import ROOT, free_port
+from tests.e2e.conftest import ROOT, SECRETS_KEY, free_port
 
 
 async def test_serve_without_an_admin_key_keeps_one_in_an_owner_only_file_that_works(
@@ -20,7 +20,8 @@ async def test_serve_without_an_admin_key_keeps_one_in_an_owner_only_file_that_w
 ) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "LOAN_AUCTION_ADMIN_KEY"}
-    env.update(DATABASE_URL=database_url, LOAN_AUCTION_DATA_DIR=str(tmp_path / "data"))
+    env.update(DATABASE_URL=database_url, LOAN_AUCTION_DATA_DIR=str(tmp_path / "data"),
+               LOAN_AUCTION_SECRETS_KEY=SECRETS_KEY)
     out_path, log_path = tmp_path / "stdout.txt", tmp_path / "serve.log"
     with out_path.open("wb") as out, log_path.open("wb") as log:
         process = subprocess.Popen(

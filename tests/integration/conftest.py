@@ -20,12 +20,15 @@ FUNDED_LENDERS = (
     "lena", "l1", "l2", "l3", "l4", "chen", "dora", "otto", "mia", "abe", "zoe", "leo", "carl-7",
 )
 FUNDS = 10**12
+#: A fixed Fernet key for webhook secrets at rest (a real database needs one configured).
+SECRETS_KEY = "q5E1bGx0bS1rZXktZm9yLXRoZS10ZXN0LXN1aXRlISE="
 
 
 @asynccontextmanager
 async def running_service(
     database_url: str, *, fund_lenders: bool = True, **overrides: Any
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    overrides = {"secrets_key": SecretStr(SECRETS_KEY), **overrides}
     settings = Settings(database_url=database_url, admin_key=SecretStr(ADMIN_KEY), **overrides)
     app = create_app(settings)
     async with app.router.lifespan_context(app):

@@ -15,7 +15,8 @@ from starlette.types import Receive, Scope, Send
 
 @dataclass
 class Receiver:
-    """Answers `fail_first` attempts of each message with 500, hangs when `hang` is set."""
+    """Answers `fail_first` attempts of each message with 500, hangs when `hang` is set, holds
+    every answer until `gate` is set when there is one; counts requests in flight."""
 
     secret: str = ""
     fail_first: int = 0
@@ -25,6 +26,9 @@ class Receiver:
     delivered: list[dict[str, Any]] = field(default_factory=list)
     bad_signatures: int = 0
     url: str = ""
+    gate: asyncio.Event | None = None
+    in_flight: int = 0
+    most_in_flight: int = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,9 +40,17 @@ class Receiver:
             if not message.get("more_body"):
                 break
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        if self.hang:
-            self.attempts[headers["webhook-id"]] = self.attempts.get(headers["webhook-id"], 0) + 1
-            await asyncio.sleep(3600)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.hang:
+                message_id = headers["webhook-id"]
+                self.attempts[message_id] = self.attempts.get(message_id, 0) + 1
+                await asyncio.sleep(3600)
+            if self.gate is not None:
+                await self.gate.wait()
+        finally:
+            self.in_flight -= 1
         status = self._answer(body, headers)
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})

@@ -1,7 +1,9 @@
 """Liveness and readiness need no key; Prometheus metrics need one, unless on their own port."""
 
 import socket
+from uuid import UUID
 
+import asyncpg
 import httpx
 import pytest
 from pydantic import SecretStr
@@ -75,3 +77,16 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+async def test_no_setting_makes_the_service_acknowledge_writes_it_does_not_store(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal-off benchmark baseline lives in bench/, not in the service's settings."""
+    monkeypatch.setenv("LOAN_AUCTION_JOURNAL_ENABLED", "false")
+    async with running_service(database_url) as (_, client):
+        listing = await open_listing(client)
+        bid = await place_bid(client, listing["id"], 50_000, 1500)
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM bids WHERE id = $1", UUID(bid["id"])) == 1
+    finally:
+        await conn.close()

@@ -1,0 +1,79 @@
+"""`pip install .` (not editable) ships everything the service needs, migrations included."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from app import database
+from tests.conftest import database_uri
+from tests.e2e.conftest import ROOT
+
+
+def docker_build_context() -> list[str]:
+    """What the Dockerfile's build stage copies in before `pip install .`."""
+    stages = (ROOT / "Dockerfile").read_text().split("\nFROM ")
+    build_stage = next(stage for stage in stages if " AS build\n" in stage)
+    sources: list[str] = []
+    for line in build_stage.splitlines():
+        if line.startswith("COPY "):
+            sources += line.split()[1:-1]
+    return sources
+
+
+def test_the_image_is_built_from_the_code_and_schema_only() -> None:
+    assert sorted(docker_build_context()) == [
+        "README.md", "app", "matching", "migrations", "pyproject.toml",
+    ]
+    assert "bench" not in (ROOT / "Dockerfile").read_text()
+
+
+@pytest.mark.slow
+async def test_a_non_editable_install_migrates_a_database_from_any_folder(
+    postgres_server_uri: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    for name in docker_build_context():  # exactly what the Docker build sees
+        path = ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            source.mkdir(exist_ok=True)
+            shutil.copy2(path, source / name)
+    venv = tmp_path / "venv"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env, timeout=120)
+    installed = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", str(source)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+
+    name = "t_installed_" + tmp_path.name[-8:].replace("-", "_").lower()
+    admin = await asyncpg.connect(postgres_server_uri)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        await admin.execute(f"CREATE DATABASE {name}")
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        migrated = subprocess.run(
+            [str(venv / "bin" / "loan-auction"), "migrate"],
+            cwd=elsewhere, capture_output=True, text=True, timeout=120,
+            env={**env, "DATABASE_URL": database_uri(postgres_server_uri, name)},
+        )
+        assert migrated.returncode == 0, migrated.stderr[-3000:]
+        versions = [f.name.removesuffix(".sql") for f in database.migration_files()]
+        assert migrated.stdout.strip() == "applied: " + ", ".join(versions)
+        where = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import app, migrations;"
+             " print(app.__file__); print(migrations.__file__)"],
+            cwd=elsewhere, env=env, capture_output=True, text=True, check=True, timeout=60,
+        )
+        assert all(line.startswith(str(venv)) for line in where.stdout.split()), where.stdout
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
