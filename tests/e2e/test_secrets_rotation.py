@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 from cryptography.fernet import Fernet, InvalidToken
 
-from tests.e2e.conftest import ROOT, ServiceProcess
+from tests.e2e.conftest import ROOT, ServiceProcess, fund
 from tests.integration.receiver import Receiver, serving
 
 
@@ -66,6 +66,7 @@ async def test_secrets_rotate_re_encrypts_under_the_new_key_and_deliveries_still
                     "borrower_id": "bob", "amount": 300_000, "term_months": 12,
                     "max_rate_bps": 2000, "grade": "B", "duration_s": 600,
                 })
+                await fund(client, "ann", amount=5_000)
                 bid = await client.post(f"/v1/listings/{listing.json()['id']}/bids", json={
                     "amount": 5_000, "min_rate_bps": 1000, "lender_id": "ann",
                 })
