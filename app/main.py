@@ -16,6 +16,8 @@ from app.api.deps import Services
 from app.api.lean import FastLane
 from app.auth import Keys
 from app.journal import BatchStats, Entry, JournalWriter
+from app.live import lifecycle as live_view
+from app.live import routes as live_routes
 from app.market import Market
 from app.metrics import Metrics
 from app.middleware import EdgeMiddleware
@@ -44,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
     problems.install(app)
     for module in (listings, bids, loans, events, keys, webhooks, health):
         app.include_router(module.router)
+    live_routes.install(app)
     app.add_middleware(
         FastLane, route=_route(bids.router, "POST", BID_PATH), handlers=app.exception_handlers
     )
@@ -85,11 +88,14 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
         settings.webhook_timeout_s,
         settings.webhook_poll_s,
     )
+    hub = await live_view.start(app, settings, store.pool, market)
 
     def on_commit(entry: Entry, stats: BatchStats) -> None:
         market.on_commit(entry, stats)
         if entry.events:
             dispatcher.nudge()
+            if settings.journal_enabled:  # only committed rows carry their seq
+                hub.publish(entry.events)
 
     writer = JournalWriter(
         store.pool,
@@ -122,6 +128,7 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
         log.info("ready", extra={"open_listings": len(market.engine.open_listing_ids())})
         yield
     finally:
+        live_view.stop(app)
         market.writable = False  # stop taking writes, then flush what was acknowledged-pending
         await asyncio.wait_for(writer.flushed(), timeout=settings.db_timeout_s * 2)
         for task in tasks:

@@ -42,6 +42,18 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = 10.0
     webhook_poll_s: float = 1.0
 
+    #: Live streams: a comment is sent after this many idle seconds (SSE heartbeat).
+    live_heartbeat_s: float = 15.0
+    #: Committed events are fanned out to streams in batches at most this often.
+    live_flush_s: float = 0.05
+    #: A stream further behind than this many events is closed (it resumes with Last-Event-ID).
+    live_buffer_events: int = 5_000
+    #: Recent events kept in memory for resuming streams; older ones are read from Postgres.
+    live_history_events: int = 20_000
+    #: At most this share of the event loop's time goes to sending streams (1 = no limit);
+    #: past it streams wait their turn and fall behind rather than slow bidding.
+    live_send_share: float = 0.2
+
     def market_rules(self) -> MarketRules:
         return MarketRules(
             min_listing_amount=self.min_listing_amount,

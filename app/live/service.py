@@ -1,0 +1,69 @@
+"""The live view's rules: who may open which stream, where it resumes from, when it ends.
+
+A stream first catches up from Postgres while what it needs is older than the hub's memory,
+then attaches to the hub (history from memory and the live part in one synchronous step, so
+nothing is missed or sent twice), then sends what the hub offers until it ends:
+- a listing stream after the listing's resolution event (at once for a closed listing, after
+  its history);
+- any stream when the server stops, or when it falls too far behind (the client resumes with
+  Last-Event-ID).
+Without Last-Event-ID a listing stream starts at the listing's first event (a page shows the
+whole auction from one source); the all-events stream starts now.
+"""
+
+from uuid import UUID
+
+import asyncpg
+
+from app.auth import Principal
+from app.errors import NotFound, Unavailable
+from app.live.frames import Viewer
+from app.live.hub import Hub, Subscriber
+from app.live.store import LiveStore
+from app.live.stream import Stream
+from app.market import Market, canonical_id
+
+
+class Live:
+    def __init__(
+        self, hub: Hub, store: LiveStore, market: Market, heartbeat_s: float
+    ) -> None:
+        self.hub = hub
+        self.store = store
+        self.market = market
+        self.heartbeat_s = heartbeat_s
+
+    async def start(self) -> None:
+        """Before the journal writer commits anything: the hub's history starts here."""
+        self.hub.start(await self.store.last_event_seq())
+
+    async def listing_stream(
+        self, who: Principal, listing_id: str, last_event_id: int | None
+    ) -> Stream:
+        """Any key may watch a listing (as any read); lenders' ids are masked for non-admins."""
+        listing_id = canonical_id(listing_id)
+        if self.market.engine.summary(listing_id) is None:
+            row = await self._listing_row(listing_id)
+            if row["status"] == "open":  # in Postgres, not yet in the books: still recovering
+                raise Unavailable("the service is rebuilding its books; retry shortly")
+        sub = Subscriber(listing_id, viewer(who))
+        return Stream(self.hub, self.store, self.market, sub, last_event_id or 0, self.heartbeat_s)
+
+    def events_stream(self, who: Principal, last_event_id: int | None) -> Stream:
+        who.require("admin")
+        sub = Subscriber(None, Viewer(True, None))
+        return Stream(self.hub, self.store, self.market, sub, last_event_id, self.heartbeat_s)
+
+    async def _listing_row(self, listing_id: str) -> asyncpg.Record:
+        try:
+            key = UUID(listing_id)
+        except ValueError:
+            raise NotFound("listing_not_found", "no listing with this id") from None
+        row = await self.market.store.listing(key)
+        if row is None:
+            raise NotFound("listing_not_found", "no listing with this id")
+        return row
+
+
+def viewer(who: Principal) -> Viewer:
+    return Viewer(who.role == "admin", who.subject if who.role == "lender" else None)
