@@ -18,10 +18,16 @@ from collections import deque
 _TICK_S = 0.005
 _BURST_S = 0.02  # the bucket holds this much CPU time
 _FLOOR = 0.1  # refill at least share × this × wall time
-#: The kernel's CPU per byte written to a socket, charged on top of the measured time: uvloop
-#: writes sockets after the callbacks of a loop turn, outside the metered part (0.4 ns/B on the
-#: development machine's loopback, from the gap between metered and process CPU).
-KERNEL_S_PER_BYTE = 0.4e-9
+#: Charged on top of what a turn measures (composing and sending, in the loop's thread):
+#: waking the stream's task, which nothing times; a model of the send when the send waited for
+#: a slow client (the thread then ran other tasks, so its time is not the send's); and the
+#: socket writes that happen later, outside the turn (uvloop defers small writes to the end of
+#: the loop turn, and writes what the socket buffer could not take when it drains). Figures from
+#: the development machine's loopback (BENCHMARKS.md).
+TURN_S = 4e-6
+SEND_S = 8e-6
+SEND_S_PER_BYTE = 0.6e-9
+LATER_WRITE_S_PER_BYTE = 0.4e-9
 
 
 class Budget:
@@ -39,7 +45,7 @@ class Budget:
         return self.share >= 1.0
 
     async def acquire(self) -> None:
-        """Wait for a turn; then call `spend` with the CPU seconds it took. O(1)."""
+        """Wait for a turn, then `spend` it. O(1)."""
         if self.unlimited:
             return
         self._refill()
@@ -51,8 +57,13 @@ class Budget:
         self._schedule()
         await waiter
 
-    def spend(self, cpu_s: float, sent_bytes: int = 0) -> None:
-        cpu_s += sent_bytes * KERNEL_S_PER_BYTE
+    def spend(self, cpu_s: float, sent_bytes: int, send_timed: bool) -> None:
+        """After a turn: the CPU seconds measured, the bytes sent, whether the send was timed."""
+        cpu_s += TURN_S
+        if not send_timed:
+            cpu_s += SEND_S + sent_bytes * SEND_S_PER_BYTE
+        else:
+            cpu_s += sent_bytes * LATER_WRITE_S_PER_BYTE
         self.tokens += self._estimate - cpu_s
         self._estimate += (cpu_s - self._estimate) * 0.1
 

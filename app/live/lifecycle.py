@@ -26,9 +26,10 @@ async def start(app: FastAPI, settings: Settings, pool: asyncpg.Pool, market: Ma
         settings.live_flush_s,
         settings.live_buffer_events,
         settings.live_history_events,
+        settings.live_heartbeat_s,
         Budget(settings.live_send_share),
     )
-    live = Live(hub, LiveStore(pool), market, settings.live_heartbeat_s)
+    live = Live(hub, LiveStore(pool), market)
     await live.start()
     metrics: Metrics = app.state.metrics
     app.state.live_collector = _Collector(hub)

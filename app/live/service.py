@@ -18,20 +18,18 @@ import asyncpg
 from app.auth import Principal
 from app.errors import NotFound, Unavailable
 from app.live.frames import Viewer
-from app.live.hub import Hub, Subscriber
+from app.live.hub import Hub
 from app.live.store import LiveStore
 from app.live.stream import Stream
+from app.live.subscriber import Subscriber
 from app.market import Market, canonical_id
 
 
 class Live:
-    def __init__(
-        self, hub: Hub, store: LiveStore, market: Market, heartbeat_s: float
-    ) -> None:
+    def __init__(self, hub: Hub, store: LiveStore, market: Market) -> None:
         self.hub = hub
         self.store = store
         self.market = market
-        self.heartbeat_s = heartbeat_s
 
     async def start(self) -> None:
         """Before the journal writer commits anything: the hub's history starts here."""
@@ -47,12 +45,12 @@ class Live:
             if row["status"] == "open":  # in Postgres, not yet in the books: still recovering
                 raise Unavailable("the service is rebuilding its books; retry shortly")
         sub = Subscriber(listing_id, viewer(who))
-        return Stream(self.hub, self.store, self.market, sub, last_event_id or 0, self.heartbeat_s)
+        return Stream(self.hub, self.store, self.market, sub, last_event_id or 0)
 
     def events_stream(self, who: Principal, last_event_id: int | None) -> Stream:
         who.require("admin")
         sub = Subscriber(None, Viewer(True, None))
-        return Stream(self.hub, self.store, self.market, sub, last_event_id, self.heartbeat_s)
+        return Stream(self.hub, self.store, self.market, sub, last_event_id)
 
     async def _listing_row(self, listing_id: str) -> asyncpg.Record:
         try:

@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import time
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from app.live.hub import LIVE
 from app.live.stream import Stream
+from app.live.subscriber import LIVE
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +58,46 @@ class EventStreamResponse(Response):
             log.warning("event stream failed", extra={"error": repr(sender.exception())})
 
     async def _send_all(self, send: Send) -> None:
-        sub = self.stream.sub
+        budget = self.stream.hub.budget
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        async with contextlib.aclosing(self.stream.chunks()) as chunks:
-            async for chunk in chunks:
-                sub.sending = True
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                sub.sending = False
+        async with contextlib.aclosing(self.stream.parts()) as parts:
+            async for part in parts:
+                if isinstance(part, bytes):
+                    await self._send(send, part)
+                    continue
+                await budget.acquire()
+                started = time.thread_time()
+                payload = part()
+                composed = time.thread_time() - started
+                if not payload:
+                    budget.spend(composed, 0, True)
+                    continue
+                waited = _Flag()  # set by the loop only if the send lets it run other tasks
+                handle = asyncio.get_running_loop().call_soon(waited.set)
+                await self._send(send, payload)
+                handle.cancel()
+                if waited.value:
+                    budget.spend(composed, len(payload), False)
+                else:
+                    budget.spend(time.thread_time() - started, len(payload), True)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _send(self, send: Send, body: bytes) -> None:
+        sub = self.stream.sub
+        sub.sending = True
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        sub.sending = False
+        sub.last_sent = time.monotonic()
+
+
+class _Flag:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = False
+
+    def set(self) -> None:
+        self.value = True
 
 
 async def _until_disconnect(receive: Receive) -> None:

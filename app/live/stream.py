@@ -7,19 +7,23 @@ Composing and sending take turns from the hub's budget (see `app/live/budget.py`
 """
 
 import functools
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 from uuid import UUID
 
 from app.live.frames import Frame, join
-from app.live.hub import DROPPED, Batch, Hub, Subscriber
+from app.live.hub import Hub
 from app.live.store import LiveStore
+from app.live.subscriber import DROPPED, Batch, Subscriber
 from app.market import Market
 
 _PAGE = 500
 RETRY = b"retry: 2000\n\n"
 KEEP_ALIVE = b": keep-alive\n\n"
+DROPPED_NOTICE = b": dropped: more than %d events behind; resume with Last-Event-ID\n\n"
+
+Compose = Callable[[], bytes]
+Part = bytes | Compose
 
 
 class Stream:
@@ -32,28 +36,42 @@ class Stream:
         market: Market,
         sub: Subscriber,
         after: int | None,
-        heartbeat_s: float,
     ) -> None:
         self.hub = hub
         self.store = store
         self.market = market
         self.sub = sub
         self.after = after
-        self.heartbeat_s = heartbeat_s
         self.complete = False  #: a listing stream sent the resolution: nothing more will come
 
-    async def chunks(self) -> AsyncGenerator[bytes, None]:
+    async def parts(self) -> AsyncGenerator[Part, None]:
+        """What to send, in order: bytes as they are, or a `Compose` to call when the stream's
+        turn in the budget comes (so all that arrived meanwhile rides in one payload)."""
         yield RETRY
         try:
-            async for chunk in self._history():
-                yield chunk
-            if not self.complete:
-                async for chunk in self._live():
-                    yield chunk
+            async for part in self._history():
+                yield part
+                if self.complete:
+                    return
+            sub = self.sub
+            while True:
+                if sub.idle:
+                    if sub.beat_due:
+                        sub.beat_due = False
+                        yield KEEP_ALIVE
+                    await sub.wait()
+                elif sub.pending:
+                    yield self._live_payload
+                    if self.complete:
+                        return
+                else:
+                    if sub.state == DROPPED:
+                        yield DROPPED_NOTICE % self.hub.buffer_events
+                    return
         finally:
             self.hub.detach(self.sub)
 
-    async def _history(self) -> AsyncIterator[bytes]:
+    async def _history(self) -> AsyncIterator[Compose]:
         sub, after = self.sub, self.after
         listing = sub.listing_id
         key = None if listing is None else UUID(listing)
@@ -67,11 +85,8 @@ class Stream:
                 upto = self.hub.floor
             rows = await self.store.events_after(after or 0, upto, key, _PAGE)
             if rows:
-                async for chunk in self._metered(functools.partial(_stored, rows)):
-                    yield chunk
+                yield functools.partial(self._history_payload, rows, True)
                 after = rows[-1]["seq"]
-                if self.complete:
-                    return
             elif upto is None:  # a closed listing whose events were all sent
                 self.complete = True
                 return
@@ -79,54 +94,23 @@ class Stream:
                 after = upto
         if frames:
             sub.last_seq = frames[-1].seq
-            async for chunk in self._metered(lambda: frames):
-                yield chunk
+            yield functools.partial(self._history_payload, frames, False)
 
-    async def _metered(self, frames_of: Callable[[], list[Frame]]) -> AsyncIterator[bytes]:
-        """Rendering history takes a turn from the budget like a live payload."""
-        budget = self.hub.budget
-        await budget.acquire()
-        started, payload = time.thread_time(), b""
-        try:
-            frames = frames_of()
-            self.complete = self.sub.listing_id is not None and frames[-1].resolves
-            payload = join(frames, self.sub.viewer)
-            yield payload
-        finally:
-            budget.spend(time.thread_time() - started, len(payload))
+    def _history_payload(self, rows: list[Any], stored: bool) -> bytes:
+        frames = [Frame.stored(row) for row in rows] if stored else rows
+        self.complete = self.sub.listing_id is not None and frames[-1].resolves
+        return join(frames, self.sub.viewer)
 
-    async def _live(self) -> AsyncIterator[bytes]:
-        sub, budget = self.sub, self.hub.budget
-        while True:
-            if sub.idle:
-                await sub.wait(self.heartbeat_s)
-                if sub.idle:
-                    yield KEEP_ALIVE
-                continue
-            if sub.pending:
-                await budget.acquire()
-                started, payload = time.thread_time(), b""
-                try:
-                    batches = sub.take()  # what came while queued for the budget rides along
-                    if batches:
-                        payload, ends = self._compose(batches)
-                        if payload:
-                            yield payload
-                        if ends:
-                            return
-                finally:
-                    budget.spend(time.thread_time() - started, len(payload))
-                continue
-            if sub.state == DROPPED:
-                yield b": dropped: more than %d events behind; resume with Last-Event-ID\n\n" % (
-                    self.hub.buffer_events
-                )
-            return
+    def _live_payload(self) -> bytes:
+        payload, self.complete = self._compose(self.sub.take())
+        return payload
 
     def _compose(self, batches: list[Batch]) -> tuple[bytes, bool]:
         """The payload for these batches, skipping what was already sent, and whether a listing
         stream ends with them. Batches in order (the usual case) reuse their shared payloads."""
         sub = self.sub
+        if not batches:  # dropped or ended while it waited for its turn
+            return b"", False
         ends = sub.listing_id is not None and any(b.resolves for b in batches)
         if batches[0].frames[0].seq > sub.last_seq:
             sub.last_seq = batches[-1].frames[-1].seq
@@ -138,6 +122,3 @@ class Stream:
             sub.last_seq = frames[-1].seq
         return join(frames, sub.viewer), ends
 
-
-def _stored(rows: list[Any]) -> list[Frame]:
-    return [Frame.stored(row) for row in rows]
