@@ -4,7 +4,6 @@ import argparse
 import asyncio
 import runpy
 import secrets
-import socket
 import sys
 from pathlib import Path
 
@@ -55,7 +54,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from app import logs
-    from app.live.lifecycle import end_streams
+    from app.live.lifecycle import Server
     from app.main import create_app
 
     logs.configure()
@@ -73,17 +72,15 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
         file=sys.stderr,
         flush=True,
     )
-    app = create_app(settings)
     config = uvicorn.Config(
-        app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=10
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
     )
-
-    class Server(uvicorn.Server):
-        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            end_streams(app)  # open event streams would otherwise hold the shutdown up
-            await super().shutdown(sockets)
-
-    Server(config).run()
+    Server(config).run()  # uvicorn's, ending the event streams first when it stops
 
 
 async def _migrate(settings: Settings) -> list[str]:

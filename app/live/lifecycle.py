@@ -1,9 +1,11 @@
 """Starting and stopping the live view with the service."""
 
 import logging
+import socket
 from collections.abc import Iterator
 
 import asyncpg
+import uvicorn
 from fastapi import FastAPI
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -46,6 +48,16 @@ def end_streams(app: FastAPI) -> None:
     live: Live | None = getattr(app.state, "live", None)
     if live is not None:
         live.hub.close()
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, ending the event streams first when it stops: it waits for open
+    responses before it runs the lifespan's shutdown, and a stream never finishes by itself."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if isinstance(self.config.app, FastAPI):
+            end_streams(self.config.app)
+        await super().shutdown(sockets)
 
 
 def stop(app: FastAPI) -> None:

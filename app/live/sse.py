@@ -28,6 +28,7 @@ _cut_off: contextvars.ContextVar[bool] = contextvars.ContextVar("stream_cut_off"
 HEADERS = {
     "Cache-Control": "no-store",
     "X-Accel-Buffering": "no",  # nginx and friends: do not buffer the stream
+    "Connection": "close",  # once a stream ends (or is dropped) the client reconnects anyway
 }
 
 

@@ -53,6 +53,8 @@ class Stream:
                 yield part
                 if self.complete:
                     return
+            if self.complete:  # a closed listing with nothing after Last-Event-ID
+                return
             sub = self.sub
             while True:
                 if sub.idle:
