@@ -167,8 +167,8 @@ async def test_a_reader_that_stops_reading_is_dropped_while_bids_keep_their_pace
     database_url: str,
 ) -> None:
     async with serving(database_url, live_buffer_events=20, live_flush_s=0.005) as live:
-        big = {"amount": 1_000_000_000}  # never covered: every bid is accepted
-        listing = await open_listing(live.client, **big)
+        big = 1_000_000_000  # never covered: every bid is accepted
+        listing = await open_listing(live.client, amount=big)
         stuck = [await stuck_reader(live, listing["id"]) for _ in range(3)]
         await started(live, 3)
         hub = live.app.state.live.hub
@@ -183,7 +183,7 @@ async def test_a_reader_that_stops_reading_is_dropped_while_bids_keep_their_pace
         assert hub.dropped == 3, f"{hub.dropped} of 3 stuck readers dropped after {placed} bids"
         metrics = (await live.client.get("/metrics")).text
         assert "loan_auction_live_streams_dropped_total 3.0" in metrics
-        _, baseline = await bids_per_s(live, await open_listing(live.client, **big), placed)
+        _, baseline = await bids_per_s(live, await open_listing(live.client, amount=big), placed)
         # bids per second with three stuck readers over bids per second without: generous (the
         # machine is shared), yet far above what waiting on a stuck reader would allow
         print(f"{placed} bids: {baseline:.0f}/s without stuck readers, {with_stuck:.0f}/s with")
