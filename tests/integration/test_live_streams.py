@@ -291,5 +291,6 @@ async def test_stopping_the_server_ends_open_streams(database_url: str) -> None:
         ]
         await started(live, 2, watchers[0])
         live.server.should_exit = True  # as SIGTERM does
-        ended = await asyncio.gather(*watchers)
+        async with asyncio.timeout(5):  # uvicorn alone would wait for them for ever
+            ended = await asyncio.gather(*watchers)
         assert all(s.ended for s in ended)
