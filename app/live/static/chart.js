@@ -37,10 +37,17 @@ function bands(levels, fit) {
   return [...out.values()];
 }
 
+// A round tick step (1, 2, 2.5 or 5 times a power of ten) so that four steps cover `most`.
+function niceStep(most) {
+  const raw = Math.max(most, 1) / 4;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  return [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => s >= raw);
+}
+
 function compact(minor) {
   const major = minor / 100;
-  if (major >= 1e6) return `${(major / 1e6).toFixed(major >= 1e7 ? 0 : 1)}M`;
-  if (major >= 1e3) return `${(major / 1e3).toFixed(major >= 1e4 ? 0 : 1)}k`;
+  if (major >= 1e6) return `${+(major / 1e6).toFixed(1)}M`;
+  if (major >= 1e3) return `${+(major / 1e3).toFixed(1)}k`;
   return major.toFixed(0);
 }
 
@@ -62,13 +69,14 @@ export function drawBook(container, book) {
   const groups = bands(book.levels, Math.max(8, Math.floor(plotW / MIN_SLOT_PX)));
   let cumulative = 0;
   const steps = groups.map((g) => (cumulative += g.live));
-  const top = Math.max(book.amount, cumulative, ...groups.map((g) => g.amount)) * 1.12 || 1;
+  const step = niceStep(Math.max(book.amount, cumulative, ...groups.map((g) => g.amount)) * 1.05);
+  const top = step * 4;
   const y = (v) => PAD.top + plotH - (v / top) * plotH;
   const slot = plotW / Math.max(groups.length, 1);
   const x = (i) => PAD.left + i * slot;
 
   for (let t = 0; t <= 4; t++) {
-    const v = (top / 1.12) * (t / 4);
+    const v = step * t;
     root.append(svg("line", { x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v), class: "grid" }));
     root.append(svg("text", { x: PAD.left - 8, y: y(v) + 4, class: "tick", "text-anchor": "end" },
       compact(v)));
@@ -102,8 +110,8 @@ export function drawBook(container, book) {
   }
   root.append(svg("line", { x1: PAD.left, x2: W - PAD.right, y1: y(book.amount),
     y2: y(book.amount), class: "funding" }));
-  root.append(svg("text", { x: PAD.left + 6, y: y(book.amount) - 6, class: "label funding-label" },
-    `amount ${compact(book.amount)}`));
+  root.append(svg("text", { x: W - PAD.right - 4, y: y(book.amount) + 14,
+    class: "label funding-label", "text-anchor": "end" }, `amount ${compact(book.amount)}`));
   if (book.marginal !== null) {
     const i = groups.findIndex((g) => book.marginal >= g.from && book.marginal <= g.to);
     if (i >= 0) {
