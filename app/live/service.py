@@ -1,14 +1,10 @@
-"""The live view's rules: who may open which stream, where it resumes from, when it ends.
+"""The live view's rules: who may open which stream, and where it starts.
 
-A stream first catches up from Postgres while what it needs is older than the hub's memory,
-then attaches to the hub (history from memory and the live part in one synchronous step, so
-nothing is missed or sent twice), then sends what the hub offers until it ends:
-- a listing stream after the listing's resolution event (at once for a closed listing, after
-  its history);
-- any stream when the server stops, or when it falls too far behind (the client resumes with
-  Last-Event-ID).
-Without Last-Event-ID a listing stream starts at the listing's first event (a page shows the
-whole auction from one source); the all-events stream starts now.
+- `GET /v1/listings/{id}/stream`: any key, as any read; lenders' ids are masked for all but
+  admins (a lender sees its own). Without Last-Event-ID it starts at the listing's first event,
+  so a page can show the whole auction from this one source; it ends after the resolution.
+- `GET /v1/events/stream`: admins only; every event, from now without Last-Event-ID.
+How a stream resumes, goes live and ends is `app/live/stream.py`.
 """
 
 from uuid import UUID

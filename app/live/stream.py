@@ -27,7 +27,8 @@ Part = bytes | Compose
 
 
 class Stream:
-    """The chunks to send; `chunks()` is iterated once."""
+    """What one client is sent; `parts()` is iterated once. A stream ends after a listing's
+    resolution (a listing stream), when the server stops, or when it falls too far behind."""
 
     def __init__(
         self,
