@@ -46,6 +46,7 @@ def _live(request: Request) -> Live:
 
 @router.get(
     "/v1/listings/{listing_id}/stream",
+    status_code=200,
     response_class=EventStreamResponse,
     responses={**_STREAM, **problem_responses(404, 422)},
     summary="Watch one listing's events live (server-sent events)",
@@ -60,6 +61,7 @@ async def listing_stream(
 
 @router.get(
     "/v1/events/stream",
+    status_code=200,
     response_class=EventStreamResponse,
     responses={**_STREAM, **problem_responses(422)},
     summary="Every event live (server-sent events; admin)",

@@ -294,3 +294,10 @@ async def test_stopping_the_server_ends_open_streams(database_url: str) -> None:
         async with asyncio.timeout(5):  # uvicorn alone would wait for them for ever
             ended = await asyncio.gather(*watchers)
         assert all(s.ended for s in ended)
+
+
+async def test_the_streams_are_documented_as_event_streams(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    for path in ("/v1/listings/{listing_id}/stream", "/v1/events/stream"):
+        assert "text/event-stream" in paths[path]["get"]["responses"]["200"]["content"]
+    assert "/" not in paths and "/auctions/{listing_id}" not in paths  # the page is not API
