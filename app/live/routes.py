@@ -22,9 +22,21 @@ LastEventId = Annotated[
 ]
 _STREAM: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "`id:` the event's seq, `event:` its type, `data:` the event as "
-        "`GET /v1/events` shows it; `: keep-alive` comments while idle.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "description": "Server-sent events; `: keep-alive` comments while idle.",
+        "content": {"text/event-stream": {"schema": {  # one event, as SSE clients see it
+            "type": "object",
+            "required": ["id", "event", "data"],
+            "properties": {
+                "id": {"type": "string", "pattern": "^[0-9]+$", "description": "its seq"},
+                "event": {"type": "string", "description": "its type"},
+                "data": {
+                    "type": "string", "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": "#/components/schemas/EventOut"},
+                    "description": "the event as `GET /v1/events` shows it",
+                },
+                "retry": {"type": "integer"},
+            },
+        }}},
     },
 }
 #: The page holds an API key: it loads nothing from elsewhere and no one may frame it.
