@@ -50,9 +50,9 @@ class Settings(BaseSettings):
     live_buffer_events: int = 5_000
     #: Recent events kept in memory for resuming streams; older ones are read from Postgres.
     live_history_events: int = 20_000
-    #: At most this share of the event loop's time goes to sending streams (1 = no limit);
-    #: past it streams wait their turn and fall behind rather than slow bidding.
-    live_send_share: float = 0.2
+    #: Streams may take this share of the service's CPU, as metered (1 = no limit); past it
+    #: they wait their turn and fall behind rather than slow bidding (BENCHMARKS.md).
+    live_send_share: float = 0.1
 
     def market_rules(self) -> MarketRules:
         return MarketRules(

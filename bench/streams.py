@@ -5,9 +5,10 @@
 Opens N `GET /v1/listings/{id}/stream` connections (raw asyncio protocols, uvloop when
 installed, so the reading costs little and none of it runs in the service's process), reads
 everything, counts events (`id:` lines) and bytes, and reconnects a stream the service closed
-with `Last-Event-ID` (a dropped slow stream resumes; nothing is skipped, so the events counted
-are the events delivered). Prints `{"ready": N}` once every stream got its 200, then one JSON
-line of running totals for each `mark` line read on stdin; exits on `stop` or end of input.
+with `Last-Event-ID` after the delay its `retry:` field asks for, as EventSource does (a dropped
+stream resumes; nothing is skipped, so the events counted are the events delivered). Prints
+`{"ready": N}` once every stream got its 200, then one JSON line of running totals for each
+`mark` line read on stdin; exits on `stop` or end of input.
 """
 
 import argparse
@@ -22,6 +23,7 @@ import orjson
 HOST = "127.0.0.1"
 _ID = b"\nid: "
 _LAST_ID = re.compile(rb"\nid: (\d+)\n")
+_RETRY = re.compile(rb"(?:^|\n)retry: (\d+)\n")
 
 
 class Totals:
@@ -52,6 +54,7 @@ class Subscriber(asyncio.Protocol):
         self.carry = b""  # the last 4 bytes, so an `id:` split between two reads is counted
         self.window = b""  # the last bytes, to find the last complete `id:` line
         self.started = False
+        self.retry_s = 2.0
 
     def connection_made(self, transport: Any) -> None:  # uvloop's transports are not asyncio's
         self.totals.connected += 1
@@ -80,6 +83,9 @@ class Subscriber(asyncio.Protocol):
         ids = _LAST_ID.findall(window)
         if ids:
             self.last_id = int(ids[-1])
+        retry = _RETRY.search(window)
+        if retry:
+            self.retry_s = int(retry.group(1)) / 1000
         self.window = window[-64:]
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -87,7 +93,9 @@ class Subscriber(asyncio.Protocol):
         if not self.pool.stopping:
             self.totals.reconnects += 1
             self.started, self.head, self.carry, self.window = False, b"", b"", b""
-            asyncio.get_running_loop().create_task(self.pool.connect(self))
+            asyncio.get_running_loop().call_later(
+                self.retry_s, lambda: asyncio.ensure_future(self.pool.connect(self))
+            )
 
 
 class Pool:

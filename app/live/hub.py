@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 #: stream's turn costs some 10 µs whatever it sends, so a thousand streams flush 5 times a second.
 _FLUSH_PER_STREAM_S = 0.0002
 _MAX_FLUSH_S = 1.0
+_HISTORY_READERS = 2
 
 
 class Hub:
@@ -56,6 +57,11 @@ class Hub:
         self._beats: asyncio.TimerHandle | None = None
         self._history: deque[Frame] = deque()
         self._channels: dict[str | None, set[Subscriber]] = {}
+        #: listing id -> seq of its listing.opened, for the open listings opened since start
+        self._opened: dict[str | None, int] = {}
+        #: Reading history from Postgres, a few streams at a time: a crowd reconnecting at once
+        #: must not take the database from the journal writer.
+        self.history_reads = asyncio.Semaphore(_HISTORY_READERS)
 
     def start(self, last_seq: int) -> None:
         """`last_seq`: the highest event seq committed before the first publish."""
@@ -88,19 +94,25 @@ class Hub:
         self, sub: Subscriber, after: int | None
     ) -> list[Frame] | None:
         """Register `sub` for what comes after event `after` (None: from now) and return the
-        events after it still in memory; None when some are only in Postgres (read them, then
-        call again). Synchronous, so nothing can slip between the history and the live part."""
+        events after it still in memory, of every listing (the caller keeps its own, in its
+        metered turn); None when some are only in Postgres (read them, then call again).
+        Synchronous, so nothing can slip between the history and the live part."""
         if self.closed:
             raise Unavailable("the service is shutting down; reconnect shortly")
         self.flush()
         after = self.flushed if after is None else min(after, self.flushed)
         if after < self.floor:
             return None
-        frames = self._history_after(after, sub.listing_id)
+        frames = self._history_after(after)
         sub.last_seq = after
         self._channels.setdefault(sub.listing_id, set()).add(sub)
         self.subscribers += 1
         return frames
+
+    def first_seq(self, listing_id: str) -> int | None:
+        """The seq of the listing's first event, if it opened since the hub started and is
+        open: its stream from the start need not look at anything older."""
+        return self._opened.get(listing_id)
 
     def detach(self, sub: Subscriber) -> None:
         channel = self._channels.get(sub.listing_id)
@@ -126,20 +138,21 @@ class Hub:
     # --- internals --------------------------------------------------------------------------
 
     def _remember(self, frames: list[Frame]) -> None:
-        history = self._history
+        history, opened = self._history, self._opened
         history.extend(frames)
+        for frame in frames:
+            if frame.type == "listing.opened":
+                opened[frame.listing_id] = frame.seq
+            elif frame.resolves:
+                opened.pop(frame.listing_id, None)
         while len(history) > self.history_events:
             self.floor = history.popleft().seq
         self.flushed = frames[-1].seq
 
-    def _history_after(self, after: int, listing_id: str | None) -> list[Frame]:
-        """O(log n) to find the start (deque indexing is O(n/64)), then O(events after)."""
+    def _history_after(self, after: int) -> list[Frame]:
+        """O(log n) to find the start (deque indexing is O(n/64)), then a C-speed copy."""
         history = self._history
-        start = bisect.bisect_right(history, after, key=_seq)
-        after_it = itertools.islice(history, start, None)
-        if listing_id is None:
-            return list(after_it)
-        return [f for f in after_it if f.listing_id == listing_id]
+        return list(itertools.islice(history, bisect.bisect_right(history, after, key=_seq), None))
 
     def _distribute(self, frames: list[Frame]) -> None:
         channels = self._channels

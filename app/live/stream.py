@@ -20,6 +20,9 @@ from app.market import Market
 _PAGE = 500
 RETRY = b"retry: 2000\n\n"
 KEEP_ALIVE = b": keep-alive\n\n"
+#: What a stream's request costs the server before its first byte (HTTP, routing, the key),
+#: charged to the budget; roughly, on the development machine (BENCHMARKS.md).
+CONNECT_S = 300e-6
 DROPPED_NOTICE = b": dropped: more than %d events behind; resume with Last-Event-ID\n\n"
 
 Compose = Callable[[], bytes]
@@ -78,6 +81,12 @@ class Stream:
         sub, after = self.sub, self.after
         listing = sub.listing_id
         key = None if listing is None else UUID(listing)
+        first = None if listing is None else self.hub.first_seq(listing)
+        if first is not None and after is not None:
+            after = max(after, first - 1)  # nothing older belongs to this listing
+        budget = self.hub.budget
+        await budget.acquire()  # connecting costs too: a crowd reconnecting waits its turn
+        budget.spend(CONNECT_S, 0, True)
         while True:
             closed = listing is not None and self.market.engine.summary(listing) is None
             upto: int | None = None
@@ -86,21 +95,31 @@ class Stream:
                 if frames is not None:
                     break
                 upto = self.hub.floor
-            rows = await self.store.events_after(after or 0, upto, key, _PAGE)
+            async with self.hub.history_reads:
+                rows = await self.store.events_after(after or 0, upto, key, _PAGE)
             if rows:
-                yield functools.partial(self._history_payload, rows, True)
+                yield functools.partial(self._history_payload, rows)
                 after = rows[-1]["seq"]
             elif upto is None:  # a closed listing whose events were all sent
                 self.complete = True
                 return
             else:
                 after = upto
-        if frames:
-            sub.last_seq = frames[-1].seq
-            yield functools.partial(self._history_payload, frames, False)
+        if frames:  # every listing's: this listing's are picked in the metered turn
+            yield functools.partial(self._memory_payload, frames)
 
-    def _history_payload(self, rows: list[Any], stored: bool) -> bytes:
-        frames = [Frame.stored(row) for row in rows] if stored else rows
+    def _history_payload(self, rows: list[Any]) -> bytes:
+        return self._payload([Frame.stored(row) for row in rows])
+
+    def _memory_payload(self, frames: list[Frame]) -> bytes:
+        listing = self.sub.listing_id
+        return self._payload(frames if listing is None else [
+            f for f in frames if f.listing_id == listing
+        ])
+
+    def _payload(self, frames: list[Frame]) -> bytes:
+        if not frames:
+            return b""
         self.complete = self.sub.listing_id is not None and frames[-1].resolves
         return join(frames, self.sub.viewer)
 

@@ -179,3 +179,13 @@ async def test_an_unlimited_budget_never_waits() -> None:
     budget.spend(10.0, 10**9, False)
     async with asyncio.timeout(1):
         await budget.acquire()
+
+
+async def test_the_hub_knows_where_an_open_listing_began_until_it_closes() -> None:
+    live = hub()
+    live.publish([row(1, listing=str(uuid.uuid4())), row(2, "listing.opened"), row(3)])
+    live.flush()
+    assert live.first_seq(LISTING) == 2  # a stream from its start skips events 1 and before
+    live.publish([row(4, "listing.funded")])
+    live.flush()
+    assert live.first_seq(LISTING) is None
