@@ -42,9 +42,9 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = 10.0
     webhook_poll_s: float = 1.0
 
-    #: Live streams: a comment is sent after this many idle seconds (SSE heartbeat).
+    #: Live streams: one idle this long gets a comment (the SSE heartbeat).
     live_heartbeat_s: float = 15.0
-    #: Committed events are fanned out to streams in batches at most this often.
+    #: Committed events go out to streams in batches this far apart (more with many streams).
     live_flush_s: float = 0.05
     #: A stream further behind than this many events is closed (it resumes with Last-Event-ID).
     live_buffer_events: int = 5_000

@@ -5,8 +5,10 @@ pays O(events) list appends. Every `flush_s` the queued rows become frames, join
 history (the last `history_events` events, for resuming), and go to each channel (every event,
 or one listing's) as one `Batch` shared by the channel's subscribers: one rendering per event
 and audience, one joined payload per batch and audience, whatever the number of subscribers.
-Each subscriber's own task sends what it was offered; one whose backlog passes `buffer_events`
-is dropped (closed, to resume with Last-Event-ID), so a slow reader costs nothing but itself.
+Each subscriber's own task sends what it was offered, taking turns from a CPU budget
+(`budget.py`); one whose backlog passes `buffer_events` is dropped (closed, to resume with
+Last-Event-ID), so a slow reader costs nothing but itself and readers together cannot starve
+the bids.
 """
 
 import asyncio
