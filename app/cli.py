@@ -90,6 +90,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
 
     from app import logs
     from app.keys import admin
+    from app.live.lifecycle import Server
     from app.main import create_app
 
     logs.configure()
@@ -107,7 +108,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=host,
         port=port,
@@ -115,6 +116,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    Server(config).run()  # uvicorn's, ending the event streams first when it stops
 
 
 async def _migrate(settings: Settings) -> list[str]:

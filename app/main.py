@@ -22,6 +22,8 @@ from app.journal import BatchStats, Entry, JournalWriter
 from app.keys import admin
 from app.keys.service import Keys, record_usage_every
 from app.keys.store import KeyStore
+from app.live import lifecycle as live_view
+from app.live import routes as live_routes
 from app.market import Market
 from app.metrics import Metrics, serve_on_own_port
 from app.middleware import EdgeMiddleware
@@ -54,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
     problems.install(app)
     for module in (listings, bids, accounts, loans, events, keys, webhooks, health):
         app.include_router(module.router)
+    live_routes.install(app)
     app.add_middleware(
         FastLane, route=_route(bids.router, "POST", BID_PATH), handlers=app.exception_handlers
     )
@@ -101,11 +104,13 @@ async def _running(
     )
     webhooks = await start_webhooks(settings, store.pool, relay, metrics)
     dispatcher = webhooks.dispatcher
+    hub = await live_view.start(app, settings, store.pool, market)
 
     def on_commit(entry: Entry, stats: BatchStats) -> None:
         market.on_commit(entry, stats)
         if entry.events:
             dispatcher.nudge()
+            hub.publish(entry.events)
 
     writer = JournalWriter(
         store.pool,
@@ -151,6 +156,7 @@ async def _running(
         log.info("ready", extra={"open_listings": len(market.engine.open_listing_ids())})
         yield
     finally:
+        live_view.stop(app)
         market.writable = False  # stop taking writes, then flush what was acknowledged-pending
         await asyncio.wait_for(writer.flushed(), timeout=settings.db_timeout_s * 2)
         for task in tasks:

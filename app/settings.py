@@ -74,6 +74,18 @@ class Settings(BaseSettings):
     #: Let deliveries reach loopback and private addresses: local development and tests only.
     webhook_allow_private: bool = False
 
+    #: Live streams: one idle this long gets a comment (the SSE heartbeat).
+    live_heartbeat_s: float = 15.0
+    #: Committed events go out to streams in batches this far apart (more with many streams).
+    live_flush_s: float = 0.05
+    #: A stream further behind than this many events is closed (it resumes with Last-Event-ID).
+    live_buffer_events: int = 5_000
+    #: Recent events kept in memory for resuming streams; older ones are read from Postgres.
+    live_history_events: int = 20_000
+    #: Streams may take this share of the service's CPU, as metered (1 = no limit); past it
+    #: they wait their turn and fall behind rather than slow bidding (BENCHMARKS.md).
+    live_send_share: float = 0.1
+
     def market_rules(self) -> MarketRules:
         return MarketRules(
             min_listing_amount=self.min_listing_amount,

@@ -21,7 +21,13 @@ In one run it:
    bounded by a count so no book can fill; first against the durable service, then the
    chain-off one (with --chain-off), then the journal-off one;
 4. reads the durable service's group-commit histogram (`loan_auction_journal_batch_entries` on
-   /metrics) before and after each phase: mean entries per commit and the bucket distribution.
+   /metrics) before and after each phase: mean entries per commit and the bucket distribution;
+5. with `--subscribers N`, for each listing count, two more phases on the durable service, on
+   fresh listings: N live streams (`GET /v1/listings/{id}/stream`, a lender key that does not
+   bid, so they read the masked rendering) attached to the hot listing (the first; every bid
+   goes to it at one listing) by bench/streams.py in a process of its own, then the same load
+   without them again; the ratio compares the streams phase with the mean of the two durable
+   phases without streams, and the events delivered per second are counted by the subscribers.
 
 The load generator is a minimal asyncio HTTP/1.1 client (pre-built request bytes, one request
 in flight per keep-alive connection, uvloop when installed), in this process. Each phase shows
@@ -68,6 +74,7 @@ BOOK_FILL_LIMIT = 0.8  # stop a phase before its bids could cover this share of 
 LENDERS = 16
 BASELINE_CAP = 5_000_000  # request cap per phase for the baselines (no book to fill)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+DROPPED_METRIC = "loan_auction_live_streams_dropped"
 
 
 def log(message: str) -> None:
@@ -457,6 +464,25 @@ async def mint_lender_keys(client: httpx.AsyncClient, service: Service, admin: s
     return keys
 
 
+async def mint_key(client: httpx.AsyncClient, service: Service, admin: str, subject: str) -> str:
+    response = await client.post(
+        f"{service.base}/v1/api-keys",
+        headers={"Authorization": f"Bearer {admin}"},
+        json={"role": "lender", "subject": subject},
+    )
+    response.raise_for_status()
+    return str(response.json()["key"])
+
+
+async def metric_value(client: httpx.AsyncClient, service: Service, name: str) -> float:
+    """One unlabelled sample from /metrics (a counter's `_total`), 0 if absent."""
+    for line in (await client.get(service.base + "/metrics")).text.splitlines():
+        sample, _, value = line.rpartition(" ")
+        if sample in (name, name + "_total"):
+            return float(value)
+    return 0.0
+
+
 async def open_listings(
     client: httpx.AsyncClient, service: Service, admin: str, count: int, window_s: int
 ) -> list[str]:
@@ -562,6 +588,7 @@ class Phase:
     batch_buckets: list[tuple[str, int]] = field(default_factory=list)
     mean_commit_ms: float | None = None
     commits: int = 0
+    streams: "StreamStats | None" = None
 
     def row(self) -> list[str]:
         r = self.load
@@ -585,6 +612,17 @@ class Phase:
 
 
 @dataclass
+class StreamStats:
+    subscribers: int
+    ready: int
+    events_per_s: float
+    mib_per_s: float
+    reconnects: int
+    dropped: int  # streams the service closed for falling behind (its /metrics)
+    consumer_cpu: float  # share of one core
+
+
+@dataclass
 class Config:
     connections: int
     seconds: float
@@ -595,6 +633,8 @@ class Config:
     idempotency_keys: bool
     ceiling: bool
     chain_off: bool = False
+    subscribers: int = 0
+    stream_rounds: int = 2
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -772,7 +812,130 @@ async def bench(
                         client if name != "journal_off" else None,
                     )
                 )
+            if cfg.subscribers:
+                phases += await stream_phases(
+                    cfg, client, services["durable"], admin, keys["durable"], count, cap(count)
+                )
         return phases, await check_stored(durable_url, phases)
+
+
+async def stream_phases(
+    cfg: Config,
+    client: httpx.AsyncClient,
+    service: Service,
+    admin: str,
+    keys: list[str],
+    count: int,
+    max_requests: int,
+) -> list[Phase]:
+    """The durable service without streams and with `cfg.subscribers` streams on its hot
+    listing, alternately (`cfg.stream_rounds` times each), each phase on fresh listings: the
+    machine is shared, so each figure is set beside baselines measured around it."""
+    watcher = await mint_key(client, service, admin, "bench-watcher")
+    out: list[Phase] = []
+    for _ in range(cfg.stream_rounds):
+        for with_streams in (False, True):
+            ids = await open_listings(client, service, admin, count, 7 * 24 * 3600)
+            requests = bid_requests(
+                service.port, ids, keys, cfg.connections, cfg.bid_amount, cfg.idempotency_keys
+            )
+            if with_streams:
+                out.append(
+                    await with_subscribers(cfg, client, service, watcher, ids[0], requests,
+                                           max_requests, count)
+                )
+            else:
+                out.append(
+                    await run_phase(
+                        "durable, no streams", "durable_no_streams", service, requests, cfg,
+                        max_requests, count, client,
+                    )
+                )
+    return out
+
+
+async def with_subscribers(
+    cfg: Config,
+    client: httpx.AsyncClient,
+    service: Service,
+    watcher: str,
+    listing: str,
+    requests: list[list[bytes]],
+    max_requests: int,
+    count: int,
+) -> Phase:
+    consumer = Consumer(service.port, watcher, listing, cfg.subscribers)
+    try:
+        ready = await consumer.ready()
+        log(f"{ready} of {cfg.subscribers} streams attached to listing {listing}")
+        dropped_before = await metric_value(client, service, DROPPED_METRIC)
+        before, cpu_before = await consumer.mark(), proc_cpu_s(consumer.pid)
+        phase = await run_phase(
+            f"durable + {cfg.subscribers} streams", "durable_streams", service, requests, cfg,
+            max_requests, count, client,
+        )
+        after, cpu_after = await consumer.mark(), proc_cpu_s(consumer.pid)
+        dropped = await metric_value(client, service, DROPPED_METRIC)
+    finally:
+        consumer.stop()
+    wall = after["t"] - before["t"]
+    phase.streams = st = StreamStats(
+        cfg.subscribers, ready, (after["events"] - before["events"]) / wall,
+        (after["bytes"] - before["bytes"]) / wall / 2**20,
+        after["reconnects"] - before["reconnects"], int(dropped - dropped_before),
+        (cpu_after - cpu_before) / wall,
+    )
+    log(
+        f"     streams: {st.events_per_s:,.0f} events/s delivered in all"
+        f" ({st.mib_per_s:,.1f} MiB/s), {st.dropped} dropped by the service for falling"
+        f" behind, {st.reconnects} reconnects, subscriber process cpu {st.consumer_cpu:.0%}"
+    )
+    return phase
+
+
+class Consumer:
+    """bench/streams.py as a child process: N streams read outside the service's process."""
+
+    def __init__(self, port: int, key: str, listing: str, subscribers: int) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable, str(ROOT / "bench" / "streams.py"), "--port", str(port),
+                "--key", key, "--listing", listing, "--subscribers", str(subscribers),
+            ],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        self.pid = self.process.pid
+
+    async def ready(self) -> int:
+        message = await self._read()
+        if message.get("errors"):
+            log(f"  stream errors while attaching: {message['errors']}")
+        return int(message["ready"])
+
+    async def mark(self) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write("mark\n")
+        self.process.stdin.flush()
+        return await self._read()
+
+    async def _read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), 120)
+        if not line:
+            raise RuntimeError(f"the stream consumer exited ({self.process.poll()})")
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            assert self.process.stdin is not None
+            self.process.stdin.write("stop\n")
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
 
 
 async def check_stored(durable_url: str | None, phases: list[Phase]) -> str:
@@ -834,6 +997,8 @@ def summarise(
             None if durable.mean_batch is None else round(durable.mean_batch, 2)
         )
         out["batch_buckets"][key] = dict(durable.batch_buckets)
+    if cfg.subscribers:
+        out["streams"] = {str(c): stream_summary(phases, c) for c in cfg.listing_counts}
     out["cpu_share_of_one_core"] = {
         p.name + ("" if p.listings is None else f" L={p.listings}"): {
             "client": round(p.client_cpu, 2),
@@ -859,6 +1024,33 @@ def summarise(
         elapsed_s=round(elapsed, 1),
     )
     return out
+
+
+def stream_summary(phases: list[Phase], count: int) -> dict[str, Any]:
+    """Mean accepted bids/s with streams over the mean without (alternating phases)."""
+    ours = [p for p in phases if p.listings == count]
+    with_streams = [p for p in ours if p.target == "durable_streams"]
+    without = [p for p in ours if p.target == "durable_no_streams"]
+    rate = sum(p.load.ok_per_s for p in with_streams) / len(with_streams)
+    baseline = sum(p.load.ok_per_s for p in without) / len(without)
+    stats = [p.streams for p in with_streams if p.streams is not None]
+    return {
+        "subscribers": stats[0].subscribers,
+        "attached": [s.ready for s in stats],
+        "accepted_bids_per_s": round(rate, 1),
+        "accepted_bids_per_s_without": round(baseline, 1),
+        "ratio": round(rate / baseline, 3) if baseline else None,
+        "per_phase_with": [round(p.load.ok_per_s, 1) for p in with_streams],
+        "per_phase_without": [round(p.load.ok_per_s, 1) for p in without],
+        "events_delivered_per_s": round(sum(s.events_per_s for s in stats) / len(stats), 1),
+        "mib_delivered_per_s": round(sum(s.mib_per_s for s in stats) / len(stats), 1),
+        "dropped_for_falling_behind": sum(s.dropped for s in stats),
+        "reconnects": sum(s.reconnects for s in stats),
+        "subscriber_process_cpu": [round(s.consumer_cpu, 2) for s in stats],
+        "server_cpu_with": [round(p.server_cpu, 2) for p in with_streams],
+        "server_cpu_without": [round(p.server_cpu, 2) for p in without],
+        "p99_ms_with": [round(p.load.percentile_ms(0.99), 2) for p in with_streams],
+    }
 
 
 @contextlib.contextmanager
@@ -906,6 +1098,18 @@ def parse_args(argv: list[str] | None) -> Config:
         help="also measure the durable service without the audit chain's hashing",
     )
     parser.add_argument(
+        "--subscribers",
+        type=int,
+        default=0,
+        help="also run the durable service with this many live streams on the hot listing",
+    )
+    parser.add_argument(
+        "--stream-rounds",
+        type=int,
+        default=2,
+        help="with --subscribers: alternate this many phases without and with streams",
+    )
+    parser.add_argument(
         "--no-ceiling",
         action="store_true",
         help="skip the raw-server measurement of the client's own ceiling",
@@ -927,6 +1131,8 @@ def parse_args(argv: list[str] | None) -> Config:
         args.idempotency_keys,
         not args.no_ceiling,
         args.chain_off,
+        max(0, args.subscribers),
+        max(1, args.stream_rounds),
     )
 
 
@@ -1049,6 +1255,15 @@ def main(argv: list[str] | None = None) -> None:
             f" durable/chain-off {summary['ratio_durable_over_chain_off'].get(key, '-')},"
             f" mean batch {summary['mean_batch_size'][key]},"
             f" batch buckets {summary['batch_buckets'][key]}"
+        )
+    for count, st in summary.get("streams", {}).items():
+        log(
+            f"listings={count}: with {st['subscribers']} streams {st['accepted_bids_per_s']:,.0f}"
+            f" bids/s vs {st['accepted_bids_per_s_without']:,.0f} without (means of the"
+            f" alternating phases): ratio {st['ratio']};"
+            f" {st['events_delivered_per_s']:,.0f} events/s delivered"
+            f" ({st['mib_delivered_per_s']} MiB/s), {st['dropped_for_falling_behind']}"
+            f" streams dropped for falling behind, {st['reconnects']} reconnects"
         )
     if summary["client_ceiling_per_s"] is not None:
         log(

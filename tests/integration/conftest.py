@@ -18,6 +18,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 #: starts so that money never gets in their way; tests about money use other names.
 FUNDED_LENDERS = (
     "lena", "l1", "l2", "l3", "l4", "chen", "dora", "otto", "mia", "abe", "zoe", "leo", "carl-7",
+    "maxim",
 )
 FUNDS = 10**12
 #: A fixed Fernet key for webhook secrets at rest (a real database needs one configured).

@@ -1,0 +1,1 @@
+"""Live view: server-sent event streams of committed events, and the auction page."""
