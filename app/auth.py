@@ -5,11 +5,14 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from uuid import UUID, uuid4
 
 from app.errors import Forbidden, Unauthorized
 from app.store import Store
+
+if TYPE_CHECKING:
+    from app.store import Connection
 
 Role = Literal["admin", "borrower", "lender"]
 
@@ -65,12 +68,15 @@ class Keys:
             principal = self._cache[digest] = Principal(row["role"], row["subject"])
         return principal
 
-    async def mint(self, role: Role, subject: str) -> MintedKey:
-        """Create a key; the plain key is returned once and never stored."""
+    async def mint(
+        self, role: Role, subject: str, conn: "Connection | None" = None
+    ) -> MintedKey:
+        """Create a key (in `conn`'s transaction when given); the plain key is returned once and
+        never stored."""
         minted = MintedKey(
             uuid4(), "la_" + secrets.token_urlsafe(32), role, subject, datetime.now(UTC)
         )
         await self._store.insert_api_key(
-            minted.id, hash_key(minted.key), role, subject, minted.created_at
+            minted.id, hash_key(minted.key), role, subject, minted.created_at, conn
         )
         return minted

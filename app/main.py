@@ -13,7 +13,7 @@ from app import database
 from app.api import bids, events, health, keys, listings, loans, problems, webhooks
 from app.api.bids import BID_PATH
 from app.api.deps import Services
-from app.api.lean import FastLane
+from app.api.lean import FastLane, LanePlan
 from app.auth import Keys
 from app.journal import BatchStats, Entry, JournalWriter
 from app.market import Market
@@ -44,9 +44,9 @@ def create_app(settings: Settings) -> FastAPI:
     problems.install(app)
     for module in (listings, bids, loans, events, keys, webhooks, health):
         app.include_router(module.router)
-    app.add_middleware(
-        FastLane, route=_route(bids.router, "POST", BID_PATH), handlers=app.exception_handlers
-    )
+    if settings.bid_fast_lane:
+        plan = LanePlan.of(_route(bids.router, "POST", BID_PATH))  # refuses here, not later
+        app.add_middleware(FastLane, plan=plan, handlers=app.exception_handlers)
     app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes, metrics=metrics)
     return app
 
@@ -106,6 +106,7 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
         Keys(store, admin_key),
         RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         Webhooks(dispatcher.store, dispatcher),
+        market.idempotency,
     )
     tasks = [asyncio.create_task(writer.run(), name="journal")]
     try:

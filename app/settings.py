@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     #: Benchmark baseline only: acknowledge writes without storing them. Never in production.
     journal_enabled: bool = True
     idempotency_ttl_s: int = 48 * 3600
+    #: Serve POST /v1/listings/{id}/bids past FastAPI's per-request machinery (same answers).
+    bid_fast_lane: bool = True
     rate_limit_per_s: float = 0.0
     rate_limit_burst: int = 100
 

@@ -4,10 +4,15 @@ Plain SQL, plain rows: the store knows tables, not rules.
 """
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import asyncpg
 from asyncpg import Record
+from asyncpg.pool import PoolConnectionProxy
+
+if TYPE_CHECKING:
+    Connection = PoolConnectionProxy[asyncpg.Record]
 
 
 class Store:
@@ -109,9 +114,10 @@ class Store:
         return await self.pool.fetchrow("SELECT * FROM api_keys WHERE key_hash = $1", key_hash)
 
     async def insert_api_key(
-        self, key_id: UUID, key_hash: bytes, role: str, subject: str, created_at: datetime
+        self, key_id: UUID, key_hash: bytes, role: str, subject: str, created_at: datetime,
+        conn: "Connection | None" = None,
     ) -> None:
-        await self.pool.execute(
+        await (self.pool if conn is None else conn).execute(
             """INSERT INTO api_keys (id, key_hash, role, subject, created_at)
                VALUES ($1, $2, $3, $4, $5)""",
             key_id, key_hash, role, subject, created_at,
@@ -120,6 +126,14 @@ class Store:
     async def idempotency_record(self, scope: str, key: str) -> Record | None:
         return await self.pool.fetchrow(
             "SELECT * FROM idempotency_keys WHERE scope = $1 AND key = $2", scope, key
+        )
+
+    async def insert_idempotency(self, conn: "Connection", row: tuple[Any, ...]) -> None:
+        """A record written inside the caller's transaction (the journal writes its own)."""
+        await conn.execute(
+            """INSERT INTO idempotency_keys (scope, key, request_hash, status, body, created_at)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            *row,
         )
 
     async def delete_idempotency_before(self, moment: datetime) -> int:

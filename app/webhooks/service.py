@@ -3,7 +3,7 @@
 import base64
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 import orjson
@@ -12,6 +12,9 @@ from app.clock import format_utc
 from app.errors import NotFound
 from app.webhooks.dispatcher import Dispatcher
 from app.webhooks.store import WebhookStore
+
+if TYPE_CHECKING:
+    from app.store import Connection
 
 DEFAULT_EVENT_TYPES = ["listing.funded", "listing.failed"]
 
@@ -22,7 +25,8 @@ class Webhooks:
         self.dispatcher = dispatcher
 
     async def create(
-        self, url: str, event_types: list[str] | None, description: str
+        self, url: str, event_types: list[str] | None, description: str,
+        conn: "Connection | None" = None,
     ) -> dict[str, Any]:
         secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
         row = await self.store.create_endpoint(
@@ -32,6 +36,7 @@ class Webhooks:
             description,
             secret,
             datetime.now(UTC),
+            conn,
         )
         return {**_endpoint(row), "secret": secret}
 
@@ -53,9 +58,9 @@ class Webhooks:
         rows = await self.store.deliveries(_uuid(endpoint_id, "webhook_endpoint_not_found"), limit)
         return {"data": [_delivery(r) for r in rows]}
 
-    async def redeliver(self, event_id: str) -> dict[str, Any]:
+    async def redeliver(self, event_id: str, conn: "Connection | None" = None) -> dict[str, Any]:
         """Queue a known event again (the caller checked it exists)."""
-        rows = await self.store.redeliver(_uuid(event_id, "event_not_found"))
+        rows = await self.store.redeliver(_uuid(event_id, "event_not_found"), conn)
         self.dispatcher.nudge()
         return {
             "data": [
