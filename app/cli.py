@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import logging
 import runpy
 import secrets
 import sys
@@ -60,16 +61,13 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     if settings.admin_key is None:
         key = "la_admin_" + secrets.token_urlsafe(24)
         settings = settings.model_copy(update={"admin_key": SecretStr(key)})
-        print(
+        print(  # stdout: stderr carries only JSON log lines
             f"admin key for this run (set LOAN_AUCTION_ADMIN_KEY to choose one): {key}",
-            file=sys.stderr,
             flush=True,
         )
     host, port = host or settings.host, port or settings.port
-    print(
-        f"loan-auction starting on http://{host}:{port} (docs at /docs)",
-        file=sys.stderr,
-        flush=True,
+    logging.getLogger("app").info(
+        "loan-auction starting", extra={"url": f"http://{host}:{port}", "docs": "/docs"}
     )
     uvicorn.run(
         create_app(settings),

@@ -47,7 +47,10 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.bid_fast_lane:
         plan = LanePlan.of(_route(bids.router, "POST", BID_PATH))  # refuses here, not later
         app.add_middleware(FastLane, plan=plan, handlers=app.exception_handlers)
-    app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(
+        EdgeMiddleware, max_body=settings.max_body_bytes, metrics=metrics,
+        access_log=settings.access_log,
+    )
     return app
 
 

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = 48 * 3600
     #: Serve POST /v1/listings/{id}/bids past FastAPI's per-request machinery (same answers).
     bid_fast_lane: bool = True
+    #: One JSON line per request on stderr; benchmarks turn it off.
+    access_log: bool = True
     rate_limit_per_s: float = 0.0
     rate_limit_burst: int = 100
 
