@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 
 from app import database
 from app.api import bids, events, health, keys, listings, loans, problems, webhooks
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings) -> FastAPI:
     metrics = Metrics()
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc load their scripts from this service, not a CDN
         title="Loan auction engine",
         version="1.0.0",
         description="Borrowers post listings, lenders bid rates, the cheapest bids fund the loan.",
