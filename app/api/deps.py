@@ -105,7 +105,6 @@ AnyKey = Annotated[Principal, Depends(Requires("admin", "borrower", "lender"))]
 Admin = Annotated[Principal, Depends(Requires("admin"))]
 Borrower = Annotated[Principal, Depends(Requires("borrower", "admin"))]
 Lender = Annotated[Principal, Depends(Requires("lender", "admin"))]
-Caller = AnyKey
 Svc = Annotated[Services, Depends(services)]
 Idem = Annotated[IdempotentRequest | None, Depends(idempotent)]
 

@@ -54,7 +54,9 @@ async def test_the_openapi_document_declares_the_bearer_key_on_every_route_that_
     }
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
-            expected = [{"ApiKey": []}] if path.startswith("/v1/") else None
+            expected: list[dict[str, list[str]]] | None = (
+                [{"ApiKey": []}] if path.startswith("/v1/") else None
+            )
             assert operation.get("security") == expected, (method, path)
             headers = {p["name"].lower() for p in operation.get("parameters", [])
                        if p["in"] == "header"}

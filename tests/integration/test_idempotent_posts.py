@@ -77,6 +77,7 @@ SHOWN_ONCE = {"/v1/api-keys": "key", "/v1/webhook-endpoints": "secret"}
 
 @pytest.fixture
 async def service(database_url: str) -> Any:
+    # Loopback webhook URLs: the setting that allows them once egress rules exist (ignored now).
     async with running_service(database_url, webhook_allow_private=True) as running:
         yield running
 
