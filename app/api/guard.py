@@ -89,24 +89,18 @@ async def idempotent(
 ) -> IdempotentRequest | None:
     """The length is checked here, not by `Header(max_length=)`, so that the bid fast lane, which
     calls this directly, gives the same answer."""
-    return idempotent_request(
-        request, request.state.principal, idempotency_key, await request.body()
-    )
-
-
-def idempotent_request(
-    request: Request, who: Principal, key: str | None, body: bytes
-) -> IdempotentRequest | None:
-    if key is None:
+    if idempotency_key is None:
         return None
-    if not key.strip() or len(key) > 255:
+    if not idempotency_key.strip() or len(idempotency_key) > 255:
         raise Invalid(
             "validation_error",
             "Idempotency-Key must be 1 to 255 characters",
             extra={"errors": [{"field": "Idempotency-Key", "message": "bad length"}]},
         )
+    who: Principal = request.state.principal
     return IdempotentRequest.of(
-        f"{who.role}:{who.subject}", key, request.method, request.url.path, body
+        f"{who.role}:{who.subject}", idempotency_key, request.method, request.url.path,
+        await request.body(),
     )
 
 
