@@ -6,8 +6,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, FastAPI
-from fastapi.routing import APIRoute
+from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app import database
@@ -46,20 +45,13 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (listings, bids, loans, events, keys, webhooks, health):
         app.include_router(module.router)
     if settings.bid_fast_lane:
-        plan = LanePlan.of(_route(bids.router, "POST", BID_PATH))  # refuses here, not later
+        plan = LanePlan.for_app(app, "POST", BID_PATH)  # refuses here, not at the first request
         app.add_middleware(FastLane, plan=plan, handlers=app.exception_handlers)
     app.add_middleware(
         EdgeMiddleware, max_body=settings.max_body_bytes, metrics=metrics,
         access_log=settings.access_log,
     )
     return app
-
-
-def _route(router: APIRouter, method: str, path: str) -> APIRoute:
-    for route in router.routes:
-        if isinstance(route, APIRoute) and route.path == path and method in (route.methods or ()):
-            return route
-    raise LookupError(f"{method} {path} is not routed")
 
 
 @contextlib.asynccontextmanager

@@ -11,10 +11,12 @@ app is built, a route that declares anything else: that would be skipped silentl
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from re import Pattern
 from typing import Any
 
-from fastapi import Request
-from fastapi.routing import APIRoute
+from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.guard import Requires, idempotent
@@ -25,14 +27,28 @@ class LanePlan:
     """How the lane calls a route's endpoint: which parameter gets what."""
 
     route: APIRoute
+    path_regex: Pattern[str]
     guard: Requires
     request: str
     who: str | None
     idem: str | None
 
     @classmethod
-    def of(cls, route: APIRoute) -> "LanePlan":
-        d = route.dependant
+    def for_app(cls, app: FastAPI, method: str, path: str) -> "LanePlan":
+        """The plan for a route as the app serves it, with router- and app-level dependencies."""
+        for context in iter_route_contexts(app.routes):
+            route = context.original_route
+            if (isinstance(route, APIRoute) and context.path == path
+                    and method in (context.methods or ())):
+                return cls.of(route, context.dependant, context.path_regex)
+        raise LookupError(f"{method} {path} is not routed")
+
+    @classmethod
+    def of(
+        cls, route: APIRoute, dependant: Dependant | None = None,
+        path_regex: Pattern[str] | None = None,
+    ) -> "LanePlan":
+        d = dependant or route.dependant
         skipped = [f.name for f in (*d.query_params, *d.header_params, *d.cookie_params,
                                     *d.body_params)]
         skipped += [f.name for f in d.path_params  # the lane passes the matched text unchecked
@@ -54,7 +70,7 @@ class LanePlan:
                 f"the fast lane cannot serve {route.path}: it needs a Requires dependency and a "
                 f"Request parameter, and would skip {skipped}"
             )
-        return cls(route, guard, d.request_param_name, who, idem)
+        return cls(route, path_regex or route.path_regex, guard, d.request_param_name, who, idem)
 
 
 class FastLane:
@@ -68,7 +84,7 @@ class FastLane:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = None
         if scope["type"] == "http" and scope["method"] in self.methods:
-            match = self.route.path_regex.match(scope["path"])
+            match = self.plan.path_regex.match(scope["path"])
         if match is None:
             await self.app(scope, receive, send)
             return

@@ -4,16 +4,18 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import pytest
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
 from app.api.bids import BID_PATH
 from app.api.bids import router as bids
-from app.api.deps import Idem, Lender, Svc
+from app.api.deps import Idem, Lender, Svc, services
 from app.api.guard import GuardedRoute
 from app.api.lean import LanePlan
 from app.api.schemas import PlaceBidIn
+from app.main import create_app
+from app.settings import Settings
 
 
 def _post(endpoint: Callable[..., Any], path: str = "/x/{listing_id}") -> APIRoute:
@@ -80,3 +82,11 @@ async def _no_idempotency(listing_id: str, request: Request, who: Lender) -> Res
 def test_a_post_route_without_an_idempotency_key_cannot_be_declared() -> None:
     with pytest.raises(TypeError, match="must take an Idempotency-Key"):
         _post(_no_idempotency)
+
+
+def test_a_dependency_added_where_the_bid_route_is_included_is_refused_too() -> None:
+    assert LanePlan.for_app(create_app(Settings()), "POST", BID_PATH).who == "who"
+    app = FastAPI()
+    app.include_router(bids, dependencies=[Depends(services)])  # router-level, as served
+    with pytest.raises(TypeError, match="fast lane cannot serve"):
+        LanePlan.for_app(app, "POST", BID_PATH)
