@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from app.market import Market
+from app.waits import event_or_timeout
 
 _MAX_SLEEP_S = 1.0  # also bounds how late a deadline fires after a recovery swapped engines
 
@@ -19,10 +20,7 @@ async def run_deadlines(market: Market) -> None:
         timeout = _MAX_SLEEP_S
         if deadline is not None:
             timeout = min(_MAX_SLEEP_S, max(0.0, deadline / 1e6 - time.time()))
-        try:
-            await asyncio.wait_for(market.deadline_changed.wait(), timeout)
-        except TimeoutError:
-            pass
+        await event_or_timeout(market.deadline_changed, timeout)
         market.deadline_changed.clear()
         market.advance_clock()
 

@@ -22,6 +22,7 @@ from standardwebhooks import Webhook
 
 from app.clock import format_utc
 from app.metrics import Metrics
+from app.waits import event_or_timeout
 from app.webhooks.store import WebhookStore
 
 log = logging.getLogger(__name__)
@@ -61,10 +62,7 @@ class Dispatcher:
                 except Exception as error:  # postgres away or a bug: log, back off, go on
                     log.warning("webhook round failed", extra={"error": repr(error)})
                 await asyncio.sleep(min(_MIN_GAP_S, self.poll_s))
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), self.poll_s)
-                except TimeoutError:
-                    pass
+                await event_or_timeout(self._wakeup, self.poll_s)
                 self._wakeup.clear()
         finally:  # on shutdown, let attempts in flight record their outcome briefly
             in_flight = list(self._busy.values())
