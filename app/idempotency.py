@@ -8,9 +8,10 @@ too: stored and replayed like a success, as Stripe does. A request refused befor
 invalid shape, 401, 403, 429) or one that failed (5xx) is not stored: nothing happened, so
 running it again is safe.
 
-Concurrent duplicates in this process wait for the first. The action runs in a task of its own,
-so a client that disconnects cannot cancel it between acting and recording: its slot stays held
-until the record is committed or the action has failed.
+Concurrent duplicates in this process wait for the first, then replay its record. The lookup
+and the action run in a task of their own, holding the caller's slot: a client that disconnects
+cannot cancel the action between acting and recording, and its slot stays held until the record
+is committed or the action has failed.
 """
 
 import asyncio
@@ -79,25 +80,25 @@ class Idempotency:
         self, request: IdempotentRequest, action: Callable[[], Awaitable[Reply]]
     ) -> Reply:
         slot = (request.scope, request.key)
-        while True:
-            pending = self._inflight.get(slot)
-            if pending is not None:
-                await asyncio.wait([pending])
-                continue
-            record = await self._store.idempotency_record(*slot)
-            if record is not None:
-                if bytes(record["request_hash"]) != request.request_hash:
-                    raise Invalid(
-                        "idempotency_key_reused",
-                        "this Idempotency-Key was used with another request",
-                    )
-                return Reply(record["status"], bytes(record["body"]), replayed=True)
-            if slot not in self._inflight:
-                break
-        task = asyncio.ensure_future(action())
+        while (pending := self._inflight.get(slot)) is not None:
+            await asyncio.wait([pending])
+        # The slot is taken before the record is looked up, so a lookup can never be stale.
+        task = asyncio.ensure_future(self._replay_or_act(request, action))
         self._inflight[slot] = task
         task.add_done_callback(lambda done: self._release(slot, done))
         return await asyncio.shield(task)
+
+    async def _replay_or_act(
+        self, request: IdempotentRequest, action: Callable[[], Awaitable[Reply]]
+    ) -> Reply:
+        record = await self._store.idempotency_record(request.scope, request.key)
+        if record is None:
+            return await action()
+        if bytes(record["request_hash"]) != request.request_hash:
+            raise Invalid(
+                "idempotency_key_reused", "this Idempotency-Key was used with another request"
+            )
+        return Reply(record["status"], bytes(record["body"]), replayed=True)
 
     def _release(self, slot: tuple[str, str], task: "asyncio.Task[Reply]") -> None:
         del self._inflight[slot]
