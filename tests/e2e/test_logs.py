@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,21 +25,24 @@ async def test_every_stderr_line_is_json_and_each_request_gets_an_access_line(
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "LOAN_AUCTION_ADMIN_KEY", "XDG_RUNTIME_DIR",
                         "PYTHONWARNINGS") and not k.startswith("LOAN_AUCTION_")}
-    env["LOAN_AUCTION_DATA_DIR"] = str(tmp_path / "data")
     out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-        )
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-            await _until_ready(client, process, err)
-            refused = await client.get("/v1/listings", headers={"X-Request-ID": "trace-me"})
-            assert refused.status_code == 401
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+    # Not under tmp_path: the embedded server runs as another user, and pytest keeps its base
+    # folder private (a concurrent pytest run resets it to 0700).
+    with tempfile.TemporaryDirectory(prefix="la-logs-") as data:
+        env["LOAN_AUCTION_DATA_DIR"] = data
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+            )
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
+                await _until_ready(c, process, err)
+                refused = await c.get("/v1/listings", headers={"X-Request-ID": "trace-me"})
+                assert refused.status_code == 401
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
     lines = [line for line in err.read_text().splitlines() if line.strip()]
     entries: list[dict[str, Any]] = []
     for line in lines:
