@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import contextlib
+import logging
 import re
 import runpy
 import sys
@@ -103,10 +104,8 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
             flush=True,
         )
     host, port = host or settings.host, port or settings.port
-    print(
-        f"loan-auction starting on http://{host}:{port} (docs at /docs)",
-        file=sys.stderr,
-        flush=True,
+    logging.getLogger("app").info(
+        "loan-auction starting", extra={"url": f"http://{host}:{port}", "docs": "/docs"}
     )
     config = uvicorn.Config(
         create_app(settings),

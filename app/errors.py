@@ -81,6 +81,10 @@ class Unavailable(ApiError):
         )
 
 
+def malformed_body() -> ApiError:
+    return ApiError("malformed_body", "the body is not valid JSON")
+
+
 def from_rejection(rejection: Rejection) -> ApiError:
     """Map an engine rejection to its HTTP error, keeping the engine's code."""
     extra: dict[str, Any] = {}

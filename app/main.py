@@ -7,8 +7,8 @@ import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
-from fastapi import APIRouter, FastAPI
-from fastapi.routing import APIRoute
+from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from app import database
 from app.accounts.service import Accounts
@@ -16,7 +16,7 @@ from app.accounts.store import AccountStore
 from app.api import accounts, bids, events, health, keys, listings, loans, problems, webhooks
 from app.api.bids import BID_PATH
 from app.api.deps import Services
-from app.api.lean import FastLane
+from app.api.lean import FastLane, LanePlan
 from app.audit import service as audit
 from app.journal import BatchStats, Entry, JournalWriter
 from app.keys import admin
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings) -> FastAPI:
     metrics = Metrics()
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc load their scripts from this service, not a CDN
         title="Loan auction engine",
         version="1.0.0",
         description="Borrowers post listings, lenders bid rates, the cheapest bids fund the loan.",
@@ -57,18 +57,14 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (listings, bids, accounts, loans, events, keys, webhooks, health):
         app.include_router(module.router)
     live_routes.install(app)
+    if settings.bid_fast_lane:
+        plan = LanePlan.for_app(app, "POST", BID_PATH)  # refuses here, not at the first request
+        app.add_middleware(FastLane, plan=plan, handlers=app.exception_handlers)
     app.add_middleware(
-        FastLane, route=_route(bids.router, "POST", BID_PATH), handlers=app.exception_handlers
+        EdgeMiddleware, max_body=settings.max_body_bytes, metrics=metrics,
+        access_log=settings.access_log,
     )
-    app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes, metrics=metrics)
     return app
-
-
-def _route(router: APIRouter, method: str, path: str) -> APIRoute:
-    for route in router.routes:
-        if isinstance(route, APIRoute) and route.path == path and method in (route.methods or ()):
-            return route
-    raise LookupError(f"{method} {path} is not routed")
 
 
 @contextlib.asynccontextmanager
@@ -129,6 +125,7 @@ async def _running(
         keys,
         RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         webhooks,
+        market.idempotency,
         Accounts(market, AccountStore(store.pool)),
         {
             "grades": policy_json(policies), "max_lender_share_bps": settings.max_lender_share_bps,

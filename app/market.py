@@ -18,7 +18,7 @@ import orjson
 from app.auth import Principal
 from app.clock import Clock
 from app.errors import ApiError, Conflict, NotFound, Unavailable, from_rejection
-from app.idempotency import Idempotency, IdempotentRequest, Reply
+from app.idempotency import Idempotency, IdempotentRequest, Reply, is_outcome
 from app.journal import BatchStats, Entry, JournalWriter
 from app.metrics import Metrics
 from app.outcomes import EntryBuilder
@@ -221,13 +221,10 @@ class Market:
         self, who: Principal, account_id: str, amount: int, reference: str | None,
         withdrawal: bool, idem: IdempotentRequest | None,
     ) -> Reply:
-        """A deposit (admin: the payment side reports money in custody) or a withdrawal (the
-        account's owner or an admin)."""
+        """A deposit (admin, checked by the route: the payment side reports money in custody)
+        or a withdrawal (the account's owner or an admin)."""
         if withdrawal:
-            who.require("lender", "borrower", "admin")
             who.require_subject(account_id)
-        else:
-            who.require("admin")
 
         def act() -> tuple[list[Event], Callable[[], Reply]] | Rejection:
             kind = Withdraw if withdrawal else Deposit
@@ -293,6 +290,24 @@ class Market:
     ) -> Reply:
         if not self.writable:
             raise Unavailable("the service is rebuilding its books; retry shortly")
+        try:
+            events, render = await self._decide(act, listing_id, guard)
+        except ApiError as error:
+            if idem is None or not is_outcome(error):
+                raise
+            reply = idem.refusal(error)  # decided by the engine: stored, and replayed
+            await self._commit(Entry(idempotency=[idem.record(reply, datetime.now(UTC))]))
+            return reply
+        entry = self._entry(events)
+        reply = render()
+        if idem is not None:
+            entry.idempotency.append(idem.record(reply, datetime.now(UTC)))
+        await self._commit(entry)
+        return reply
+
+    async def _decide(
+        self, act: Action, listing_id: str | None, guard: Guard | None
+    ) -> tuple[list[Event], Callable[[], Reply]]:
         if guard is not None:
             await guard()
         result = act()
@@ -300,17 +315,14 @@ class Market:
             if result.code == LISTING_NOT_FOUND and listing_id is not None:
                 raise await self._closed_or_missing(listing_id)
             raise from_rejection(result)
-        events, render = result
-        entry = self._entry(events)
-        reply = render()
-        if idem is not None:
-            entry.idempotency.append(idem.record(reply, datetime.now(UTC)))
-        future = self._submit(entry)
+        return result
+
+    async def _commit(self, entry: Entry) -> None:
+        """Shielded: a request cancelled while waiting must not cancel the writer's future."""
         try:
-            await future
+            await asyncio.shield(self._submit(entry))
         except Exception as error:
             raise Unavailable("the write could not be stored; retry") from error
-        return reply
 
     def _entry(self, events: list[Event]) -> Entry:
         for event in events:

@@ -1,6 +1,7 @@
-"""ASGI middleware: request ids, the body-size limit, per-route metrics."""
+"""ASGI middleware: request ids, the body-size limit, per-route metrics, one access log line."""
 
 import contextvars
+import logging
 import os
 import time
 from typing import Any
@@ -13,6 +14,7 @@ from app.errors import PROBLEM_JSON, PayloadTooLarge
 from app.metrics import Metrics
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+access = logging.getLogger("app.access")
 
 
 class _TooLarge(HTTPException):
@@ -23,12 +25,16 @@ class _TooLarge(HTTPException):
 
 
 class EdgeMiddleware:
-    """Tags each request with an id, caps the body at `max_body` bytes (413), counts it."""
+    """Tags each request with an id, caps the body at `max_body` bytes (413), counts it, and
+    logs one access line for it (unless `access_log` is off, as in benchmarks)."""
 
-    def __init__(self, app: ASGIApp, max_body: int, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body: int, metrics: Metrics, access_log: bool = True
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.metrics = metrics
+        self.access_log = access_log
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -83,8 +89,14 @@ class EdgeMiddleware:
                 self.metrics.http_requests.labels(scope["method"], path, str(status)),
                 self.metrics.http_latency.labels(scope["method"], path),
             )
+        seconds = time.perf_counter() - started
         children[0].inc()
-        children[1].observe(time.perf_counter() - started)
+        children[1].observe(seconds)
+        if self.access_log:
+            access.info("request", extra={
+                "method": scope["method"], "route": path, "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+            })
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

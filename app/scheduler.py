@@ -5,12 +5,12 @@ listing (which may close sooner) wakes this task through `market.deadline_change
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
 
 from app.market import Market
+from app.waits import event_or_timeout
 from app.webhooks.store import WebhookStore
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,7 @@ async def run_deadlines(market: Market) -> None:
         timeout = _MAX_SLEEP_S
         if deadline is not None:
             timeout = min(_MAX_SLEEP_S, max(0.0, deadline / 1e6 - time.time()))
-        with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can swallow a cancel
-            async with asyncio.timeout(timeout):
-                await market.deadline_changed.wait()
+        await event_or_timeout(market.deadline_changed, timeout)
         market.deadline_changed.clear()
         market.advance_clock()
 

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     #: Rows per journal transaction (a backlog of resolutions commits in pieces this size).
     journal_max_batch_rows: int = 20_000
     idempotency_ttl_s: int = 48 * 3600
+    #: Serve POST /v1/listings/{id}/bids past FastAPI's per-request machinery (same answers).
+    bid_fast_lane: bool = True
+    #: One JSON line per request on stderr; benchmarks turn it off.
+    access_log: bool = True
     #: Per API key, on by default; a platform raises them, a benchmark or a trusted gateway
     #: sets the rate to 0 (off). 50/s with bursts of 100 is more than a person or a bidding bot
     #: needs, and bounds what one leaked key can do.

@@ -5,10 +5,15 @@ Plain SQL, plain rows: the store knows tables, not rules.
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import asyncpg
 from asyncpg import Record
+from asyncpg.pool import PoolConnectionProxy
+
+if TYPE_CHECKING:
+    Connection = PoolConnectionProxy[asyncpg.Record]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +130,14 @@ class Store:
     async def idempotency_record(self, scope: str, key: str) -> Record | None:
         return await self.pool.fetchrow(
             "SELECT * FROM idempotency_keys WHERE scope = $1 AND key = $2", scope, key
+        )
+
+    async def insert_idempotency(self, conn: "Connection", row: tuple[Any, ...]) -> None:
+        """A record written inside the caller's transaction (the journal writes its own)."""
+        await conn.execute(
+            """INSERT INTO idempotency_keys (scope, key, request_hash, status, body, created_at)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            *row,
         )
 
     async def delete_idempotency_before(self, moment: datetime) -> int:

@@ -33,8 +33,9 @@ The load generator is a minimal asyncio HTTP/1.1 client (pre-built request bytes
 in flight per keep-alive connection, uvloop when installed), in this process. Each phase shows
 the CPU used by the client, the server process, Postgres and the whole machine, so a client or
 machine bottleneck is visible rather than guessed. Rate limiting, on by default, is switched off
-in the services (LOAN_AUCTION_RATE_LIMIT_PER_S=0 and ..._UNAUTHENTICATED_PER_S=0); bids carry no
-Idempotency-Key unless --idempotency-keys.
+in the services (LOAN_AUCTION_RATE_LIMIT_PER_S=0 and ..._UNAUTHENTICATED_PER_S=0), and so is the
+access log (LOAN_AUCTION_ACCESS_LOG=false); bids carry no Idempotency-Key unless
+--idempotency-keys.
 
 Progress goes to stdout, one line per phase step and per second; then a summary table; the
 last line is one JSON object. Every subprocess is stopped on exit.
@@ -1155,6 +1156,7 @@ def start_and_run(
         LOAN_AUCTION_RATE_LIMIT_PER_S="0",
         LOAN_AUCTION_RATE_LIMIT_UNAUTHENTICATED_PER_S="0",
         LOAN_AUCTION_SECRETS_KEY=Fernet.generate_key().decode(),
+        LOAN_AUCTION_ACCESS_LOG="false",  # a log line per bid would be measured too
         LOAN_AUCTION_DATA_DIR=str(tmp / "service-data"),
         PYTHONUNBUFFERED="1",
     )

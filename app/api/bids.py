@@ -6,46 +6,37 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from app.api.deps import (
-    Caller,
+    AnyKey,
+    Idem,
+    Lender,
     Svc,
-    authenticate,
-    idempotent_request,
-    parse_json,
+    parse_body,
     problem_responses,
     render,
     render_json,
 )
+from app.api.guard import GuardedRoute
 from app.api.schemas import SUBJECT_PATTERN, BidList, BidOut, BidPage, DepthOut, PlaceBidIn
 from app.errors import Invalid
 
-router = APIRouter(tags=["bids"])
+router = APIRouter(tags=["bids"], route_class=GuardedRoute)
 BID_PATH = "/v1/listings/{listing_id}/bids"
 
 
 _BID_BODY = {"required": True, "content": {"application/json": {
     "schema": PlaceBidIn.model_json_schema(), "example": {"amount": 50_000, "min_rate_bps": 1250},
 }}}
-_HEADERS = [
-    {"name": "authorization", "in": "header", "required": False, "schema": {"type": "string"},
-     "description": "Bearer <API key>"},
-    {"name": "idempotency-key", "in": "header", "required": False,
-     "schema": {"type": "string", "maxLength": 255}},
-]
 
 
 @router.post(
     BID_PATH, status_code=201, response_model=BidOut,
     responses=problem_responses(400, 404, 409, 413, 422), summary="Place a bid (binding)",
-    openapi_extra={"requestBody": _BID_BODY, "parameters": _HEADERS},
+    openapi_extra={"requestBody": _BID_BODY},
 )
-async def place_bid(listing_id: str, request: Request) -> Response:
-    """The hot path, served by `app.api.lean.FastLane`: the same checks as the dependencies,
-    called directly, and the body validated by the same `PlaceBidIn` model from the raw bytes."""
-    headers = request.headers
-    who = await authenticate(request, headers.get("authorization"))
-    body = await request.body()
-    bid = parse_json(PlaceBidIn, body)
-    idem = idempotent_request(request, who, headers.get("idempotency-key"), body)
+async def place_bid(listing_id: str, request: Request, who: Lender, idem: Idem) -> Response:
+    """The hot path, served by `app.api.lean.FastLane`, which supplies `who` and `idem` itself;
+    the body is read from the raw bytes by the same `PlaceBidIn` model, with FastAPI's rules."""
+    bid = parse_body(PlaceBidIn, request.headers.get("content-type"), await request.body())
     lender_id = bid.lender_id or (who.subject if who.role == "lender" else None)
     if lender_id is None:
         raise Invalid("validation_error", "an admin must name the lender_id",
@@ -62,7 +53,7 @@ async def place_bid(listing_id: str, request: Request) -> Response:
     responses=problem_responses(404),
     summary="The book in priority order",
 )
-async def listing_bids(listing_id: str, who: Caller, svc: Svc) -> Response:
+async def listing_bids(listing_id: str, who: AnyKey, svc: Svc) -> Response:
     return render_json(await svc.queries.listing_bids(who, listing_id))
 
 
@@ -72,12 +63,12 @@ async def listing_bids(listing_id: str, who: Caller, svc: Svc) -> Response:
     responses=problem_responses(404),
     summary="Depth by rate level",
 )
-async def listing_depth(listing_id: str, who: Caller, svc: Svc) -> Response:
+async def listing_depth(listing_id: str, who: AnyKey, svc: Svc) -> Response:
     return render_json(await svc.queries.depth(listing_id))
 
 
 @router.get("/v1/bids/{bid_id}", response_model=BidOut, responses=problem_responses(404))
-async def get_bid(bid_id: str, who: Caller, svc: Svc) -> Response:
+async def get_bid(bid_id: str, who: Lender, svc: Svc) -> Response:
     return render_json(await svc.queries.bid(who, bid_id))
 
 
@@ -86,7 +77,7 @@ async def get_bid(bid_id: str, who: Caller, svc: Svc) -> Response:
 )
 async def lender_bids(
     lender_id: Annotated[str, Path(min_length=1, max_length=128, pattern=SUBJECT_PATTERN)],
-    who: Caller,
+    who: Lender,
     svc: Svc,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,

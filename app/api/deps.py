@@ -1,19 +1,22 @@
 """What every route needs: the caller, the services, idempotency, and rendering a Reply."""
 
+import email.message
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import orjson
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from app.accounts.service import Accounts
+from app.api.guard import Requires, idempotent
 from app.api.schemas import Problem
 from app.auth import Principal
-from app.errors import ApiError, Invalid
-from app.idempotency import IdempotentRequest, Reply
+from app.errors import PROBLEM_JSON, ApiError, Invalid, malformed_body
+from app.idempotency import Idempotency, IdempotentRequest, Reply
 from app.keys.service import Keys
 from app.market import Market
 from app.queries import Queries
@@ -30,6 +33,7 @@ class Services:
     keys: Keys
     limiter: RateLimiter
     webhooks: Webhooks
+    idempotency: Idempotency
     accounts: Accounts
     policy: dict[str, Any]  # GET /v1/policy, fixed for the life of the process
 
@@ -38,47 +42,6 @@ async def services(request: Request) -> Services:
     """Async on purpose: FastAPI runs a plain `def` dependency in a worker thread."""
     found: Services = request.app.state.services
     return found
-
-
-async def authenticate(request: Request, authorization: str | None) -> Principal:
-    svc: Services = request.app.state.services
-    who = await svc.keys.authenticate(authorization, request.scope.get("client"))
-    svc.limiter.check(who.key_id)
-    return who
-
-
-async def principal(
-    request: Request,
-    authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
-) -> Principal:
-    return await authenticate(request, authorization)
-
-
-async def idempotent(
-    request: Request,
-    idempotency_key: Annotated[
-        str | None, Header(max_length=255, description="Retry-safe key; stored at least 24 h")
-    ] = None,
-) -> IdempotentRequest | None:
-    return idempotent_request(
-        request, request.state.principal, idempotency_key, await request.body()
-    )
-
-
-def idempotent_request(
-    request: Request, who: Principal, key: str | None, body: bytes
-) -> IdempotentRequest | None:
-    if key is None:
-        return None
-    if not key.strip() or len(key) > 255:
-        raise Invalid(
-            "validation_error",
-            "Idempotency-Key must be 1 to 255 characters",
-            extra={"errors": [{"field": "Idempotency-Key", "message": "bad length"}]},
-        )
-    return IdempotentRequest.of(
-        f"{who.role}:{who.subject}", key, request.method, request.url.path, body
-    )
 
 
 def field_errors(errors: Sequence[Any], skip: int) -> list[dict[str, str]]:
@@ -92,26 +55,60 @@ def _field(loc: Sequence[Any], skip: int) -> str:
     return ".".join(str(p) for p in loc[skip:]) or str(loc[0])
 
 
-def parse_json(model: type[M], body: bytes) -> M:
-    """Validate a JSON body straight through pydantic-core, without FastAPI's machinery."""
+def parse_body(model: type[M], content_type: str | None, body: bytes) -> M:
+    """Validate a JSON body straight through pydantic-core, without FastAPI's machinery, giving
+    the answers FastAPI gives for a body parameter: an empty body is 422 `body` "Field
+    required", a content type that is not JSON is 422 `body`, bytes that are not JSON are 400."""
+    if not body:
+        raise _invalid([{"field": "body", "message": "Field required"}])
+    if not is_json(content_type):
+        raise _invalid_as_fastapi(model, body)
     try:
         return model.model_validate_json(body)
     except ValidationError as error:
-        errors = error.errors()
-        if any(e["type"] == "json_invalid" for e in errors):
-            malformed = ApiError("malformed_body", "the body is not valid JSON")
-            raise malformed from None
-        raise Invalid(
-            "validation_error", "the request is invalid", extra={"errors": field_errors(errors, 0)}
-        ) from None
+        if any(e["type"] == "json_invalid" for e in error.errors()):
+            raise malformed_body() from None
+    try:
+        decoded = json.loads(body)  # as FastAPI decodes; it refuses e.g. ints over 4,300 digits
+    except ValueError:
+        raise malformed_body() from None
+    raise _invalid_as_fastapi(model, decoded)
 
 
-async def caller(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
-    request.state.principal = who
-    return who
+def is_json(content_type: str | None) -> bool:
+    """FastAPI's rule (strict content type): `application/json` or `application/*+json`; a
+    request without a Content-Type is not read as JSON."""
+    if content_type == "application/json":
+        return True
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
 
 
-Caller = Annotated[Principal, Depends(caller)]
+def _invalid_as_fastapi(model: type[BaseModel], value: object) -> ApiError:
+    """FastAPI validates the decoded body in Python mode, whose messages differ from JSON
+    mode's (e.g. for a body that is not an object); ask pydantic the same way."""
+    try:
+        model.model_validate(value, from_attributes=True)
+    except ValidationError as error:
+        return _invalid(field_errors(error.errors(), 0))
+    return _invalid([{"field": "body", "message": "Input should be a JSON object"}])
+
+
+def _invalid(errors: list[dict[str, str]]) -> ApiError:
+    return Invalid("validation_error", "the request is invalid", extra={"errors": errors})
+
+
+#: The caller, by the roles a route admits (see `app.api.guard`).
+AnyKey = Annotated[Principal, Depends(Requires("admin", "borrower", "lender"))]
+Admin = Annotated[Principal, Depends(Requires("admin"))]
+Borrower = Annotated[Principal, Depends(Requires("borrower", "admin"))]
+Lender = Annotated[Principal, Depends(Requires("lender", "admin"))]
 Svc = Annotated[Services, Depends(services)]
 Idem = Annotated[IdempotentRequest | None, Depends(idempotent)]
 
@@ -120,9 +117,19 @@ def render_json(body: object, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status, media_type="application/json")
 
 
+def json_reply(status: int, body: object) -> Reply:
+    return Reply(status, orjson.dumps(body))
+
+
+def shown_once(status: int, body: dict[str, Any], secret: str) -> Reply:
+    """A reply carrying a secret that is shown once: a replay shows the rest, `secret` null."""
+    return Reply(status, orjson.dumps(body), stored=orjson.dumps({**body, secret: None}))
+
+
 def render(reply: Reply) -> Response:
     headers = {"Idempotent-Replayed": "true"} if reply.replayed else None
-    return Response(reply.body, reply.status, headers=headers, media_type="application/json")
+    media_type = PROBLEM_JSON if reply.status >= 400 else "application/json"
+    return Response(reply.body, reply.status, headers=headers, media_type=media_type)
 
 
 #: Every error `code` the API gives, by status, for the OpenAPI examples.

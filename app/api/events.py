@@ -5,7 +5,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from app.api.deps import Caller, Svc, problem_responses, render_json
+from app.api.deps import Admin, Svc, problem_responses, render_json
+from app.api.guard import GuardedRoute
 from app.api.schemas import EventPage
 
 EventType = Literal[
@@ -13,16 +14,15 @@ EventType = Literal[
     "listing.cancelled",
 ]
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+router = APIRouter(prefix="/v1/events", tags=["events"], route_class=GuardedRoute)
 
 
 @router.get("", response_model=EventPage, responses=problem_responses(422))
 async def list_events(
-    who: Caller,
+    who: Admin,
     svc: Svc,
     after: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     type: Annotated[list[EventType] | None, Query()] = None,
 ) -> Response:
-    who.require("admin")
     return render_json(await svc.queries.events(after, limit, list(type) if type else None))

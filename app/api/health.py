@@ -6,13 +6,13 @@ that cannot send a bearer token scrapes `metrics_port` instead, kept on a privat
 """
 
 import hmac
-from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.api.deps import Services, authenticate, render_json
+from app.api.deps import Services, render_json
+from app.api.guard import authenticate
 from app.keys.service import hash_key
 from app.settings import Settings
 
@@ -44,10 +44,9 @@ async def readyz(request: Request) -> Response:
         200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}, "description": "Prometheus text"}
     },
 )
-async def metrics(
-    request: Request,
-    authorization: Annotated[str | None, Header(description="Bearer <metrics/admin key>")] = None,
-) -> Response:
+async def metrics(request: Request) -> Response:
+    """`Authorization: Bearer` with the metrics key or an admin key."""
+    authorization = request.headers.get("authorization")
     if not _is_metrics_key(request.app.state.settings, authorization):
         (await authenticate(request, authorization)).require("admin")
     return Response(

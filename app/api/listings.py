@@ -5,20 +5,21 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from app.api.deps import Caller, Idem, Svc, problem_responses, render, render_json
+from app.api.deps import AnyKey, Borrower, Idem, Svc, problem_responses, render, render_json
+from app.api.guard import GuardedRoute
 from app.api.schemas import GradeIn, ListingOut, ListingPage, OpenListingIn
 from app.clock import to_micros
 from app.errors import Invalid
 from app.market import NewListing
 
-router = APIRouter(prefix="/v1/listings", tags=["listings"])
+router = APIRouter(prefix="/v1/listings", tags=["listings"], route_class=GuardedRoute)
 
 
 @router.post(
     "", status_code=201, response_model=ListingOut, responses=problem_responses(400, 409, 413, 422),
     summary="Open a listing",
 )
-async def open_listing(body: OpenListingIn, who: Caller, svc: Svc, idem: Idem) -> Response:
+async def open_listing(body: OpenListingIn, who: Borrower, svc: Svc, idem: Idem) -> Response:
     borrower_id = body.borrower_id or (who.subject if who.role == "borrower" else None)
     if borrower_id is None:
         raise Invalid("validation_error", "an admin must name the borrower_id",
@@ -33,7 +34,7 @@ async def open_listing(body: OpenListingIn, who: Caller, svc: Svc, idem: Idem) -
 
 @router.get("", response_model=ListingPage, responses=problem_responses(422))
 async def list_listings(
-    who: Caller,
+    who: AnyKey,
     svc: Svc,
     status: Annotated[str | None, Query(pattern="^(open|funded|failed|cancelled)$")] = None,
     grade: GradeIn | None = None,
@@ -44,7 +45,7 @@ async def list_listings(
 
 
 @router.get("/{listing_id}", response_model=ListingOut, responses=problem_responses(404))
-async def get_listing(listing_id: str, who: Caller, svc: Svc) -> Response:
+async def get_listing(listing_id: str, who: AnyKey, svc: Svc) -> Response:
     return render_json(await svc.queries.listing(listing_id))
 
 
@@ -52,7 +53,7 @@ async def get_listing(listing_id: str, who: Caller, svc: Svc) -> Response:
     "/{listing_id}/accept", response_model=ListingOut, responses=problem_responses(404, 409, 422),
     summary="Accept early (coverage at least min_funding_bps)",
 )
-async def accept(listing_id: str, who: Caller, svc: Svc, idem: Idem) -> Response:
+async def accept(listing_id: str, who: Borrower, svc: Svc, idem: Idem) -> Response:
     return render(await svc.market.accept(who, listing_id, idem))
 
 
@@ -60,5 +61,5 @@ async def accept(listing_id: str, who: Caller, svc: Svc, idem: Idem) -> Response
     "/{listing_id}/cancel", response_model=ListingOut, responses=problem_responses(404, 409, 422),
     summary="Cancel; every bid is released",
 )
-async def cancel(listing_id: str, who: Caller, svc: Svc, idem: Idem) -> Response:
+async def cancel(listing_id: str, who: Borrower, svc: Svc, idem: Idem) -> Response:
     return render(await svc.market.cancel(who, listing_id, idem))

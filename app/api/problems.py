@@ -19,12 +19,12 @@ from app.errors import (
     NotFound,
     PayloadTooLarge,
     Unavailable,
+    malformed_body,
 )
 
 log = logging.getLogger(__name__)
 
 _HTTP_CODES = {
-    400: (ApiError, "malformed_body"),
     404: (NotFound, "not_found"),
     405: (MethodNotAllowed, "method_not_allowed"),
     413: (PayloadTooLarge, "payload_too_large"),  # a streamed body over the limit (middleware)
@@ -48,9 +48,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation(request: Request, error: RequestValidationError) -> Response:
-        if any(e["type"] == "json_invalid" for e in error.errors()):  # as parse_json does
-            malformed = ApiError("malformed_body", "the body is not valid JSON")
-            return problem_response(malformed, request)
+        if any(e["type"] == "json_invalid" for e in error.errors()):  # as parse_body does
+            return problem_response(malformed_body(), request)
         fields = field_errors(error.errors(), 1)
         return problem_response(
             Invalid("validation_error", "the request is invalid", extra={"errors": fields}), request
@@ -58,6 +57,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
+        if error.status_code == 400:  # FastAPI could not decode the body (e.g. not UTF-8)
+            return problem_response(malformed_body(), request)
         kind, code = _HTTP_CODES.get(error.status_code, (ApiError, "bad_request"))
         headers = dict(error.headers or {})
         if error.status_code == 405:  # starlette names only the first route's methods

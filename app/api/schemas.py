@@ -18,8 +18,21 @@ from app.keys.service import MAX_TTL_S
 
 GradeIn = Literal["AA", "A", "B", "C", "D", "E", "HR"]
 PricingIn = Literal["pay_as_bid", "uniform"]
-Money = Annotated[StrictInt, Field(ge=0, le=10**15, examples=[300_000])]
-Bps = Annotated[StrictInt, Field(ge=0, le=100_000, examples=[1250])]
+#: Amounts and rates are checked by the engine against the market's configured limits, so the
+#: answer names the real limit ("a bid is at least 5000"); here only the type is checked.
+Money = Annotated[StrictInt, Field(examples=[300_000])]
+Bps = Annotated[StrictInt, Field(examples=[1250])]
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
+def _rfc3339(value: object) -> object:
+    """Only an RFC 3339 string with an offset: no Unix timestamps, no naive or partial times."""
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("give an RFC 3339 date-time with an offset, e.g. 2030-01-31T12:00:00Z")
+    return value
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 SUBJECT_PATTERN = r"^[A-Za-z0-9_.:@-]+$"
 SubjectId = Annotated[str, Field(min_length=1, max_length=128, pattern=SUBJECT_PATTERN)]
 
@@ -36,11 +49,12 @@ class OpenListingIn(Strict):
     borrower_id: SubjectId | None = Field(
         None, description="Defaults to the key's subject; an admin must name the borrower."
     )
-    amount: Money
+    amount: Annotated[Money, Field(description="Within the market's limits (default 100,000 to "
+                                              "1,000,000,000 minor units).")]
     term_months: Annotated[StrictInt, Field(ge=1, le=60, examples=[12])]
-    max_rate_bps: Bps
+    max_rate_bps: Annotated[Bps, Field(description="1 to the legal cap (default 3,600).")]
     grade: GradeIn
-    closes_at: AwareDatetime | None = None
+    closes_at: Rfc3339 | None = None
     duration_s: Annotated[StrictInt, Field(ge=1, le=10**9, examples=[3600])] | None = None
     min_funding_bps: Annotated[StrictInt, Field(ge=1, le=10_000)] = 10_000
     close_when_funded: StrictBool = False
@@ -57,24 +71,12 @@ class PlaceBidIn(Strict):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"amount": 50_000, "min_rate_bps": 1250}
     ]})
-    amount: Money
-    min_rate_bps: Bps
+    amount: Annotated[Money, Field(description="At least the market's minimum bid (default 5,000) "
+                                              "and at most the listing's amount.")]
+    min_rate_bps: Annotated[Bps, Field(description="1 to the listing's max_rate_bps.")]
     lender_id: SubjectId | None = Field(
         None, description="Defaults to the key's subject; an admin must name the lender."
     )
-
-
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})", re.I)
-
-
-def _rfc3339_string(value: object) -> object:
-    """Only an RFC 3339 string with an offset: not a number, nor a numeric string."""
-    if not isinstance(value, str) or _RFC3339.fullmatch(value) is None:
-        raise ValueError("an RFC 3339 date-time with an offset, e.g. 2030-01-31T12:00:00Z")
-    return value
-
-
-Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_string)]
 
 
 class ApiKeyIn(Strict):
@@ -125,7 +127,9 @@ class WebhookEndpointOut(BaseModel):
     status: Literal["enabled", "disabled"]
     disabled_reason: str | None
     created_at: str
-    secret: str | None = Field(None, description="whsec_… shown once, at creation.")
+    secret: str | None = Field(
+        None, description="whsec_… shown once, at creation (null in a replayed answer)."
+    )
 
 
 class WebhookEndpointList(BaseModel):
@@ -282,7 +286,10 @@ class EventPage(BaseModel):
 
 class ApiKeyOut(BaseModel):
     id: str
-    key: str = Field(description="Shown once; only its hash is stored.")
+    key: str | None = Field(
+        description="Shown once; only its hash is stored, so a replayed answer "
+        "(Idempotent-Replayed: true) has null here."
+    )
     role: str
     subject: str
     prefix: str = Field(description="The key's first characters, as the key list shows them.")

@@ -1,11 +1,21 @@
 """/v1/webhook-endpoints and manual redelivery (admin)."""
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from app.api.deps import Caller, Svc, problem_responses, render_json
+from app.api.deps import (
+    Admin,
+    Idem,
+    Svc,
+    json_reply,
+    problem_responses,
+    render,
+    render_json,
+    shown_once,
+)
+from app.api.guard import GuardedRoute
 from app.api.schemas import (
     DeliveryList,
     RedeliveryList,
@@ -13,27 +23,34 @@ from app.api.schemas import (
     WebhookEndpointList,
     WebhookEndpointOut,
 )
+from app.idempotency import Reply
 
-router = APIRouter(tags=["webhooks"])
+if TYPE_CHECKING:
+    from app.store import Connection
+
+router = APIRouter(tags=["webhooks"], route_class=GuardedRoute)
 
 
 @router.post(
     "/v1/webhook-endpoints", status_code=201, response_model=WebhookEndpointOut,
     responses=problem_responses(400, 413, 422), summary="Subscribe; the secret is shown once",
 )
-async def create_endpoint(body: WebhookEndpointIn, who: Caller, svc: Svc) -> Response:
-    who.require("admin")
-    created = await svc.webhooks.create(
-        body.url, list(body.event_types or []) or None, body.description
-    )
-    return render_json(created, 201)
+async def create_endpoint(
+    body: WebhookEndpointIn, who: Admin, svc: Svc, idem: Idem
+) -> Response:
+    async def create(conn: "Connection") -> Reply:
+        created = await svc.webhooks.create(
+            body.url, list(body.event_types or []) or None, body.description, conn
+        )
+        return shown_once(201, created, "secret")
+
+    return render(await svc.idempotency.transaction(idem, create))
 
 
 @router.get(
     "/v1/webhook-endpoints", response_model=WebhookEndpointList, responses=problem_responses()
 )
-async def list_endpoints(who: Caller, svc: Svc) -> Response:
-    who.require("admin")
+async def list_endpoints(who: Admin, svc: Svc) -> Response:
     return render_json(await svc.webhooks.list())
 
 
@@ -42,16 +59,14 @@ async def list_endpoints(who: Caller, svc: Svc) -> Response:
     response_model=WebhookEndpointOut,
     responses=problem_responses(404),
 )
-async def get_endpoint(endpoint_id: str, who: Caller, svc: Svc) -> Response:
-    who.require("admin")
+async def get_endpoint(endpoint_id: str, who: Admin, svc: Svc) -> Response:
     return render_json(await svc.webhooks.get(endpoint_id))
 
 
 @router.delete(
     "/v1/webhook-endpoints/{endpoint_id}", status_code=204, responses=problem_responses(404)
 )
-async def delete_endpoint(endpoint_id: str, who: Caller, svc: Svc) -> Response:
-    who.require("admin")
+async def delete_endpoint(endpoint_id: str, who: Admin, svc: Svc) -> Response:
     await svc.webhooks.delete(endpoint_id)
     return Response(status_code=204)
 
@@ -63,9 +78,8 @@ async def delete_endpoint(endpoint_id: str, who: Caller, svc: Svc) -> Response:
     summary="Delivery log with every attempt",
 )
 async def deliveries(
-    endpoint_id: str, who: Caller, svc: Svc, limit: Annotated[int, Query(ge=1, le=500)] = 100
+    endpoint_id: str, who: Admin, svc: Svc, limit: Annotated[int, Query(ge=1, le=500)] = 100
 ) -> Response:
-    who.require("admin")
     return render_json(await svc.webhooks.deliveries(endpoint_id, limit))
 
 
@@ -73,10 +87,13 @@ async def deliveries(
     "/v1/events/{event_id}/redeliver",
     status_code=202,
     response_model=RedeliveryList,
-    responses=problem_responses(404),
+    responses=problem_responses(404, 422),
     summary="Queue an event again for its subscribers",
 )
-async def redeliver(event_id: str, who: Caller, svc: Svc) -> Response:
-    who.require("admin")
+async def redeliver(event_id: str, who: Admin, svc: Svc, idem: Idem) -> Response:
     await svc.queries.event(event_id)
-    return render_json(await svc.webhooks.redeliver(event_id), 202)
+
+    async def queue(conn: "Connection") -> Reply:
+        return json_reply(202, await svc.webhooks.redeliver(event_id, conn))
+
+    return render(await svc.idempotency.transaction(idem, queue))

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from uuid import UUID, uuid4
 
 from app.auth import Principal, Role
@@ -27,6 +27,9 @@ from app.errors import Invalid, NotFound, Unauthorized
 from app.keys.store import KeyStore
 from app.pagination import Json, decode_cursor, page
 from app.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from app.store import Connection
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +107,10 @@ class Keys:
 
     async def mint(
         self, role: Role, subject: str, expires_at: datetime | None = None,
-        ttl_s: int | None = None,
+        ttl_s: int | None = None, conn: "Connection | None" = None,
     ) -> MintedKey:
-        """Create a key; the plain key is returned once and never stored."""
+        """Create a key (in `conn`'s transaction when given, so an idempotency record can ride
+        with it); the plain key is returned once and never stored."""
         if subject == "external" or subject.startswith("platform:"):  # the ledger's own accounts
             raise Invalid("subject_reserved", "this subject names a system account of the ledger",
                           extra={"errors": [{"field": "subject", "message": "reserved"}]})
@@ -117,7 +121,7 @@ class Keys:
         )
         await self.store.insert(
             minted.id, hash_key(minted.key), role, subject, minted.key[:PREFIX_CHARS],
-            now, minted.expires_at,
+            now, minted.expires_at, conn,
         )
         return minted
 

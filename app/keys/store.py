@@ -1,10 +1,14 @@
 """SQL for API keys, found by the SHA-256 hash of the key; the key itself is never stored."""
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import asyncpg
 from asyncpg import Record
+
+if TYPE_CHECKING:
+    from app.store import Connection
 
 _COLUMNS = "id, seq, role, subject, prefix, created_at, last_used_at, expires_at, revoked_at"
 
@@ -31,8 +35,9 @@ class KeyStore:
         prefix: str,
         created_at: datetime,
         expires_at: datetime | None,
+        conn: "Connection | None" = None,
     ) -> None:
-        await self.pool.execute(
+        await (self.pool if conn is None else conn).execute(
             """INSERT INTO api_keys (id, key_hash, role, subject, prefix, created_at, expires_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7)""",
             key_id, key_hash, role, subject, prefix, created_at, expires_at,

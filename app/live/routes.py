@@ -7,7 +7,8 @@ from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from app.api.deps import Caller, problem_responses
+from app.api.deps import Admin, AnyKey, problem_responses
+from app.api.guard import GuardedRoute
 from app.live.service import Live
 from app.live.sse import EventStreamResponse
 
@@ -48,7 +49,7 @@ _PAGE_HEADERS = {
     "Cache-Control": "no-cache",
 }
 
-router = APIRouter(tags=["live"])
+router = APIRouter(tags=["live"], route_class=GuardedRoute)
 
 
 def _live(request: Request) -> Live:
@@ -64,7 +65,7 @@ def _live(request: Request) -> Live:
     summary="Watch one listing's events live (server-sent events)",
 )
 async def listing_stream(
-    listing_id: str, who: Caller, request: Request, last_event_id: LastEventId = None
+    listing_id: str, who: AnyKey, request: Request, last_event_id: LastEventId = None
 ) -> Response:
     """From the listing's first event (or after `Last-Event-ID`), then live; ends after the
     listing's resolution event. Other lenders' ids are masked unless the key is an admin's."""
@@ -79,7 +80,7 @@ async def listing_stream(
     summary="Every event live (server-sent events; admin)",
 )
 async def events_stream(
-    who: Caller, request: Request, last_event_id: LastEventId = None
+    who: Admin, request: Request, last_event_id: LastEventId = None
 ) -> Response:
     """From now (or after `Last-Event-ID`), every event, live."""
     return EventStreamResponse(_live(request).events_stream(who, last_event_id))

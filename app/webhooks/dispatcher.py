@@ -17,7 +17,6 @@ may arrive out of order; each carries its event's `seq`.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from standardwebhooks import Webhook
 
 from app.metrics import Metrics
 from app.rendering import event_from_row
+from app.waits import event_or_timeout
 from app.webhooks.egress import EgressRefused, GuardedResolver, literal_refusal
 from app.webhooks.sealing import SecretBox
 from app.webhooks.store import Attempt, WebhookStore
@@ -95,7 +95,7 @@ class Dispatcher:
                 except Exception as error:  # postgres away or a bug: log, back off, go on
                     log.warning("webhook round failed", extra={"error": repr(error)})
                     await asyncio.sleep(self.config.poll_s)
-                await _wait(self._wakeup, self.config.poll_s)
+                await event_or_timeout(self._wakeup, self.config.poll_s)
                 self._wakeup.clear()
         finally:  # on shutdown, let attempts in flight finish briefly and record what we know
             in_flight = list(self._tasks)
@@ -263,10 +263,3 @@ async def _read_a_little(response: aiohttp.ClientResponse) -> None:
         if read > _READ_LIMIT:
             return
 
-
-async def _wait(event: asyncio.Event, timeout: float) -> None:
-    """Until `event` is set or `timeout` passes. Not `asyncio.wait_for`: on Python 3.11 it
-    swallows a cancellation that arrives as the event is set, and shutdown then hangs."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout):
-            await event.wait()

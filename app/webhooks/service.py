@@ -4,7 +4,7 @@ import base64
 import logging
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -19,6 +19,9 @@ from app.webhooks.dispatcher import DispatchConfig, Dispatcher
 from app.webhooks.egress import literal_refusal
 from app.webhooks.sealing import SecretBox, secret_box
 from app.webhooks.store import WebhookStore
+
+if TYPE_CHECKING:
+    from app.store import Connection
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,8 @@ class Webhooks:
         self.allow_private = allow_private
 
     async def create(
-        self, url: str, event_types: list[str] | None, description: str
+        self, url: str, event_types: list[str] | None, description: str,
+        conn: "Connection | None" = None,
     ) -> dict[str, Any]:
         try:
             refused = literal_refusal(url, self.allow_private)
@@ -60,6 +64,7 @@ class Webhooks:
             description,
             self.box.seal(secret),
             datetime.now(UTC),
+            conn,
         )
         return {**_endpoint(row), "secret": secret}
 
@@ -81,9 +86,9 @@ class Webhooks:
         rows = await self.store.deliveries(_uuid(endpoint_id, "webhook_endpoint_not_found"), limit)
         return {"data": [_delivery(r) for r in rows]}
 
-    async def redeliver(self, event_id: str) -> dict[str, Any]:
+    async def redeliver(self, event_id: str, conn: "Connection | None" = None) -> dict[str, Any]:
         """Queue a known event again (the caller checked it exists)."""
-        rows = await self.store.redeliver(_uuid(event_id, "event_not_found"))
+        rows = await self.store.redeliver(_uuid(event_id, "event_not_found"), conn)
         self.dispatcher.nudge()
         return {
             "data": [

@@ -3,10 +3,14 @@
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import asyncpg
 from asyncpg import Record
+
+if TYPE_CHECKING:
+    from app.store import Connection
 
 _FAN_OUT = """
 WITH cursor AS (SELECT last_event_seq FROM webhook_fanout WHERE id = 1 FOR UPDATE),
@@ -125,9 +129,9 @@ class WebhookStore:
 
     async def create_endpoint(
         self, endpoint_id: UUID, url: str, event_types: list[str], description: str,
-        secret_sealed: str, at: datetime,
+        secret_sealed: str, at: datetime, conn: "Connection | None" = None,
     ) -> Record:
-        row = await self.pool.fetchrow(
+        row = await (self.pool if conn is None else conn).fetchrow(
             """INSERT INTO webhook_endpoints
                    (id, url, event_types, description, secret_sealed, created_at)
                VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
@@ -176,9 +180,9 @@ class WebhookStore:
             limit,
         )
 
-    async def redeliver(self, event_id: UUID) -> list[Record]:
+    async def redeliver(self, event_id: UUID, conn: "Connection | None" = None) -> list[Record]:
         """Queue the event again for every enabled endpoint subscribed to its type."""
-        return await self.pool.fetch(
+        return await (self.pool if conn is None else conn).fetch(
             """INSERT INTO webhook_deliveries
                    (id, event_id, endpoint_id, event_seq, next_attempt_at, created_at)
                SELECT gen_random_uuid(), e.id, w.id, e.seq, now(), now()

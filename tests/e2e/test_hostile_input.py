@@ -38,10 +38,8 @@ async def test_a_thousand_generated_requests_get_no_5xx_and_conform_to_the_schem
         "examples,coverage,fuzzing",
         "--max-examples",
         "40",
-        # One worker: with two, hypothesis's ast.parse calls in the two threads sometimes race
-        # in CPython 3.11.7 ("SystemError: AST constructor recursion depth mismatch").
-        "--workers",
-        "1",
+        "--workers",  # one: hypothesis parses lambdas with `ast`, which on CPython 3.11 can fail
+        "1",          # when two threads do it at once ("AST constructor recursion depth mismatch")
         "--seed",
         seed,
         "--request-timeout",

@@ -56,6 +56,16 @@ async def service(database_url: str) -> AsyncIterator[tuple[FastAPI, httpx.Async
         yield running
 
 
+@pytest.fixture(params=[True, False], ids=["fast_lane", "no_fast_lane"])
+async def both_lanes(
+    request: pytest.FixtureRequest, database_url: str
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The service with the bid fast lane on, then off: a module whose `service` fixture returns
+    this runs each of its tests both ways (the lane must change nothing but speed)."""
+    async with running_service(database_url, bid_fast_lane=request.param) as running:
+        yield running
+
+
 @pytest.fixture
 async def client(service: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
     return service[1]

@@ -4,7 +4,9 @@ import hashlib
 from uuid import uuid4
 
 import httpx
+from fastapi import FastAPI
 
+from app.api.guard import api_routes, route_roles
 from tests.integration.conftest import ADMIN, KeyMaker
 from tests.integration.helpers import (
     bid_body,
@@ -53,6 +55,46 @@ async def test_every_endpoint_needs_a_valid_bearer_key(
             problem(response, 401, "unauthorized")
     assert len(await rows(database_url, "SELECT id FROM listings")) == 1, "nothing was done"
     assert len(await rows(database_url, "SELECT id FROM bids")) == 1
+
+
+ROLES = ("admin", "borrower", "lender")
+#: Bodies that would each be refused on their own (400, 422) or acted on (a valid one).
+BODIES: list[bytes | None] = [None, b"", b"{", b"[]", b'{"amount": -1}', b'{"colour": "red"}']
+
+
+async def test_every_route_refuses_a_role_it_does_not_admit_with_403_whatever_the_body(
+    service: tuple[FastAPI, httpx.AsyncClient], make_key: KeyMaker, database_url: str
+) -> None:
+    app, client = service
+    listing = await open_listing(client)
+    keys = {role: await make_key(role, "someone") for role in ("borrower", "lender")}
+    checked = 0
+    for route in api_routes(app):
+        roles = route_roles(route)
+        if not route.path.startswith("/v1/"):
+            assert roles is None, route.path
+            continue
+        assert roles, f"{route.path} declares no roles"
+        path = route.path.replace("{listing_id}", listing["id"]).replace("{", "").replace("}", "")
+        for role in set(keys) - set(roles):
+            for method in route.methods or ():
+                for body in BODIES:
+                    headers = {**keys[role], "Content-Type": "application/json"}
+                    response = await client.request(method, path, headers=headers, content=body)
+                    problem(response, 403, "forbidden_role")
+                    checked += 1
+    assert checked > 50
+    assert len(await rows(database_url, "SELECT id FROM listings")) == 1, "nothing was done"
+    assert await rows(database_url, "SELECT id FROM bids") == []
+
+
+async def test_without_a_valid_key_any_body_gets_401(client: httpx.AsyncClient) -> None:
+    listing = await open_listing(client)
+    for path in ("/v1/listings", f"/v1/listings/{listing['id']}/bids", "/v1/api-keys"):
+        for body in BODIES:
+            response = await client.post(path, content=body,
+                                         headers={"Content-Type": "application/json"})
+            problem(response, 401, "unauthorized")
 
 
 async def test_a_borrower_cannot_bid(client: httpx.AsyncClient, make_key: KeyMaker) -> None:

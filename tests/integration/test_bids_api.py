@@ -3,17 +3,28 @@
 from uuid import UUID, uuid4
 
 import httpx
+import pytest
+from fastapi import FastAPI
 
-from tests.integration.conftest import ADMIN, KeyMaker
+from tests.integration.conftest import ADMIN, KeyMaker, running_service
 from tests.integration.helpers import (
     bid_body,
     error_fields,
     get_json,
+    listing_body,
     open_listing,
     place_bid,
     problem,
     rows,
 )
+
+
+@pytest.fixture
+def service(
+    both_lanes: tuple[FastAPI, httpx.AsyncClient],
+) -> tuple[FastAPI, httpx.AsyncClient]:
+    """Every test here runs with the bid fast lane on and off."""
+    return both_lanes
 
 
 async def test_a_lender_bids_and_the_bid_is_in_postgres_when_the_201_arrives(
@@ -59,8 +70,10 @@ async def test_a_bid_breaking_a_rule_is_422_with_its_code_and_nothing_is_stored(
         (300_001, 1000, "bid_above_listing_amount", "amount"),
         (10_000, 2001, "rate_above_max", "min_rate_bps"),
         (10_000, 0, "rate_out_of_range", "min_rate_bps"),
-        (-1, 1000, "validation_error", "amount"),
-        (10_000, 100_001, "validation_error", "min_rate_bps"),
+        (-1, 1000, "bid_below_minimum", "amount"),
+        (10**40, 1000, "bid_above_listing_amount", "amount"),
+        (10_000, 100_001, "rate_above_max", "min_rate_bps"),
+        (10_000, -1, "rate_out_of_range", "min_rate_bps"),
     ):
         response = await client.post(
             f"/v1/listings/{listing['id']}/bids", headers=ADMIN, json=bid_body(amount, rate)
@@ -68,6 +81,23 @@ async def test_a_bid_breaking_a_rule_is_422_with_its_code_and_nothing_is_stored(
         assert error_fields(problem(response, 422, code)) == [field], (amount, rate)
     assert (await get_json(client, f"/v1/listings/{listing['id']}"))["bid_count"] == 0
     assert await rows(database_url, "SELECT id FROM bids") == []
+
+
+async def test_a_negative_or_small_amount_or_rate_names_the_configured_limit(
+    database_url: str,
+) -> None:
+    async with running_service(database_url, min_bid_amount=7_000) as (_, client):
+        listing = await open_listing(client, amount=300_000, max_rate_bps=2000)
+        path = f"/v1/listings/{listing['id']}/bids"
+        for amount, rate, limit in ((-5, 1000, "7000"), (6_999, 1000, "7000"),
+                                    (10_000, -1, "1 bp"), (10_000, 2001, "2000 bps")):
+            body = (await client.post(path, headers=ADMIN, json=bid_body(amount, rate))).json()
+            assert limit in body["detail"] and limit in body["errors"][0]["message"], body
+            assert "greater than" not in body["detail"]
+        for overrides, limit in (({"amount": -1}, "100000"), ({"max_rate_bps": -1}, "3600")):
+            response = await client.post("/v1/listings", headers=ADMIN,
+                                         json=listing_body(**overrides))
+            assert limit in response.json()["detail"], response.text
 
 
 async def test_a_bid_not_below_the_marginal_rate_of_a_covered_listing_is_409_with_that_rate(

@@ -4,6 +4,8 @@ import asyncio
 from uuid import UUID
 
 import httpx
+import pytest
+from fastapi import FastAPI
 
 from tests.integration.conftest import ADMIN, KeyMaker
 from tests.integration.helpers import (
@@ -16,6 +18,14 @@ from tests.integration.helpers import (
     problem,
     rows,
 )
+
+
+@pytest.fixture
+def service(
+    both_lanes: tuple[FastAPI, httpx.AsyncClient],
+) -> tuple[FastAPI, httpx.AsyncClient]:
+    """Every test here runs with the bid fast lane on and off."""
+    return both_lanes
 
 
 def _keyed(headers: dict[str, str], key: str) -> dict[str, str]:
@@ -106,7 +116,7 @@ async def test_keys_are_per_caller_so_two_lenders_may_use_the_same_one(
     assert len(await rows(database_url, "SELECT id FROM bids")) == 2
 
 
-async def test_a_rejected_request_is_not_stored_so_its_retry_acts(
+async def test_a_refusal_decided_by_the_engine_is_stored_and_replayed_like_a_success(
     client: httpx.AsyncClient, database_url: str
 ) -> None:
     listing = await open_listing(client, amount=100_000)
@@ -115,9 +125,36 @@ async def test_a_rejected_request_is_not_stored_so_its_retry_acts(
     await client.post(path, headers=ADMIN, json=bid_body(100_000, 1500, "otto"))
     refused = await client.post(path, headers=headers, json=bid_body(100_000, 1500))
     problem(refused, 409, "bid_not_competitive")
-    assert await rows(database_url, "SELECT key FROM idempotency_keys") == []
+    assert "Idempotent-Replayed" not in refused.headers
+    stored = await rows(database_url, "SELECT key, status FROM idempotency_keys")
+    assert [tuple(r.values()) for r in stored] == [("after-rejection", 409)]
+    cancelled = await client.post(f"/v1/listings/{listing['id']}/cancel", headers=ADMIN)
+    assert cancelled.status_code == 200, cancelled.text  # run again, it would be listing_not_open
     again = await client.post(path, headers=headers, json=bid_body(100_000, 1500))
     problem(again, 409, "bid_not_competitive")
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.content == refused.content
+    rate = await client.post(path, headers=_keyed(ADMIN, "rate"), json=bid_body(10_000, 2001))
+    problem(rate, 409, "listing_not_open")
+    assert len(await rows(database_url, "SELECT key FROM idempotency_keys")) == 2
+
+
+async def test_an_engine_422_is_stored_but_a_malformed_request_or_a_403_is_not(
+    client: httpx.AsyncClient, make_key: KeyMaker, database_url: str
+) -> None:
+    listing = await open_listing(client, max_rate_bps=2000)
+    path = f"/v1/listings/{listing['id']}/bids"
+    over = await client.post(path, headers=_keyed(ADMIN, "k1"), json=bid_body(10_000, 2001))
+    problem(over, 422, "rate_above_max")
+    again = await client.post(path, headers=_keyed(ADMIN, "k1"), json=bid_body(10_000, 2001))
+    assert (again.content, again.headers["Idempotent-Replayed"]) == (over.content, "true")
+    shape = await client.post(path, headers=_keyed(ADMIN, "k2"), json={"amount": "10000"})
+    problem(shape, 422, "validation_error")
+    eve = await make_key("borrower", "eve")
+    foreign = await client.post(f"/v1/listings/{listing['id']}/cancel", headers=_keyed(eve, "k3"))
+    problem(foreign, 403, "forbidden_subject")
+    stored = await rows(database_url, "SELECT key, status FROM idempotency_keys")
+    assert [tuple(r.values()) for r in stored] == [("k1", 422)]
 
 
 async def test_a_retried_accept_replays_its_answer_after_the_listing_closed(
@@ -154,8 +191,14 @@ async def test_a_retried_cancel_replays_its_answer(
     ]
 
 
-async def test_an_empty_or_overlong_idempotency_key_is_422(client: httpx.AsyncClient) -> None:
-    for key, field in (("  ", "Idempotency-Key"), ("k" * 256, "idempotency-key")):
-        response = await client.post("/v1/listings", headers=_keyed(ADMIN, key),
-                                     json=listing_body())
-        assert error_fields(problem(response, 422, "validation_error")) == [field]
+async def test_an_empty_or_overlong_idempotency_key_is_422_naming_the_header(
+    client: httpx.AsyncClient,
+) -> None:
+    listing = await open_listing(client)
+    for path, body in (("/v1/listings", listing_body()),
+                       (f"/v1/listings/{listing['id']}/bids", bid_body(10_000, 1000))):
+        for key in ("  ", "k" * 256):
+            response = await client.post(path, headers=_keyed(ADMIN, key), json=body)
+            assert error_fields(problem(response, 422, "validation_error")) == [
+                "Idempotency-Key"
+            ], (path, key)

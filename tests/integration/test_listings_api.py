@@ -1,7 +1,7 @@
 """/v1/listings over HTTP and real Postgres: open, read, validate, filter, paginate, depth."""
 
 import base64
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -66,6 +66,11 @@ async def test_closes_at_sets_the_deadline_instead_of_a_duration(client: httpx.A
     closes_at = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
     listing = await open_listing(client, duration_s=None, closes_at=closes_at.isoformat())
     assert datetime.fromisoformat(listing["closes_at"]) == closes_at
+    for spelling in (closes_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     closes_at.astimezone(timezone(timedelta(hours=8))).isoformat(),
+                     closes_at.strftime("%Y-%m-%dt%H:%M:%S.000z")):
+        other = await open_listing(client, duration_s=None, closes_at=spelling)
+        assert datetime.fromisoformat(other["closes_at"]) == closes_at, spelling
 
 
 async def test_an_admin_must_name_the_borrower(client: httpx.AsyncClient) -> None:

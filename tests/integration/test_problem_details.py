@@ -34,7 +34,7 @@ async def test_unknown_fields_are_rejected_by_name(
 
 WRONG_BID_FIELDS: list[tuple[str, Any]] = [
     ("amount", "5000"), ("amount", 5000.5), ("amount", True), ("amount", None),
-    ("amount", 5000.0), ("amount", [5000]), ("amount", 10**40),
+    ("amount", 5000.0), ("amount", [5000]),
     ("min_rate_bps", "1200"), ("min_rate_bps", 12.5), ("min_rate_bps", False),
     ("lender_id", 42), ("lender_id", ""), ("lender_id", "x" * 129),
 ]
@@ -56,6 +56,11 @@ WRONG_LISTING_FIELDS: list[tuple[str, Any]] = [
     ("max_rate_bps", 20.0), ("duration_s", "60"), ("close_when_funded", "true"),
     ("close_when_funded", 1), ("min_funding_bps", False), ("grade", 1), ("pricing", None),
     ("closes_at", "tomorrow"), ("closes_at", {"at": "2099-01-01T00:00:00Z"}),
+    # Only RFC 3339 with an offset: no Unix seconds or milliseconds, naive or partial times.
+    ("closes_at", 1_900_000_000), ("closes_at", 1_900_000_000_000), ("closes_at", 1.9e9),
+    ("closes_at", "1900000000"), ("closes_at", "2030-01-01T00:00:00"), ("closes_at", "2030-01-01"),
+    ("closes_at", "2030-01-01 00:00:00Z"), ("closes_at", "2030-01-01T00:00:00+0800"),
+    ("closes_at", "2030-01-01T00:00Z"), ("closes_at", True),
 ]
 
 
@@ -86,14 +91,6 @@ async def test_a_json_body_that_is_not_an_object_is_422(client: httpx.AsyncClien
         for body in ([1, 2], "listing", 7, None):
             response = await client.post(path, headers=headers, content=json.dumps(body))
             assert error_fields(problem(response, 422, "validation_error")) == ["body"], body
-
-
-async def test_a_missing_body_is_rejected(client: httpx.AsyncClient) -> None:
-    listing = await open_listing(client)
-    response = await client.post("/v1/listings", headers=ADMIN)
-    assert error_fields(problem(response, 422, "validation_error")) == ["body"]
-    response = await client.post(f"/v1/listings/{listing['id']}/bids", headers=ADMIN)
-    problem(response, 400, "malformed_body")  # read as raw bytes: empty is not JSON
 
 
 async def test_a_body_over_64_kib_is_413_before_anything_happens(
