@@ -64,7 +64,11 @@ async def _init_connection(conn: "asyncpg.Connection[asyncpg.Record]") -> None:
     )
 
 
-async def create_pool(uri: str, min_size: int, max_size: int, timeout: float) -> asyncpg.Pool:
+async def create_pool(
+    uri: str, min_size: int, max_size: int, timeout: float, application_name: str | None = None
+) -> asyncpg.Pool:
+    """`application_name` names the sessions, so that a new writer can end an old one's."""
+    settings = {"application_name": application_name} if application_name else None
     pool = await asyncpg.create_pool(
         uri,
         min_size=min_size,
@@ -72,6 +76,7 @@ async def create_pool(uri: str, min_size: int, max_size: int, timeout: float) ->
         timeout=timeout,
         command_timeout=timeout * 6,
         init=_init_connection,
+        server_settings=settings,
     )
     assert pool is not None
     return pool

@@ -1,4 +1,5 @@
-"""The application factory and its lifespan: open the pool, migrate, rebuild the books, serve."""
+"""The application factory and its lifespan: open the pool, migrate, then the standby loop:
+take the writer fence, rebuild the books, serve (or wait as a standby while another writes)."""
 
 import asyncio
 import contextlib
@@ -15,6 +16,11 @@ from app.api.bids import BID_PATH
 from app.api.deps import Services
 from app.api.lean import FastLane
 from app.auth import Keys
+from app.fence.fence import Fence, FenceLost, new_instance_id
+from app.fence.guard import StandbyGuard
+from app.fence.role import Role
+from app.fence.store import application_name
+from app.fence.supervisor import Supervisor, supervised
 from app.journal import BatchStats, Entry, JournalWriter
 from app.market import Market
 from app.metrics import Metrics
@@ -41,12 +47,14 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.role = Role()
     problems.install(app)
     for module in (listings, bids, loans, events, keys, webhooks, health):
         app.include_router(module.router)
     app.add_middleware(
         FastLane, route=_route(bids.router, "POST", BID_PATH), handlers=app.exception_handlers
     )
+    app.add_middleware(StandbyGuard, role=app.state.role)
     app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes, metrics=metrics)
     return app
 
@@ -61,21 +69,32 @@ def _route(router: APIRouter, method: str, path: str) -> APIRoute:
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    instance = new_instance_id()
     async with database.postgres_uri(settings.database_url, settings.data_dir) as uri:
         pool = await database.create_pool(
-            uri, settings.pool_min_size, settings.pool_max_size, settings.db_timeout_s
+            uri, settings.pool_min_size, settings.pool_max_size, settings.db_timeout_s,
+            application_name(instance),
         )
         try:
             async with pool.acquire() as conn:
-                await database.migrate(conn)
-            async with _running(app, settings, Store(pool)):
+                applied = await database.migrate(conn)
+            log.info("migrations", extra={"applied": applied, "instance": instance})
+            fence = Fence(uri, instance, settings.fence_timings(), app.state.role)
+            store = Store(pool)
+            supervisor = Supervisor(
+                fence, app.state.role, lambda: _running(app, settings, store, fence)
+            )
+            async with supervised(supervisor):
                 yield
         finally:
             await pool.close()
 
 
 @contextlib.asynccontextmanager
-async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncIterator[None]:
+async def _running(
+    app: FastAPI, settings: Settings, store: Store, fence: Fence
+) -> AsyncIterator[None]:
+    """One term as the writer: rebuild the books, then run the journal and background writers."""
     metrics: Metrics = app.state.metrics
     market = Market(store, settings.market_rules(), settings.currency, metrics)
     dispatcher = Dispatcher(
@@ -91,12 +110,19 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
         if entry.events:
             dispatcher.nudge()
 
+    async def on_failure(error: BaseException) -> None:
+        if fence.held:  # an outage or a failed commit: rebuild from Postgres and go on
+            await market.on_journal_failure(error)
+        else:  # fenced out: another instance writes now, nothing to rebuild here
+            market.step_down()
+
     writer = JournalWriter(
         store.pool,
         settings.journal_max_batch,
         settings.journal_enabled,
         on_commit,
-        market.on_journal_failure,
+        on_failure,
+        fence=fence,
     )
     market.writer = writer
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
@@ -107,23 +133,45 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
         RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         Webhooks(dispatcher.store, dispatcher),
     )
-    tasks = [asyncio.create_task(writer.run(), name="journal")]
+    journal = asyncio.create_task(writer.run(), name="journal")
+    background: list[asyncio.Task[None]] = []
     try:
         await market.recover()
-        tasks.append(asyncio.create_task(run_deadlines(market), name="deadlines"))
-        tasks.append(asyncio.create_task(dispatcher.run(), name="webhooks"))
-        tasks.append(
+        background.append(asyncio.create_task(run_deadlines(market), name="deadlines"))
+        background.append(asyncio.create_task(dispatcher.run(), name="webhooks"))
+        background.append(
             asyncio.create_task(
-                run_housekeeping(market, settings.idempotency_ttl_s), name="housekeeping"
+                run_housekeeping(market, fence, settings.idempotency_ttl_s), name="housekeeping"
             )
         )
         gc.freeze()  # startup objects (modules, routes, rebuilt books) leave the GC's scans
         gc.set_threshold(20_000, 20, 20)  # per-request garbage dies young; collect it less often
+        metrics.set_writer(True)
         log.info("ready", extra={"open_listings": len(market.engine.open_listing_ids())})
         yield
     finally:
-        market.writable = False  # stop taking writes, then flush what was acknowledged-pending
+        metrics.set_writer(False)
+        await _stop_writing(settings, market, writer, fence, journal, background)
+
+
+async def _stop_writing(
+    settings: Settings, market: Market, writer: JournalWriter, fence: Fence,
+    journal: "asyncio.Task[None]", background: "list[asyncio.Task[None]]",
+) -> None:
+    """A clean stop flushes what was acknowledged-pending; a writer that lost the fence fails
+    it instead (503), and either way the background writers stop first."""
+    market.step_down()
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
+    if not fence.held:
+        writer.close(FenceLost("this instance is no longer the writer"))
+    try:
         await asyncio.wait_for(writer.flushed(), timeout=settings.db_timeout_s * 2)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    except TimeoutError:
+        if fence.held:
+            raise
+        log.error("the journal batch in flight did not finish while stepping down")
+    finally:
+        journal.cancel()
+        await asyncio.gather(journal, return_exceptions=True)

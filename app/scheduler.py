@@ -8,6 +8,7 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
+from app.fence.fence import Fence
 from app.market import Market
 
 _MAX_SLEEP_S = 1.0  # also bounds how late a deadline fires after a recovery swapped engines
@@ -27,12 +28,15 @@ async def run_deadlines(market: Market) -> None:
         market.advance_clock()
 
 
-async def run_housekeeping(market: Market, idempotency_ttl_s: int, every_s: float = 600) -> None:
+async def run_housekeeping(
+    market: Market, fence: Fence, idempotency_ttl_s: int, every_s: float = 600
+) -> None:
     """Forget idempotency records older than the TTL (at least 24 h by the spec)."""
     while True:
         await asyncio.sleep(every_s)
         cutoff = datetime.now(UTC) - timedelta(seconds=idempotency_ttl_s)
         try:
-            await market.store.delete_idempotency_before(cutoff)
-        except Exception:  # postgres away: try again next round
+            async with fence.transaction(market.store.pool) as conn:
+                await market.store.delete_idempotency_before(cutoff, conn)
+        except Exception:  # postgres away, or fenced out (the term is ending): next round
             continue

@@ -5,6 +5,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.fence.fence import Timings
 from matching import MarketRules
 
 
@@ -38,6 +39,16 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = 0.0
     rate_limit_burst: int = 100
 
+    #: One writer, hot standbys. The writer renews a lease every heartbeat; a standby polls
+    #: for the fence and takes over from a writer that died at once, or from one whose lease
+    #: is older than `fence_lease_s` (paused, cut off) after ending its sessions. The lease must
+    #: outlast a healthy writer's longest stall (rebuilding its largest books). A takeover
+    #: waits up to `fence_takeover_wait_s` for the old writer's commits in flight.
+    fence_heartbeat_s: float = 1.0
+    fence_lease_s: float = 5.0
+    fence_poll_s: float = 0.1
+    fence_takeover_wait_s: float = 5.0
+
     webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
     webhook_timeout_s: float = 10.0
     webhook_poll_s: float = 1.0
@@ -50,6 +61,12 @@ class Settings(BaseSettings):
             max_window_us=self.max_window_s * 1_000_000,
             min_bid_amount=self.min_bid_amount,
             legal_rate_cap_bps=self.legal_rate_cap_bps,
+        )
+
+    def fence_timings(self) -> Timings:
+        return Timings(
+            self.fence_heartbeat_s, self.fence_lease_s, self.fence_poll_s,
+            self.fence_takeover_wait_s, self.db_timeout_s,
         )
 
     def retry_schedule(self) -> list[float]:

@@ -4,10 +4,15 @@ Plain SQL, plain rows: the store knows tables, not rules.
 """
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import asyncpg
 from asyncpg import Record
+from asyncpg.pool import PoolConnectionProxy
+
+if TYPE_CHECKING:
+    Connection = PoolConnectionProxy[Record]
 
 
 class Store:
@@ -122,8 +127,10 @@ class Store:
             "SELECT * FROM idempotency_keys WHERE scope = $1 AND key = $2", scope, key
         )
 
-    async def delete_idempotency_before(self, moment: datetime) -> int:
-        status = await self.pool.execute(
+    async def delete_idempotency_before(
+        self, moment: datetime, conn: "Connection | None" = None
+    ) -> int:
+        status = await (conn or self.pool).execute(
             "DELETE FROM idempotency_keys WHERE created_at < $1", moment
         )
         return int(status.split()[-1])

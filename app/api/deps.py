@@ -150,7 +150,7 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
         "invalid_cursor",
     ),
     429: ("rate_limited",),
-    503: ("database_unavailable",),
+    503: ("database_unavailable", "standby"),
 }
 
 

@@ -5,6 +5,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import Services, render_json
+from app.fence.role import Role
 
 router = APIRouter(tags=["operations"])
 
@@ -16,7 +17,11 @@ async def healthz() -> Response:
 
 @router.get("/readyz", responses={503: {"description": "not ready"}})
 async def readyz(request: Request) -> Response:
-    """Ready when Postgres answers and the books are rebuilt."""
+    """Ready when this instance is the writer, Postgres answers and the books are rebuilt.
+    A standby answers 503 `{"status": "standby", "code": "standby"}`."""
+    role: Role = request.app.state.role
+    if not role.writer:
+        return render_json({"status": role.state, "code": role.state}, 503)
     svc: Services | None = getattr(request.app.state, "services", None)
     if svc is None or not svc.market.writable:
         return render_json({"status": "recovering"}, 503)
