@@ -88,12 +88,15 @@ def migration_files() -> list[Path]:
 
 async def migrate(conn: "Connection") -> list[str]:
     """Apply every migration not yet recorded, in order, each in its own transaction."""
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations"
-        " (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-    )
-    await conn.execute("SELECT pg_advisory_lock(7262001)")  # one migrator at a time
+    # One migrator at a time, from the very first statement: two instances starting together
+    # on an empty database would otherwise race on CREATE TABLE IF NOT EXISTS (which is not
+    # atomic: the loser fails on a duplicate catalog key).
+    await conn.execute("SELECT pg_advisory_lock(7262001)")
     try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         applied = []
         for path in migration_files():
