@@ -28,16 +28,14 @@ class Supervisor:
         self.fence = fence
         self.role = role
         self.start_writer = start_writer
-        self.terms = 0
 
     async def run(self) -> None:
         """Until cancelled. The first term's start failure is raised (the process should not
         come up); later ones are logged and retried, so the other instance can take over."""
         failures = 0
         while True:
-            await self.fence.acquire()
-            self.terms += 1
             try:
+                await self.fence.acquire()
                 await self._term()
                 failures = 0
             except Exception as error:
