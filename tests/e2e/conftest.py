@@ -76,9 +76,8 @@ class ServiceProcess:
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
         """A keep-alive client for this process (a fresh one is needed after a restart)."""
         limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
-        return httpx.AsyncClient(
-            base_url=self.base_url, headers=ADMIN, timeout=10.0, limits=limits, **kwargs
-        )
+        options: dict[str, Any] = {"timeout": 10.0, "limits": limits, **kwargs}
+        return httpx.AsyncClient(base_url=self.base_url, headers=ADMIN, **options)
 
     async def start(self, expect: "Expect" = "writer") -> float:
         """Start the process and wait (bounded) until /readyz answers 200 (the writer), or 503

@@ -33,7 +33,8 @@ def nginx_binary() -> str:
 
 
 def router_config(reference: str, ports: list[int], listen: int, folder: Path) -> str:
-    """The reference config, pointed at local ports, with every path inside `folder`."""
+    """The reference config, pointed at local ports, with every path inside `folder`, and
+    an X-Upstream header naming the instances each request went to."""
     assert len(ports) == len(_UPSTREAMS)
     text = reference
     for host, port in zip(_UPSTREAMS, ports, strict=True):
@@ -41,13 +42,15 @@ def router_config(reference: str, ports: list[int], listen: int, folder: Path) -
         text = text.replace(f"server {host} ", f"server 127.0.0.1:{port} ")
     text, listens = re.subn(r"listen 8080;", f"listen 127.0.0.1:{listen};", text)
     assert listens == 1, f"{REFERENCE} should listen on 8080 once"
-    local = "\n".join(
-        f"    {directive} {folder / name};" for directive, name in (
+    local = "\n".join([
+        *(f"    {directive} {folder / name};" for directive, name in (
             ("access_log", "access.log"), ("client_body_temp_path", "client_body"),
             ("proxy_temp_path", "proxy"), ("fastcgi_temp_path", "fastcgi"),
             ("uwsgi_temp_path", "uwsgi"), ("scgi_temp_path", "scgi"),
-        )
-    )
+        )),
+        # which instances a request tried, the last one answering: "127.0.0.1:a, 127.0.0.1:b"
+        "    add_header X-Upstream $upstream_addr always;",
+    ])
     text, blocks = re.subn(r"^http \{$", "http {\n" + local, text, flags=re.MULTILINE)
     assert blocks == 1
     return text

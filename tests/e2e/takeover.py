@@ -47,7 +47,7 @@ class Takeover:
     def figures(self) -> dict[str, Any]:
         return {
             "standby_ready_after_kill_s": _round(self.ready_after_s),
-            "first_201_after_kill_s": _round(self.first_201_after_s),
+            "first_201_from_the_new_writer_after_kill_s": _round(self.first_201_after_s),
         }
 
 
@@ -56,7 +56,7 @@ class Burst:
     listings: list[Json] = field(default_factory=list)
     answers: Counter[int] = field(default_factory=Counter)
     acked: list[tuple[Json, Json]] = field(default_factory=list)  # (request, 201 body)
-    acked_at: list[float] = field(default_factory=list)  # monotonic
+    acked_at: list[tuple[float, str]] = field(default_factory=list)  # (monotonic, upstream)
     unexpected: list[str] = field(default_factory=list)
     transport_errors: list[str] = field(default_factory=list)
     retried_503: int = 0
@@ -93,7 +93,8 @@ async def burst_through_router(base_url: str, takeover: Takeover, seed: int) -> 
         stop.set()
         async with asyncio.timeout(60):
             await asyncio.gather(*bidders)
-    after = [t - takeover.killed_at for t in burst.acked_at if t > takeover.killed_at]
+    standby = f"127.0.0.1:{takeover.standby.port}"
+    after = [t - takeover.killed_at for t, upstream in burst.acked_at if upstream == standby]
     takeover.first_201_after_s = min(after) if after else None
     return burst
 
@@ -116,7 +117,8 @@ async def _bidder(client: httpx.AsyncClient, rng: random.Random, targets: list[T
             return
         if response.status_code == 201:
             burst.acked.append((request, response.json()))
-            burst.acked_at.append(time.monotonic())
+            upstream = response.headers.get("X-Upstream", "").rsplit(",", 1)[-1].strip()
+            burst.acked_at.append((time.monotonic(), upstream))
         elif response.status_code not in (409, 422):
             burst.unexpected.append(f"{response.status_code} {response.text[:300]}")
         elif response.json()["code"] == "listing_not_open":

@@ -61,31 +61,46 @@ async def test_killing_the_writer_mid_burst_through_nginx_loses_no_acknowledged_
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("how", ["lease_expired", "lock_session_cut"])
 async def test_a_paused_writer_commits_nothing_after_the_standby_took_over(
-    fleet: Fleet, db: Db,
+    fleet: Fleet, db: Db, how: str,
 ) -> None:
     """SIGSTOP lands while the writer's journal transaction is inside COMMIT (a deferred
-    trigger sleeps there for that bid only). The standby ends the paused writer's sessions when
-    its lease expires, takes over and takes bids; SIGCONT: the stalled commit and a bid sent to
-    the paused writer meanwhile are both refused, the old writer steps down, and the books of
-    the new writer are what Postgres holds."""
-    old, new = fleet.add("old", **QUICK_LEASE), fleet.add("new", **QUICK_LEASE)
+    trigger holds that bid's COMMIT until the test opens a gate), then the standby takes over:
+
+    - lease_expired: the standby sees the lease expire and ends the paused writer's sessions;
+    - lock_session_cut: only the paused writer's lock session dies (as a cut connection would),
+      so the standby gets the lock at once; its epoch bump must wait for the stalled
+      transaction (which holds the epoch row FOR SHARE) and end it, or that COMMIT would land
+      after the takeover once the gate opens.
+
+    The new writer takes bids; the gate opens; SIGCONT: the stalled bid and one sent to the
+    paused writer meanwhile are both refused, the old writer steps down, and the new writer's
+    books are what Postgres holds."""
+    new_env = QUICK_LEASE if how == "lease_expired" else {
+        "LOAN_AUCTION_FENCE_LEASE_S": "600", "LOAN_AUCTION_FENCE_TAKEOVER_WAIT_S": "2",
+    }
+    old, new = fleet.add("old", **QUICK_LEASE), fleet.add("new", **new_env)
     old.expected_errors.append("journal batch failed")  # its stalled batch, ended by the takeover
     await old.start()
     await new.start("standby")
     async with old.client(timeout=60.0) as to_old, new.client() as to_new:
         listing = await open_listing(to_old, amount=1_000_000)
         before = [await bid_ok(to_old, listing["id"], 100_000, rate, "ann") for rate in (900, 800)]
-        await db.execute(_STALL_COMMIT)
+        await db.execute(_GATED_COMMIT)
         stalled = asyncio.create_task(place_bid(to_old, listing["id"], 100_000, 700, "stalled"))
-        await eventually(lambda: _sleeping_commit(db), 15, "the stalled bid inside its COMMIT")
+        await eventually(lambda: _held_commit(db, True), 15, "the stalled bid inside its COMMIT")
         old.pause()
         sent_while_paused = asyncio.create_task(
             place_bid(to_old, listing["id"], 100_000, 600, "queued")
         )
+        if how == "lock_session_cut":
+            assert await db.fetchval(_CUT_LOCK_SESSION) == 1
         await eventually(lambda: _ready(new), 30, "the standby taking over")
-        assert await _count(db, "stalled") == 0, "the paused writer's commit was ended"
         after = [await bid_ok(to_new, listing["id"], 100_000, rate, "bea") for rate in (500, 400)]
+        await db.execute("UPDATE e2e_gate SET hold = false")
+        await eventually(lambda: _held_commit(db, False), 15, "no COMMIT held any more")
+        assert await _count(db, "stalled") == 0, "the paused writer's commit was ended"
         old.resume()
         for pending in (stalled, sent_while_paused):
             response = await asyncio.wait_for(pending, 30)
@@ -165,21 +180,33 @@ async def test_after_both_instances_are_killed_one_restarted_recovers_as_usual(
     await books_match_the_journal(second, db, None)
 
 
-_STALL_COMMIT = """
-CREATE FUNCTION e2e_stall_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN PERFORM pg_sleep(600); RETURN NULL; END $$;
-CREATE CONSTRAINT TRIGGER e2e_stall_commit AFTER INSERT ON bids
+_GATED_COMMIT = """
+CREATE TABLE e2e_gate (hold boolean NOT NULL);
+INSERT INTO e2e_gate VALUES (true);
+CREATE FUNCTION e2e_gated_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    WHILE (SELECT hold FROM e2e_gate) LOOP PERFORM pg_sleep(0.02); END LOOP;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER e2e_gated_commit AFTER INSERT ON bids
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.lender_id = 'stalled')
-    EXECUTE FUNCTION e2e_stall_commit();
+    EXECUTE FUNCTION e2e_gated_commit();
+"""
+#: End the session holding the writer's advisory lock (key 7262006), and only that one.
+_CUT_LOCK_SESSION = """
+SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+WHERE locktype = 'advisory' AND granted AND classid = 0 AND objid = 7262006
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 
 
-async def _sleeping_commit(db: Db) -> bool | None:
-    sleeping = await db.fetchval(
+async def _held_commit(db: Db, held: bool) -> bool | None:
+    """True once some COMMIT is (held) or no COMMIT is any longer (not held) at the gate."""
+    count = await db.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND wait_event = 'PgSleep' AND query ILIKE 'COMMIT%'"
+        " AND pid <> pg_backend_pid() AND query ILIKE 'COMMIT%' AND state = 'active'"
     )
-    return True if sleeping else None
+    return True if bool(count) == held else None
 
 
 async def _ready(service: ServiceProcess) -> bool | None:
