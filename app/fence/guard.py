@@ -27,14 +27,16 @@ class StandbyGuard:
             if self.role.code == "standby"
             else Unavailable("this instance is rebuilding its books or reaching postgres; retry")
         )
+        body = orjson.dumps(error.problem(path))
         await send({
             "type": "http.response.start", "status": error.status,
             "headers": [
                 (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
                 *((k.lower().encode(), v.encode()) for k, v in error.headers.items()),
             ],
         })
-        await send({"type": "http.response.body", "body": orjson.dumps(error.problem(path))})
+        await send({"type": "http.response.body", "body": body})
 
 
 def _is_api(path: str) -> bool:

@@ -43,8 +43,10 @@ def router_config(reference: str, ports: list[int], listen: int, folder: Path) -
     text, listens = re.subn(r"listen 8080;", f"listen 127.0.0.1:{listen};", text)
     assert listens == 1, f"{REFERENCE} should listen on 8080 once"
     local = "\n".join([
+        "    log_format tries '$status $request_method $upstream_addr $upstream_status';",
+        f"    access_log {folder / 'access.log'} tries;",
         *(f"    {directive} {folder / name};" for directive, name in (
-            ("access_log", "access.log"), ("client_body_temp_path", "client_body"),
+            ("client_body_temp_path", "client_body"),
             ("proxy_temp_path", "proxy"), ("fastcgi_temp_path", "fastcgi"),
             ("uwsgi_temp_path", "uwsgi"), ("scgi_temp_path", "scgi"),
         )),
