@@ -161,6 +161,7 @@ async def _stop_writing(
     """A clean stop flushes what was acknowledged-pending; a writer that lost the fence fails
     it instead (503), and either way the background writers stop first."""
     market.step_down()
+    gc.unfreeze()  # this term's books may sit in reference cycles: let a full collection free them
     for task in background:
         task.cancel()
     await asyncio.gather(*background, return_exceptions=True)

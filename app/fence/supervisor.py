@@ -41,7 +41,7 @@ class Supervisor:
             except Exception as error:
                 if not self.role.settled.is_set():
                     raise _single(error) from None
-                log.exception("writer term failed; giving the fence back")
+                log.exception("taking or holding the fence failed; contending again shortly")
                 failures += 1
             finally:
                 await self.fence.release()
@@ -61,7 +61,11 @@ class Supervisor:
         async with self.start_writer():
             self.role.set("writer")
             log.info("serving as the writer", extra={"epoch": self.fence.epoch})
-            await asyncio.Future()  # until the fence is lost or the process stops
+            try:
+                await asyncio.Future()  # until the fence is lost or the process stops
+            finally:
+                if self.role.writer:  # ending for another reason: refuse requests from now on
+                    self.role.set("standby")
 
 
 def _single(error: Exception) -> Exception:
