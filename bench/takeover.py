@@ -8,13 +8,15 @@ DATABASE_URL), two instances of the service on that one database, and nginx in f
 with `deploy/nginx.conf` (pointed at local ports, as the tests do; nginx must be installed).
 Then:
 
-1. throughput, `--rounds` times in turn: N keep-alive connections post bids (each with an
-   Idempotency-Key, as clients behind a retrying router should) straight to the writer, then
-   through nginx, `--seconds` each after a warm-up second (bench/burst.py's load generator);
-2. takeover, `--kills` times: while 8 connections keep bidding through nginx, SIGKILL the
+1. takeover, `--kills` times: while 8 connections keep bidding through nginx, SIGKILL the
    writer and time, from the kill, (a) the first 201 from the standby, which a prober asks
    straight every 10 ms, and (b) the first 201 through nginx that the new writer answered;
-   then start the killed instance again, on its port, as the new standby.
+   then start the killed instance again, on its port, as the new standby;
+2. throughput, `--rounds` times in turn: N keep-alive connections post bids (each with an
+   Idempotency-Key, as clients behind a retrying router should) straight to the writer, then
+   through nginx, `--seconds` each after a warm-up second (bench/burst.py's load generator);
+3. the takeovers of step 1 again, now that the open books hold every bid of step 2 (a
+   takeover replays them all).
 
 Prints the median and worst of each and the load average before and after; the last line is
 one JSON object. Every process is stopped on exit.
@@ -124,6 +126,8 @@ async def throughput(pair: Pair, router: Router, admin: str, connections: int,
 
 
 async def takeovers(pair: Pair, router: Router, admin: str, kills: int) -> dict[str, Any]:
+    open_bids = await count_open_bids(pair.env["DATABASE_URL"])
+    log(f"{kills} kills, {open_bids:,} bids in open books")
     direct: list[float] = []
     routed: list[float] = []
     background: Counter[str] = Counter()
@@ -155,10 +159,25 @@ async def takeovers(pair: Pair, router: Router, admin: str, kills: int) -> dict[
             pair.start(killed)
             await pair.wait(killed, 503)
     return {
+        "open_bids_before": open_bids,
         "standby_first_201_s": summary(direct),
         "nginx_first_201_from_new_writer_s": summary(routed),
         "background_answers_through_nginx": dict(background),
     }
+
+
+async def count_open_bids(url: str) -> int:
+    """What a takeover replays: the bids of every open listing."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval(
+            "SELECT count(*) FROM bids b JOIN listings l ON l.id = b.listing_id"
+            " WHERE l.status = 'open'"
+        ))
+    finally:
+        await conn.close()
 
 
 async def first_201(base: str, listing_id: str, key: str, upstream: str | None) -> float:
@@ -212,10 +231,11 @@ async def run(args: argparse.Namespace, base: str, folder: Path) -> dict[str, An
         await router.start([pair.ports["a"], pair.ports["b"]])
         log(f"two instances on {name if created else 'the given database'}, nginx on"
             f" {router.port}")
+        small = await takeovers(pair, router, admin, args.kills)
         loads = await throughput(
             pair, router, admin, args.connections, args.seconds, args.rounds
         )
-        taken = await takeovers(pair, router, admin, args.kills)
+        large = await takeovers(pair, router, admin, args.kills)
     finally:
         router.stop()
         pair.stop_all()
@@ -227,7 +247,8 @@ async def run(args: argparse.Namespace, base: str, folder: Path) -> dict[str, An
         "throughput": {"direct": rates(direct), "nginx": rates(routed),
                        "ratio_nginx_over_direct": ratio, "connections": args.connections,
                        "seconds": args.seconds},
-        "takeover": {"kills": args.kills, **taken},
+        "takeover_small_books": {"kills": args.kills, **small},
+        "takeover_after_the_throughput_phases": {"kills": args.kills, **large},
     }
 
 
@@ -250,11 +271,13 @@ def main(argv: list[str] | None = None) -> None:
     result["loadavg_before"] = [round(x, 2) for x in before]
     result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
-    t = result["takeover"]
-    log(f"takeover, kill -9 to the first 201 from the standby: median"
-        f" {t['standby_first_201_s']['median']} s, worst {t['standby_first_201_s']['worst']} s;"
-        f" through nginx: median {t['nginx_first_201_from_new_writer_s']['median']} s, worst"
-        f" {t['nginx_first_201_from_new_writer_s']['worst']} s")
+    for key in ("takeover_small_books", "takeover_after_the_throughput_phases"):
+        t = result[key]
+        log(f"{key} ({t['open_bids_before']:,} open bids), kill -9 to the first 201 from the"
+            f" standby: median {t['standby_first_201_s']['median']} s, worst"
+            f" {t['standby_first_201_s']['worst']} s; through nginx: median"
+            f" {t['nginx_first_201_from_new_writer_s']['median']} s, worst"
+            f" {t['nginx_first_201_from_new_writer_s']['worst']} s")
     th = result["throughput"]
     log(f"bids/s straight to the writer {th['direct']['bids_per_s']}, through nginx"
         f" {th['nginx']['bids_per_s']} (ratio {th['ratio_nginx_over_direct']})")
