@@ -126,8 +126,7 @@ async def throughput(pair: Pair, router: Router, admin: str, connections: int,
 
 
 async def takeovers(pair: Pair, router: Router, admin: str, kills: int) -> dict[str, Any]:
-    open_bids = await count_open_bids(pair.env["DATABASE_URL"])
-    log(f"{kills} kills, {open_bids:,} bids in open books")
+    open_bids: list[int] = []
     direct: list[float] = []
     routed: list[float] = []
     background: Counter[str] = Counter()
@@ -141,6 +140,7 @@ async def takeovers(pair: Pair, router: Router, admin: str, kills: int) -> dict[
             load = Load(f"kill {n}", router.port, requests, 0.0, 3600.0, 10**9)
             busy = asyncio.create_task(load.run())
             await asyncio.sleep(1.0)
+            open_bids.append(await count_open_bids(pair.env["DATABASE_URL"]))
             standby = pair.services[pair.standby]
             killed_at = time.perf_counter()
             probes = asyncio.gather(
@@ -153,13 +153,13 @@ async def takeovers(pair: Pair, router: Router, admin: str, kills: int) -> dict[
             routed.append(through - killed_at)
             load.stopped = True
             background.update(str(k) for k in (await busy).statuses.elements())
-            log(f"kill {n}: first 201 from the standby {direct[-1]:.3f} s after the kill,"
-                f" through nginx {routed[-1]:.3f} s")
+            log(f"kill {n} ({open_bids[-1]:,} bids in open books): first 201 from the standby"
+                f" {direct[-1]:.3f} s after the kill, through nginx {routed[-1]:.3f} s")
             killed, pair.writer = pair.writer, pair.standby
             pair.start(killed)
             await pair.wait(killed, 503)
     return {
-        "open_bids_before": open_bids,
+        "open_bids": [min(open_bids), max(open_bids)],
         "standby_first_201_s": summary(direct),
         "nginx_first_201_from_new_writer_s": summary(routed),
         "background_answers_through_nginx": dict(background),
@@ -273,7 +273,8 @@ def main(argv: list[str] | None = None) -> None:
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
     for key in ("takeover_small_books", "takeover_after_the_throughput_phases"):
         t = result[key]
-        log(f"{key} ({t['open_bids_before']:,} open bids), kill -9 to the first 201 from the"
+        low, high = t["open_bids"]
+        log(f"{key} ({low:,}-{high:,} open bids), kill -9 to the first 201 from the"
             f" standby: median {t['standby_first_201_s']['median']} s, worst"
             f" {t['standby_first_201_s']['worst']} s; through nginx: median"
             f" {t['nginx_first_201_from_new_writer_s']['median']} s, worst"

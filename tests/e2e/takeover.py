@@ -58,8 +58,12 @@ class Burst:
     acked: list[tuple[Json, Json]] = field(default_factory=list)  # (request, 201 body)
     acked_at: list[tuple[float, str]] = field(default_factory=list)  # (monotonic, upstream)
     unexpected: list[str] = field(default_factory=list)
-    transport_errors: list[str] = field(default_factory=list)
+    transport_errors: list[str] = field(default_factory=list)  # before the kill: a failure
+    #: answers cut short by the kill (the writer died between a response's head and body,
+    #: which nginx cannot retry): in doubt, so sent again with the same Idempotency-Key
+    cut_by_the_kill: int = 0
     retried_503: int = 0
+    killed_at: float | None = None  # monotonic
 
 
 async def burst_through_router(base_url: str, takeover: Takeover, seed: int) -> Burst:
@@ -85,7 +89,7 @@ async def burst_through_router(base_url: str, takeover: Takeover, seed: int) -> 
             for _ in range(BIDDERS)
         ]
         await asyncio.sleep(rng.uniform(0.5, 1.5))
-        takeover.killed_at = time.monotonic()
+        takeover.killed_at = burst.killed_at = time.monotonic()
         assert await takeover.killed.kill() == -9
         await eventually(lambda: _is_ready(takeover.standby), 60, "the standby taking over")
         takeover.ready_after_s = time.monotonic() - takeover.killed_at
@@ -127,7 +131,8 @@ async def _bidder(client: httpx.AsyncClient, rng: random.Random, targets: list[T
 
 async def _answered(client: httpx.AsyncClient, request: Json, key: str, content: bytes,
                     burst: Burst) -> httpx.Response | None:
-    """Send until the answer is not 503 (bounded); None after a transport error."""
+    """Send until the answer is not 503 (bounded); None after a transport error before the
+    kill. One after the kill is the kill's doing: the request is sent again."""
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -136,8 +141,12 @@ async def _answered(client: httpx.AsyncClient, request: Json, key: str, content:
                 headers={"Idempotency-Key": key, "Content-Type": "application/json"},
             )
         except httpx.TransportError as error:
-            burst.transport_errors.append(repr(error))
-            return None
+            if burst.killed_at is None:
+                burst.transport_errors.append(repr(error))
+                return None
+            burst.cut_by_the_kill += 1
+            assert time.monotonic() < deadline, f"transport errors for a minute: {error!r}"
+            continue
         burst.answers[response.status_code] += 1
         if response.status_code != 503:
             return response
@@ -207,7 +216,8 @@ async def _acknowledged_bids_are_stored(client: httpx.AsyncClient, db: Db,
 
     await asyncio.gather(*(read_back(b) for b in acked))
     return {"bids_acknowledged": len(acked), "bids_read_back_from_the_new_writer": len(acked),
-            "answers_503_retried": burst.retried_503}
+            "answers_503_retried": burst.retried_503,
+            "answers_cut_short_by_the_kill": burst.cut_by_the_kill}
 
 
 async def _book_matches(client: httpx.AsyncClient, replay: Replay, listing_id: str,

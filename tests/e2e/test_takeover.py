@@ -48,7 +48,7 @@ async def test_killing_the_writer_mid_burst_through_nginx_loses_no_acknowledged_
     takeover = Takeover(killed=first, standby=second)
     burst = await burst_through_router(router.base_url, takeover, rng_seed)
 
-    assert not burst.transport_errors, burst.transport_errors[:5]
+    assert not burst.transport_errors, f"before the kill: {burst.transport_errors[:5]}"
     assert set(burst.answers) <= {201, 409, 422, 503}, f"other answers: {burst.unexpected[:5]}"
     assert burst.answers[503] > 0, "the kill landed in the middle of the burst"
     assert takeover.ready_after_s is not None, "the standby took over"
