@@ -30,6 +30,7 @@ from app.ratelimit import RateLimiter
 from app.scheduler import run_deadlines, run_housekeeping
 from app.settings import Settings
 from app.store import Store
+from app.tasks import cancel_and_wait
 from app.webhooks.dispatcher import Dispatcher
 from app.webhooks.service import Webhooks
 from app.webhooks.store import WebhookStore
@@ -162,9 +163,7 @@ async def _stop_writing(
     it instead (503), and either way the background writers stop first."""
     market.step_down()
     gc.unfreeze()  # this term's books may sit in reference cycles: let a full collection free them
-    for task in background:
-        task.cancel()
-    await asyncio.gather(*background, return_exceptions=True)
+    await cancel_and_wait(background)
     if not fence.held:
         writer.close(FenceLost("this instance is no longer the writer"))
     try:
@@ -174,5 +173,4 @@ async def _stop_writing(
             raise
         log.error("the journal batch in flight did not finish while stepping down")
     finally:
-        journal.cancel()
-        await asyncio.gather(journal, return_exceptions=True)
+        await cancel_and_wait([journal])

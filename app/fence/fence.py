@@ -122,7 +122,8 @@ class Fence:
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._lost.wait(), self.timings.heartbeat_s)
+                    async with asyncio.timeout(self.timings.heartbeat_s):  # not wait_for: see
+                        await self._lost.wait()  # app/tasks.py
                 epoch = self.epoch
                 if epoch is None:
                     raise FenceLost("the writer fence was lost")

@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager
 
 from app.fence.fence import Fence, FenceLost
 from app.fence.role import Role
+from app.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,4 @@ async def supervised(supervisor: Supervisor) -> AsyncIterator[None]:
             task.result()  # the first start failed: raise its error
         yield
     finally:
-        settled.cancel()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait([settled, task])
