@@ -136,7 +136,7 @@ async def takeovers(pair: Pair, router: Router, admin: str, kills: int) -> dict[
             writer = pair.services[pair.writer]
             ids = await open_listings(client, writer, admin, 1, 7 * 86400)
             requests = bid_requests(router.port, ids, keys, BACKGROUND_CONNECTIONS, BID_AMOUNT,
-                                    True, per_connection=64)
+                                    True, per_connection=2048)
             load = Load(f"kill {n}", router.port, requests, 0.0, 3600.0, 10**9)
             busy = asyncio.create_task(load.run())
             await asyncio.sleep(1.0)
