@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.fence.fence import Timings
@@ -62,6 +62,12 @@ class Settings(BaseSettings):
             min_bid_amount=self.min_bid_amount,
             legal_rate_cap_bps=self.legal_rate_cap_bps,
         )
+
+    @model_validator(mode="after")
+    def _lease_outlasts_heartbeats(self) -> "Settings":
+        if self.fence_lease_s < 2 * self.fence_heartbeat_s:
+            raise ValueError("fence_lease_s must be at least twice fence_heartbeat_s")
+        return self
 
     def fence_timings(self) -> Timings:
         return Timings(
