@@ -19,7 +19,8 @@ ENV PATH=/venv/bin:$PATH \
     LOAN_AUCTION_DATA_DIR=/home/auction/data
 USER auction
 EXPOSE 8000
+# Liveness, not readiness: a hot standby is healthy while /readyz answers 503 "standby".
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2).status == 200 else 1)"
+    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status == 200 else 1)"
 ENTRYPOINT ["loan-auction"]
 CMD ["serve"]

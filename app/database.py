@@ -73,7 +73,12 @@ async def create_pool(
     uri: str, min_size: int, max_size: int, timeout: float,
     server_settings: dict[str, str] | None = None,
     reset: Callable[["asyncpg.Connection[asyncpg.Record]"], Awaitable[None]] | None = None,
+    application_name: str | None = None,
 ) -> asyncpg.Pool:
+    """`application_name` names the sessions, so that a new writer can end an old one's."""
+    settings = dict(server_settings or {})
+    if application_name:
+        settings["application_name"] = application_name
     pool = await asyncpg.create_pool(
         uri,
         min_size=min_size,
@@ -81,7 +86,7 @@ async def create_pool(
         timeout=timeout,
         command_timeout=timeout * 6,
         init=_init_connection,
-        server_settings=server_settings,
+        server_settings=settings or None,
         reset=reset,
     )
     assert pool is not None
@@ -96,12 +101,15 @@ def migration_files() -> list[Traversable]:
 
 async def migrate(conn: "Connection") -> list[str]:
     """Apply every migration not yet recorded, in order, each in its own transaction."""
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations"
-        " (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-    )
-    await conn.execute("SELECT pg_advisory_lock(7262001)")  # one migrator at a time
+    # One migrator at a time, from the very first statement: two instances starting together
+    # on an empty database would otherwise race on CREATE TABLE IF NOT EXISTS (which is not
+    # atomic: the loser fails on a duplicate catalog key).
+    await conn.execute("SELECT pg_advisory_lock(7262001)")
     try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         applied = []
         for file in migration_files():

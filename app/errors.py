@@ -85,6 +85,15 @@ def malformed_body() -> ApiError:
     return ApiError("malformed_body", "the body is not valid JSON")
 
 
+class Standby(ApiError):
+    """Not the writer now: another instance serves the API (a router retries it there)."""
+
+    status, title = 503, "Service unavailable"
+
+    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
+        super().__init__("standby", detail, headers={"Retry-After": str(retry_after_s)})
+
+
 def from_rejection(rejection: Rejection) -> ApiError:
     """Map an engine rejection to its HTTP error, keeping the engine's code."""
     extra: dict[str, Any] = {}

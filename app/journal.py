@@ -17,6 +17,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from app.audit import chain
+from app.fence.fence import Fence
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,12 @@ class JournalWriter:
         max_rows: int,
         on_commit: Callable[[Entry, BatchStats], None],
         on_failure: Callable[[BaseException], Awaitable[None]],
+        *,
+        fence: Fence,
     ) -> None:
         self._pool = pool
+        self._fence = fence
+        self._closed: BaseException | None = None
         self._max_batch = max_batch
         self._max_rows = max_rows
         self._on_commit = on_commit
@@ -132,6 +137,9 @@ class JournalWriter:
     def submit(self, entry: Entry) -> asyncio.Future[None]:
         """Queue an entry; the future completes when it is committed (or fails)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._closed is not None:
+            future.set_exception(self._closed)
+            return future
         self._pending.append((entry, future))
         self._idle.clear()
         self._wakeup.set()
@@ -144,6 +152,16 @@ class JournalWriter:
             if not future.done():
                 future.set_exception(error)
         self._idle.set()
+
+    def close(self, error: BaseException) -> None:
+        """Take no more writes: fail what is queued and everything submitted from now on.
+        A batch in flight finishes (or fails) on its own; `flushed` waits for it."""
+        self._closed = error
+        queued, self._pending = self._pending, []
+        for _, future in queued:
+            if not future.done():
+                future.set_exception(error)
+        self._wakeup.set()  # the loop finds nothing queued and marks itself idle
 
     async def flushed(self) -> None:
         """Wait until every submitted entry is committed or failed."""
@@ -200,6 +218,7 @@ class JournalWriter:
 
     async def _write(self, e: Entry) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._fence.check(conn)  # first: a takeover waits for this transaction
             await _copy(conn, "listings", _LISTING_COLUMNS, e.listings)
             await _copy(conn, "bids", _BID_COLUMNS, e.bids)
             await _copy(conn, "loans", _LOAN_COLUMNS, e.loans)

@@ -1,4 +1,5 @@
-"""The application factory and its lifespan: open the pool, migrate, rebuild the books, serve."""
+"""The application factory and its lifespan: open the pool, migrate, then the standby loop:
+take the writer fence, rebuild the books, serve (or wait as a standby while another writes)."""
 
 import asyncio
 import contextlib
@@ -18,6 +19,11 @@ from app.api.bids import BID_PATH
 from app.api.deps import Services
 from app.api.lean import FastLane, LanePlan
 from app.audit import service as audit
+from app.fence.fence import Fence, FenceLost, new_instance_id
+from app.fence.guard import StandbyGuard
+from app.fence.role import Role
+from app.fence.store import application_name
+from app.fence.supervisor import Supervisor, supervised
 from app.journal import BatchStats, Entry, JournalWriter
 from app.keys import admin
 from app.keys.service import Keys, record_usage_every
@@ -33,6 +39,7 @@ from app.ratelimit import RateLimiter
 from app.scheduler import run_deadlines, run_housekeeping, run_webhook_retention
 from app.settings import Settings
 from app.store import Store
+from app.tasks import cancel_and_wait
 from app.webhooks.sealing import check_configured as check_secrets_configured
 from app.webhooks.service import start as start_webhooks
 from matching import GradePolicy
@@ -53,6 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.policies = settings.grade_policies()  # a bad policy file stops the start here
+    app.state.role = Role()
     problems.install(app)
     for module in (listings, bids, accounts, loans, events, keys, webhooks, health):
         app.include_router(module.router)
@@ -60,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.bid_fast_lane:
         plan = LanePlan.for_app(app, "POST", BID_PATH)  # refuses here, not at the first request
         app.add_middleware(FastLane, plan=plan, handlers=app.exception_handlers)
+    app.add_middleware(StandbyGuard, role=app.state.role)  # inside the edge: ids, logs, 413s
     app.add_middleware(
         EdgeMiddleware, max_body=settings.max_body_bytes, metrics=metrics,
         access_log=settings.access_log,
@@ -69,29 +78,45 @@ def create_app(settings: Settings) -> FastAPI:
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Migrate, then wait for the writer's fence (a standby until then); each term as the writer
+    rebuilds the books and runs the writers (`_running`), until the process stops."""
     settings: Settings = app.state.settings
+    instance = new_instance_id()
     async with database.postgres_uri(settings.database_url, settings.data_dir) as uri:
         pool = await database.create_pool(
-            uri, settings.pool_min_size, settings.pool_max_size, settings.db_timeout_s
+            uri, settings.pool_min_size, settings.pool_max_size, settings.db_timeout_s,
+            application_name=application_name(instance),
         )
         relay = await database.create_pool(  # the webhook dispatcher's: every write replayable
-            uri, 1, 2, settings.db_timeout_s, {"synchronous_commit": "off"}, database.keep_session
+            uri, 1, 2, settings.db_timeout_s, {"synchronous_commit": "off"}, database.keep_session,
+            application_name=application_name(instance),
+        )
+        stop_metrics = serve_on_own_port(
+            app.state.metrics, settings.metrics_host, settings.metrics_port
         )
         try:
             async with pool.acquire() as conn:
-                await database.migrate(conn)
+                applied = await database.migrate(conn)
                 await audit.backfill(conn)
-            async with _running(app, settings, Store(pool), relay):
+            log.info("migrations", extra={"applied": applied, "instance": instance})
+            fence = Fence(uri, instance, settings.fence_timings(), app.state.role)
+            store = Store(pool)
+            supervisor = Supervisor(
+                fence, app.state.role, lambda: _running(app, settings, store, relay, fence)
+            )
+            async with supervised(supervisor):
                 yield
         finally:
+            stop_metrics()
             await relay.close()
             await pool.close()
 
 
 @contextlib.asynccontextmanager
 async def _running(
-    app: FastAPI, settings: Settings, store: Store, relay: asyncpg.Pool
+    app: FastAPI, settings: Settings, store: Store, relay: asyncpg.Pool, fence: Fence
 ) -> AsyncIterator[None]:
+    """One term as the writer: rebuild the books, then run the journal and background writers."""
     metrics: Metrics = app.state.metrics
     policies: dict[Grade, GradePolicy] = app.state.policies
     market = Market(
@@ -108,12 +133,19 @@ async def _running(
             dispatcher.nudge()
             hub.publish(entry.events)
 
+    async def on_failure(error: BaseException) -> None:
+        if fence.held:  # an outage or a failed commit: rebuild from Postgres and go on
+            await market.on_journal_failure(error)
+        else:  # fenced out: another instance writes now, nothing to rebuild here
+            market.step_down()
+
     writer = JournalWriter(
         store.pool,
         settings.journal_max_batch,
         settings.journal_max_batch_rows,
         on_commit,
-        market.on_journal_failure,
+        on_failure,
+        fence=fence,
     )
     market.writer = writer
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
@@ -132,36 +164,51 @@ async def _running(
             "borrower_limit": settings.borrower_limit, "currency": settings.currency,
         },
     )
-    stop_metrics = serve_on_own_port(metrics, settings.metrics_host, settings.metrics_port)
-    tasks = [asyncio.create_task(writer.run(), name="journal")]
+    journal = asyncio.create_task(writer.run(), name="journal")
+    background: list[asyncio.Task[None]] = []
     try:
         await market.recover()
-        tasks.append(asyncio.create_task(run_deadlines(market), name="deadlines"))
-        tasks.append(asyncio.create_task(dispatcher.run(), name="webhooks"))
-        tasks.append(
-            asyncio.create_task(
-                run_housekeeping(market, settings.idempotency_ttl_s), name="housekeeping"
-            )
-        )
-        tasks.append(asyncio.create_task(record_usage_every(keys), name="key-usage"))
         retention = settings.webhook_retention_days * 86_400
-        tasks.append(asyncio.create_task(
-            run_webhook_retention(webhooks.store, retention), name="webhook-retention"
-        ))
+        for name, work in (
+            ("deadlines", run_deadlines(market)),
+            ("webhooks", dispatcher.run()),
+            ("housekeeping", run_housekeeping(market, fence, settings.idempotency_ttl_s)),
+            ("key-usage", record_usage_every(keys)),
+            ("webhook-retention", run_webhook_retention(webhooks.store, retention)),
+        ):
+            background.append(asyncio.create_task(work, name=name))
         gc.freeze()  # startup objects (modules, routes, rebuilt books) leave the GC's scans
         gc.set_threshold(20_000, 20, 20)  # per-request garbage dies young; collect it less often
+        metrics.set_writer(True)
         log.info("ready", extra={"open_listings": len(market.engine.open_listing_ids())})
         yield
     finally:
         live_view.stop(app)
-        market.writable = False  # stop taking writes, then flush what was acknowledged-pending
-        await asyncio.wait_for(writer.flushed(), timeout=settings.db_timeout_s * 2)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        metrics.set_writer(False)
+        await _stop_writing(settings, market, writer, fence, journal, background)
         with contextlib.suppress(Exception):  # best effort: last_used_at is to the minute anyway
             await asyncio.wait_for(keys.record_usage(), timeout=settings.db_timeout_s)
-        stop_metrics()
+
+
+async def _stop_writing(
+    settings: Settings, market: Market, writer: JournalWriter, fence: Fence,
+    journal: "asyncio.Task[None]", background: "list[asyncio.Task[None]]",
+) -> None:
+    """A clean stop flushes what was acknowledged-pending; a writer that lost the fence fails
+    it instead (503), and either way the background writers stop first."""
+    market.step_down()
+    gc.unfreeze()  # this term's books may sit in reference cycles: let a full collection free them
+    await cancel_and_wait(background)
+    if not fence.held:
+        writer.close(FenceLost("this instance is no longer the writer"))
+    try:
+        await asyncio.wait_for(writer.flushed(), timeout=settings.db_timeout_s * 2)
+    except TimeoutError:
+        if fence.held:
+            raise
+        log.error("the journal batch in flight did not finish while stepping down")
+    finally:
+        await cancel_and_wait([journal])
 
 
 def _address_limiter(settings: Settings) -> RateLimiter:

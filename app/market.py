@@ -126,6 +126,12 @@ class Market:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
+    def step_down(self) -> None:
+        """This market stops: refuse writes and stop any rebuild (the books go stale now)."""
+        self.writable = False
+        if self._recovering is not None:
+            self._recovering.cancel()
+
     def on_commit(self, entry: Entry, stats: BatchStats) -> None:
         for listing_id in entry.released:
             self.engine.release(listing_id)

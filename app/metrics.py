@@ -54,6 +54,12 @@ class Metrics:
             buckets=(0.1, 0.5, 1, 5, 30, 300, 1800, 7200, 36000),
             registry=r,
         )
+        self.writer = Gauge(
+            "loan_auction_writer", "1 while this instance is the writer, 0 as a standby", registry=r
+        )
+        self.writer_terms = Counter(
+            "loan_auction_writer_terms", "Times this instance became the writer", registry=r
+        )
 
     def bid_accepted(self, outbid: int) -> None:
         self.bids_accepted.inc()
@@ -76,6 +82,11 @@ class Metrics:
 
     def set_book_gauges(self, engine: Engine) -> None:
         self.open_listings.set(len(engine.open_listing_ids()))
+
+    def set_writer(self, writing: bool) -> None:
+        self.writer.set(int(writing))
+        if writing:
+            self.writer_terms.inc()
 
     def journal_committed(self, stats: BatchStats) -> None:
         self.journal_batch.observe(stats.entries)

@@ -9,6 +9,7 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 
+from app.fence.fence import Fence
 from app.market import Market
 from app.waits import event_or_timeout
 from app.webhooks.store import WebhookStore
@@ -29,14 +30,17 @@ async def run_deadlines(market: Market) -> None:
         market.advance_clock()
 
 
-async def run_housekeeping(market: Market, idempotency_ttl_s: int, every_s: float = 600) -> None:
+async def run_housekeeping(
+    market: Market, fence: Fence, idempotency_ttl_s: int, every_s: float = 600
+) -> None:
     """Forget idempotency records older than the TTL (at least 24 h by the spec)."""
     while True:
         await asyncio.sleep(every_s)
         cutoff = datetime.now(UTC) - timedelta(seconds=idempotency_ttl_s)
         try:
-            await market.store.delete_idempotency_before(cutoff)
-        except Exception:  # postgres away: try again next round
+            async with fence.transaction(market.store.pool) as conn:
+                await market.store.delete_idempotency_before(cutoff, conn)
+        except Exception:  # postgres away, or fenced out (the term is ending): next round
             continue
 
 

@@ -3,9 +3,10 @@
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.fence.fence import Timings
 from app.policy import load_grade_policies
 from matching import GradePolicy, MarketRules
 from matching.rules import Grade
@@ -67,6 +68,16 @@ class Settings(BaseSettings):
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
 
+    #: One writer, hot standbys. The writer renews a lease every heartbeat; a standby polls
+    #: for the fence and takes over from a writer that died at once, or from one whose lease
+    #: is older than `fence_lease_s` (paused, cut off) after ending its sessions. The lease must
+    #: outlast a healthy writer's longest stall (rebuilding its largest books). A takeover
+    #: waits up to `fence_takeover_wait_s` for the old writer's commits in flight.
+    fence_heartbeat_s: float = 1.0
+    fence_lease_s: float = 5.0
+    fence_poll_s: float = 0.1
+    fence_takeover_wait_s: float = 5.0
+
     webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
     webhook_timeout_s: float = 10.0
     webhook_poll_s: float = 1.0
@@ -104,6 +115,18 @@ class Settings(BaseSettings):
     def grade_policies(self) -> dict[Grade, GradePolicy]:
         """The per-grade table (defaults under the policy file). Raises PolicyError."""
         return load_grade_policies(self.policy_file, self.legal_rate_cap_bps)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_heartbeats(self) -> "Settings":
+        if self.fence_lease_s < 2 * self.fence_heartbeat_s:
+            raise ValueError("fence_lease_s must be at least twice fence_heartbeat_s")
+        return self
+
+    def fence_timings(self) -> Timings:
+        return Timings(
+            self.fence_heartbeat_s, self.fence_lease_s, self.fence_poll_s,
+            self.fence_takeover_wait_s, self.db_timeout_s,
+        )
 
     def retry_schedule(self) -> list[float]:
         return [float(s) for s in self.webhook_retry_schedule.split(",") if s.strip()]

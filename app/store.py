@@ -140,8 +140,10 @@ class Store:
             *row,
         )
 
-    async def delete_idempotency_before(self, moment: datetime) -> int:
-        status = await self.pool.execute(
+    async def delete_idempotency_before(
+        self, moment: datetime, conn: "Connection | None" = None
+    ) -> int:
+        status = await (conn or self.pool).execute(
             "DELETE FROM idempotency_keys WHERE created_at < $1", moment
         )
         return int(status.split()[-1])

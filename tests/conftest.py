@@ -68,3 +68,20 @@ async def database_url(postgres_server_uri: str, migrated_template: str) -> Asyn
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def empty_database_url(postgres_server_uri: str) -> AsyncIterator[str]:
+    """A database with nothing in it, not even the migrations."""
+    name = f"e_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(postgres_server_uri)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    yield database_uri(postgres_server_uri, name)
+    admin = await asyncpg.connect(postgres_server_uri)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()

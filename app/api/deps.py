@@ -174,7 +174,7 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
         "expiry_out_of_range",
     ),
     429: ("rate_limited",),
-    503: ("database_unavailable",),
+    503: ("database_unavailable", "standby"),
 }
 
 

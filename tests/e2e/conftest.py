@@ -7,6 +7,7 @@ the session's shared server: only the service is ever stopped or killed, never P
 """
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import httpx
@@ -27,8 +28,8 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 #: The drills bid as these lenders, funded through the API once the service first starts;
 #: tests about money use other names and fund them themselves.
 FUNDED_LENDERS = (
-    *(f"lender-{i}" for i in range(40)), "amy", "ann", "ben", "cat", "dan", "late-lender",
-    "minnow", "whale", "zed",
+    *(f"lender-{i}" for i in range(40)), "amy", "ann", "ben", "bea", "bob", "cat", "dan",
+    "late-lender", "minnow", "whale", "zed", "stalled", "queued",
 )
 FUNDS = 10**12
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +69,9 @@ class ServiceProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.signalled = False  # the last exit, if any, was one this fixture asked for
+        #: Log lines a test expects at error level (substrings), e.g. a fenced-out writer's
+        #: failed journal batch; `log_problems` leaves them out.
+        self.expected_errors: list[str] = []
 
     @property
     def base_url(self) -> str:
@@ -80,17 +84,17 @@ class ServiceProcess:
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
         """A keep-alive client for this process (a fresh one is needed after a restart)."""
         limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
-        return httpx.AsyncClient(
-            base_url=self.base_url, headers=ADMIN, timeout=10.0, limits=limits, **kwargs
-        )
+        options: dict[str, Any] = {"timeout": 10.0, "limits": limits, **kwargs}
+        return httpx.AsyncClient(base_url=self.base_url, headers=ADMIN, **options)
 
-    async def start(self) -> float:
-        """Start the process and wait (bounded) until /readyz answers 200; returns seconds."""
+    async def start(self, expect: "Expect" = "writer") -> float:
+        """Start the process and wait (bounded) until /readyz answers 200 (the writer), or 503
+        `standby` (a standby), or either; returns seconds."""
         assert not self.running, "already running"
         started = time.monotonic()
         for _ in range(3):
             self._spawn()
-            if await self._wait_ready():
+            if await self._wait_ready(expect):
                 return time.monotonic() - started
             if self.running or "address already in use" not in self.log_tail(4_000).lower():
                 break
@@ -106,6 +110,21 @@ class ServiceProcess:
         """SIGKILL: a crash. Returns the exit code (negative signal number)."""
         return await self._signal(signal.SIGKILL)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process stays alive and holds its sockets and sessions, but runs nothing."""
+        assert self.process is not None and self.running
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None and self.running
+        self.process.send_signal(signal.SIGCONT)
+
+    async def readyz(self) -> tuple[int, dict[str, Any]]:
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=2.0) as probe:
+            response = await probe.get("/readyz")
+        body: dict[str, Any] = response.json()
+        return response.status_code, body
+
     async def restart(self, graceful: bool = False) -> float:
         await (self.stop() if graceful else self.kill())
         return await self.start()
@@ -119,7 +138,8 @@ class ServiceProcess:
             return []
         return [
             line for line in self.log_path.read_text(errors="replace").splitlines()
-            if '"level":"error"' in line or '"level":"critical"' in line or "Traceback" in line
+            if ('"level":"error"' in line or '"level":"critical"' in line or "Traceback" in line)
+            and not any(expected in line for expected in self.expected_errors)
         ]
 
     def log_tail(self, chars: int = _LOG_TAIL_CHARS) -> str:
@@ -152,14 +172,17 @@ class ServiceProcess:
                 start_new_session=True, preexec_fn=_die_with_parent,
             )
 
-    async def _wait_ready(self) -> bool:
+    async def _wait_ready(self, expect: "Expect") -> bool:
         deadline = time.monotonic() + _READY_TIMEOUT_S
         async with httpx.AsyncClient(base_url=self.base_url, timeout=2.0) as probe:
             while time.monotonic() < deadline:
                 if not self.running:
                     return False
                 try:
-                    if (await probe.get("/readyz")).status_code == 200:
+                    response = await probe.get("/readyz")
+                    writer = response.status_code == 200
+                    standby = response.status_code == 503 and response.json()["code"] == "standby"
+                    if (writer and expect != "standby") or (standby and expect != "writer"):
                         return True
                 except httpx.TransportError:
                     pass
@@ -183,6 +206,9 @@ class ServiceProcess:
         with self.log_path.open("ab") as log:
             log.write(f"===== {sig.name}: exit code {process.returncode} =====\n".encode())
         return process.returncode
+
+
+Expect = Literal["writer", "standby", "either"]
 
 
 def _die_with_parent() -> None:
@@ -219,22 +245,68 @@ async def service(
     running = ServiceProcess(
         database_url, tmp_path / "service.log", tmp_path / "data", **service_env
     )
-    problems: list[str] = []
-    try:
+    async with _checked(request, [running]):
         await running.start()
         async with running.client() as client:
             await fund(client, *FUNDED_LENDERS)
         yield running
-        if running.exited_by_itself():
-            assert running.process is not None
-            problems.append(f"the process exited on its own: {running.process.returncode}")
-        problems += running.log_problems()
+
+
+class Fleet:
+    """Several instances on one database: a writer and its standbys. Nothing starts by itself."""
+
+    def __init__(self, database_url: str, folder: Path) -> None:
+        self.database_url = database_url
+        self.folder = folder
+        self.members: list[ServiceProcess] = []
+
+    def add(self, name: str, database_url: str | None = None, **env: str) -> ServiceProcess:
+        """A member; the drills drive load through one key, so the abuse limits are off."""
+        member = ServiceProcess(
+            database_url or self.database_url, self.folder / f"{name}.log",
+            self.folder / f"data-{name}", **{**UNLIMITED, **env},
+        )
+        self.members.append(member)
+        return member
+
+    async def fund(self, writer: ServiceProcess) -> None:
+        """Put the lenders' money in custody, through the first writer."""
+        async with writer.client() as client:
+            await fund(client, *FUNDED_LENDERS)
+
+
+@pytest.fixture
+async def fleet(
+    request: pytest.FixtureRequest, database_url: str, tmp_path: Path
+) -> AsyncIterator[Fleet]:
+    """Instances the test adds and starts; each is checked and killed as `service` is."""
+    found = Fleet(database_url, tmp_path)
+    async with _checked(request, found.members):
+        yield found
+
+
+@contextlib.asynccontextmanager
+async def _checked(
+    request: pytest.FixtureRequest, members: list[ServiceProcess]
+) -> AsyncIterator[None]:
+    problems: list[str] = []
+    try:
+        yield
+        for running in members:
+            if running.exited_by_itself():
+                assert running.process is not None
+                problems.append(
+                    f"{running.log_path.name} exited on its own: {running.process.returncode}"
+                )
+            problems += running.log_problems()
     finally:
-        if running.running:
-            await running.kill()
+        for running in members:
+            if running.running:
+                await running.kill()
         reports = request.node.stash.get(_reports, {})
         if problems or any(report.failed for report in reports.values()):
-            print(f"\n----- service log ({running.log_path}) -----\n{running.log_tail()}")
+            for running in members:
+                print(f"\n----- service log ({running.log_path}) -----\n{running.log_tail()}")
     assert not problems, "the service misbehaved: " + "\n".join(problems[:10])
 
 
