@@ -19,6 +19,9 @@ from matching import Engine, ListingPolicy, ListingTerms, MarketRules, OpenListi
 log = logging.getLogger(__name__)
 
 
+_YIELD_EVERY = 20_000
+
+
 class RecoveryError(Exception):
     """The journal does not replay: stored state breaks the rules. Needs a human."""
 
@@ -56,11 +59,13 @@ async def rebuild(store: Store, rules: MarketRules) -> tuple[Engine, int]:
     commands: list[OpenListing | PlaceBid] = [open_command(r) for r in stored.listings]
     commands.extend(bid_command(r) for r in stored.bids)
     commands.sort(key=lambda c: c.seq)
-    for command in commands:
+    for done, command in enumerate(commands, start=1):
         if isinstance(command, OpenListing):
             engine.restore_listing(command)
         else:
             engine.restore_bid(command)
+        if done % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # a long replay must not starve the fence's lease renewal
     _check_reservations(engine)
     return engine, await store.max_seq()
 
