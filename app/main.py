@@ -12,7 +12,18 @@ from fastapi.routing import APIRoute
 from app import database
 from app.accounts.service import Accounts
 from app.accounts.store import AccountStore
-from app.api import accounts, bids, events, health, keys, listings, loans, problems, webhooks
+from app.api import (
+    accounts,
+    bids,
+    events,
+    health,
+    keys,
+    listings,
+    loans,
+    problems,
+    standing_orders,
+    webhooks,
+)
 from app.api.bids import BID_PATH
 from app.api.deps import Services
 from app.api.lean import FastLane
@@ -26,6 +37,8 @@ from app.queries import Queries
 from app.ratelimit import RateLimiter
 from app.scheduler import run_deadlines, run_housekeeping
 from app.settings import Settings
+from app.standing_orders.service import StandingOrders
+from app.standing_orders.store import StandingOrderStore
 from app.store import Store
 from app.webhooks.dispatcher import Dispatcher
 from app.webhooks.service import Webhooks
@@ -48,7 +61,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = metrics
     app.state.policies = settings.grade_policies()  # a bad policy file stops the start here
     problems.install(app)
-    for module in (listings, bids, accounts, loans, events, keys, webhooks, health):
+    for module in (listings, bids, accounts, standing_orders, loans, events, keys, webhooks,
+                   health):
         app.include_router(module.router)
     app.add_middleware(
         FastLane, route=_route(bids.router, "POST", BID_PATH), handlers=app.exception_handlers
@@ -86,7 +100,7 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
     policies: dict[Grade, GradePolicy] = app.state.policies
     market = Market(
         store, settings.market_rules(), settings.currency, metrics, policies,
-        settings.max_lender_share_bps,
+        settings.max_lender_share_bps, settings.autobid_max_share_bps,
     )
     dispatcher = Dispatcher(
         WebhookStore(store.pool),
@@ -119,8 +133,10 @@ async def _running(app: FastAPI, settings: Settings, store: Store) -> AsyncItera
         Accounts(market, AccountStore(store.pool)),
         {
             "grades": policy_json(policies), "max_lender_share_bps": settings.max_lender_share_bps,
+            "autobid_max_share_bps": settings.autobid_max_share_bps,
             "borrower_limit": settings.borrower_limit, "currency": settings.currency,
         },
+        StandingOrders(market, StandingOrderStore(store.pool)),
     )
     tasks = [asyncio.create_task(writer.run(), name="journal")]
     try:

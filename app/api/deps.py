@@ -17,6 +17,7 @@ from app.idempotency import IdempotentRequest, Reply
 from app.market import Market
 from app.queries import Queries
 from app.ratelimit import RateLimiter
+from app.standing_orders.service import StandingOrders
 from app.webhooks.service import Webhooks
 
 M = TypeVar("M", bound=BaseModel)
@@ -31,6 +32,7 @@ class Services:
     webhooks: Webhooks
     accounts: Accounts
     policy: dict[str, Any]  # GET /v1/policy, fixed for the life of the process
+    standing_orders: StandingOrders
 
 
 async def services(request: Request) -> Services:
@@ -136,6 +138,7 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
         "event_not_found",
         "webhook_endpoint_not_found",
         "account_not_found",
+        "standing_order_not_found",
         "not_found",
     ),
     409: (
@@ -145,6 +148,7 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
         "insufficient_funds",
         "lender_share_exceeded",
         "borrower_limit_exceeded",
+        "standing_order_exists",
     ),
     413: ("payload_too_large",),
     422: (
@@ -161,6 +165,9 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
         "invalid_cursor",
         "rate_below_grade_floor",
         "account_not_allowed",
+        "unknown_grade",
+        "term_range_inverted",
+        "budget_below_amount_per_listing",
     ),
     429: ("rate_limited",),
     503: ("database_unavailable",),
