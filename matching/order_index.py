@@ -21,6 +21,7 @@ O(g · log T · (log V + log n)) for g grades. Tickets must be unique; the index
 while a query is being read (the caller defers its changes).
 """
 
+import functools
 import heapq
 from collections.abc import Iterator
 from typing import Final
@@ -34,13 +35,15 @@ _EMPTY: Final = 1 << 63  # larger than any ticket: "no order beneath this node"
 
 class _RateTree:
     """The orders of one (grade, term node): tickets by rate level, and per tournament-tree
-    node (heap numbering, root 1, level r at leaf `width + r`) the smallest ticket beneath."""
+    node (heap numbering, root 1, level r at leaf `width + r`) the smallest ticket beneath.
+    The tree is a flat list (2 · width slots): cheaper to walk than a dict, and its size is
+    fixed by the rate cap, not by the orders."""
 
     __slots__ = ("levels", "smallest")
 
-    def __init__(self) -> None:
+    def __init__(self, width: int) -> None:
         self.levels: dict[int, SortedList[int]] = {}
-        self.smallest: dict[int, int] = {}  # absent: nothing beneath
+        self.smallest: list[int] = [_EMPTY] * (2 * width)
 
     def add(self, rate: int, ticket: int, width: int) -> None:
         """O(log n + log V)."""
@@ -49,7 +52,7 @@ class _RateTree:
             level = self.levels[rate] = SortedList()
         level.add(ticket)
         node, smallest = width + rate, self.smallest
-        while node and ticket < smallest.get(node, _EMPTY):
+        while node and ticket < smallest[node]:
             smallest[node] = ticket
             node >>= 1
 
@@ -57,22 +60,31 @@ class _RateTree:
         """O(log n + log V): only the nodes whose smallest ticket this was are recomputed."""
         level = self.levels[rate]
         level.remove(ticket)
-        smallest = self.smallest
-        node = width + rate
-        if smallest[node] != ticket:
-            return
-        if level:
-            smallest[node] = level[0]
-        else:
+        if not level:
             del self.levels[rate]
-            del smallest[node]
-        node >>= 1
-        while node and smallest.get(node) == ticket:
-            below = min(smallest.get(2 * node, _EMPTY), smallest.get(2 * node + 1, _EMPTY))
-            if below == _EMPTY:
-                del smallest[node]
-            else:
-                smallest[node] = below
+        self._recompute(width + rate, ticket, level[0] if level else _EMPTY)
+
+    def move_to_back(self, rate: int, old: int, new: int, width: int) -> None:
+        """`old` becomes `new`, larger than every ticket: one walk up instead of two."""
+        level = self.levels[rate]
+        if level[0] == old:  # the usual case: the order that bid was first at its rate
+            del level[0]
+        else:
+            level.remove(old)
+        level.add(new)
+        self._recompute(width + rate, old, level[0])
+
+    def _recompute(self, leaf: int, gone: int, leaf_smallest: int) -> None:
+        """The leaf's smallest ticket is now `leaf_smallest`; fix the ancestors whose smallest
+        was `gone`. O(log V)."""
+        smallest = self.smallest
+        if smallest[leaf] != gone:
+            return
+        smallest[leaf] = leaf_smallest
+        node = leaf >> 1
+        while node and smallest[node] == gone:
+            left, right = smallest[2 * node], smallest[2 * node + 1]
+            smallest[node] = left if left < right else right
             node >>= 1
 
 
@@ -93,7 +105,7 @@ class OrderIndex:
             for grade in grades:
                 tree = self._trees.get((grade, node))
                 if tree is None:
-                    tree = self._trees[grade, node] = _RateTree()
+                    tree = self._trees[grade, node] = _RateTree(self._rates)
                 tree.add(rate, ticket, self._rates)
 
     def remove(
@@ -106,6 +118,16 @@ class OrderIndex:
                 if not tree.levels:
                     del self._trees[grade, node]
 
+    def move_to_back(
+        self, old: int, new: int, grades: tuple[Grade, ...], term_min: int, term_max: int,
+        rate: int,
+    ) -> None:
+        """An order's ticket `old` becomes `new`, larger than every ticket held."""
+        trees, width = self._trees, self._rates
+        for node in _cover(self._terms + term_min - 1, self._terms + term_max):
+            for grade in grades:
+                trees[grade, node].move_to_back(rate, old, new, width)
+
     def tickets(self, grade: Grade, term: int, max_rate: int) -> Iterator[int]:
         """The tickets of the orders matching a listing, smallest first, lazily."""
         width = self._rates
@@ -115,8 +137,8 @@ class OrderIndex:
             tree = self._trees.get((grade, node))
             if tree is not None:
                 for top in _cover(width, width + min(max_rate, width - 1) + 1):
-                    smallest = tree.smallest.get(top)
-                    if smallest is not None:  # the node number breaks ties before the tree
+                    smallest = tree.smallest[top]
+                    if smallest != _EMPTY:  # the node number breaks ties before the tree
                         heap.append((smallest, top, 0, node, tree))
             node >>= 1
         heapq.heapify(heap)
@@ -133,8 +155,8 @@ class OrderIndex:
                 continue
             heapq.heappop(heap)
             for child in (2 * top, 2 * top + 1):
-                smallest = tree.smallest.get(child)
-                if smallest is not None:
+                smallest = tree.smallest[child]
+                if smallest != _EMPTY:
                     heapq.heappush(heap, (smallest, child, 0, term_node, tree))
 
     # --- checks -----------------------------------------------------------------------------
@@ -159,16 +181,17 @@ class OrderIndex:
         """Every tree non-empty and every node's smallest ticket right. O(entries · log V)."""
         for tree in self._trees.values():
             assert tree.levels and all(tree.levels.values())
-            want: dict[int, int] = {}
+            want = [_EMPTY] * (2 * self._rates)
             for rate, level in tree.levels.items():
                 node = self._rates + rate
                 while node:
-                    want[node] = min(want.get(node, _EMPTY), level[0])
+                    want[node] = min(want[node], level[0])
                     node >>= 1
-            assert tree.smallest == want
+            assert tree.smallest[1:] == want[1:]
 
 
-def _cover(low: int, high: int) -> list[int]:
+@functools.cache
+def _cover(low: int, high: int) -> tuple[int, ...]:
     """The canonical segment-tree nodes covering the leaves [low, high) (heap numbering):
     disjoint, at most 2·log2 of the width. O(log width)."""
     nodes: list[int] = []
@@ -181,4 +204,4 @@ def _cover(low: int, high: int) -> list[int]:
             nodes.append(high)
         low >>= 1
         high >>= 1
-    return nodes
+    return tuple(nodes)

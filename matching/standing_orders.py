@@ -181,9 +181,18 @@ class StandingOrders:
         (and out of the index if their budget ran out). O(bidders · g · log T · log V)."""
         self._reading = False
         for order in bidders:
-            self._unindex(order)
-            order.ticket = self._next_ticket()
-            self._index_if_eligible(order)
+            old, order.ticket = order.ticket, self._next_ticket()
+            if not self._eligible(order):  # its budget ran out
+                order.ticket, new = old, order.ticket
+                self._unindex(order)
+                order.ticket = new
+                continue
+            self._index.move_to_back(
+                old, order.ticket, order.grades, order.term_months_min, order.term_months_max,
+                order.min_rate_bps,
+            )
+            del self._by_ticket[old]
+            self._by_ticket[order.ticket] = order
         return [order.view() for order in bidders]
 
     def release(self, order_id: str, amount: int) -> StandingOrderView:
