@@ -16,9 +16,15 @@ at, never for the ones that cannot match:
   one descent of log2 V steps, whatever the number of levels or orders.
 
 So a query costs O(log T · log V) to start plus O(log V · log h) per order it yields (h, the
-heap, holds at most (log T + 1)(log V + 1) + log V entries). Adding or removing an order costs
-O(g · log T · (log V + log n)) for g grades. Tickets must be unique; the index must not change
-while a query is being read (the caller defers its changes).
+heap, holds at most (log T + 1)(log V + 1) + log V entries). Adding, removing or moving an
+order to the back costs O(g · log T · (log V + log n)) for g grades. Tickets must be unique;
+the index must not change while a query is being read (the caller defers its changes).
+
+Why not simpler: merging the rate levels ≤ R of the log T + 1 nodes (a `SortedDict` of levels
+per node, `heapq.merge` over them) is lighter to update but costs O(levels) to start, up to
+every rate under the cap, however few orders bid. Memory: each (grade, term node) that holds an
+order keeps a tree of 2·V slots (64 KiB for the default cap; at most 7 · (2T - 1) of them).
+Measured in bench/orders.py.
 """
 
 import functools
