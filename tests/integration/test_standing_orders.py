@@ -9,6 +9,7 @@ from uuid import UUID
 import httpx
 import pytest
 
+from app.recovery import RecoveryError
 from tests.integration.conftest import ADMIN, KeyMaker, running_service
 from tests.integration.helpers import (
     Json,
@@ -271,3 +272,15 @@ async def test_a_restart_brings_the_orders_and_the_queue_back_exactly(database_u
         listing = await open_listing(client)
         bids = await listing_bids(client, listing["id"])
         assert [b["standing_order_id"] for b in bids] == [ids[2], ids[0]]
+
+
+async def test_a_stored_order_whose_reserved_money_is_not_its_live_bids_stops_the_rebuild(
+    database_url: str,
+) -> None:
+    async with running_service(database_url) as (_, client):
+        order = await create_order(client)
+        await open_listing(client)
+    await rows(database_url, "UPDATE standing_orders SET reserved = reserved + 1")
+    with pytest.raises(RecoveryError, match=order["id"]):
+        async with running_service(database_url, fund_lenders=False):
+            pass
