@@ -181,18 +181,17 @@ class StandingOrders:
         (and out of the index if their budget ran out). O(bidders · g · log T · log V)."""
         self._reading = False
         for order in bidders:
-            old, order.ticket = order.ticket, self._next_ticket()
-            if not self._eligible(order):  # its budget ran out
-                order.ticket, new = old, order.ticket
+            new = self._next_ticket()
+            if self._eligible(order):
+                self._index.move_to_back(
+                    order.ticket, new, order.grades, order.term_months_min,
+                    order.term_months_max, order.min_rate_bps,
+                )
+                del self._by_ticket[order.ticket]
+                self._by_ticket[new] = order
+            else:  # its budget ran out
                 self._unindex(order)
-                order.ticket = new
-                continue
-            self._index.move_to_back(
-                old, order.ticket, order.grades, order.term_months_min, order.term_months_max,
-                order.min_rate_bps,
-            )
-            del self._by_ticket[old]
-            self._by_ticket[order.ticket] = order
+            order.ticket = new
         return [order.view() for order in bidders]
 
     def release(self, order_id: str, amount: int) -> StandingOrderView:
