@@ -28,9 +28,13 @@ if TYPE_CHECKING:
 _LISTING_COLUMNS = (
     "id", "seq", "borrower_id", "amount", "term_months", "max_rate_bps", "grade", "closes_at",
     "min_funding_bps", "close_when_funded", "pricing", "opened_at", "floor_rate_bps",
-    "service_fee_bps", "reserve_bps", "max_lender_share_bps", "loan_id",
+    "service_fee_bps", "reserve_bps", "max_lender_share_bps", "loan_id", "autobid_max_share_bps",
+    "auto_bid_count", "auto_bid_amount",
 )
-_BID_COLUMNS = ("id", "listing_id", "lender_id", "amount", "min_rate_bps", "seq", "placed_at")
+_BID_COLUMNS = (
+    "id", "listing_id", "lender_id", "amount", "min_rate_bps", "seq", "placed_at",
+    "standing_order_id",
+)
 _LOAN_COLUMNS = (
     "id", "listing_id", "borrower_id", "principal", "rate_bps", "term_months", "pricing",
     "funded_at", "service_fee", "reserve_contribution",
@@ -57,6 +61,23 @@ INSERT INTO accounts (id, available, reserved, updated_at)
 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[])
 ON CONFLICT (id) DO UPDATE SET available = excluded.available, reserved = excluded.reserved,
     updated_at = excluded.updated_at
+"""
+_STORE_STANDING_ORDERS = """
+INSERT INTO standing_orders (id, seq, lender_id, grades, term_months_min, term_months_max,
+    min_rate_bps, amount_per_listing, budget, active, deleted, ticket, reserved, settled,
+    created_at, updated_at)
+SELECT o.id, o.seq, o.lender_id, string_to_array(o.grades, ','), o.term_months_min,
+    o.term_months_max, o.min_rate_bps, o.amount_per_listing, o.budget, o.active, o.deleted,
+    o.ticket, o.reserved, o.settled, o.created_at, o.updated_at
+FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::int[], $7::int[],
+            $8::bigint[], $9::bigint[], $10::bool[], $11::bool[], $12::bigint[], $13::bigint[],
+            $14::bigint[], $15::timestamptz[], $16::timestamptz[])
+     AS o(id, seq, lender_id, grades, term_months_min, term_months_max, min_rate_bps,
+          amount_per_listing, budget, active, deleted, ticket, reserved, settled, created_at,
+          updated_at)
+ON CONFLICT (id) DO UPDATE SET budget = excluded.budget, active = excluded.active,
+    deleted = excluded.deleted, ticket = excluded.ticket, reserved = excluded.reserved,
+    settled = excluded.settled, updated_at = excluded.updated_at
 """
 _SETTLE_BIDS = """
 UPDATE bids AS b SET status = s.status, allocated_amount = s.allocated_amount
@@ -89,6 +110,8 @@ class Entry:
     ledger: list[Row] = field(default_factory=list)
     #: (account, available, reserved, at) after each action; the last one per account counts.
     balances: list[Row] = field(default_factory=list)
+    #: a standing order's state after each change; the last one per order counts.
+    standing_orders: list[Row] = field(default_factory=list)
     idempotency: list[Row] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
 
@@ -220,6 +243,9 @@ class JournalWriter:
         async with self._pool.acquire() as conn, conn.transaction():
             await self._fence.check(conn)  # first: a takeover waits for this transaction
             await _copy(conn, "listings", _LISTING_COLUMNS, e.listings)
+            if e.standing_orders:  # before the bids: an auto bid names its order
+                latest = {row[0]: row for row in e.standing_orders}
+                await conn.execute(_STORE_STANDING_ORDERS, *_columns(list(latest.values()), 16))
             await _copy(conn, "bids", _BID_COLUMNS, e.bids)
             await _copy(conn, "loans", _LOAN_COLUMNS, e.loans)
             await _copy(conn, "fills", _FILL_COLUMNS, e.fills)

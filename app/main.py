@@ -14,7 +14,18 @@ from fastapi_offline import FastAPIOffline
 from app import database
 from app.accounts.service import Accounts
 from app.accounts.store import AccountStore
-from app.api import accounts, bids, events, health, keys, listings, loans, problems, webhooks
+from app.api import (
+    accounts,
+    bids,
+    events,
+    health,
+    keys,
+    listings,
+    loans,
+    problems,
+    standing_orders,
+    webhooks,
+)
 from app.api.bids import BID_PATH
 from app.api.deps import Services
 from app.api.lean import FastLane, LanePlan
@@ -38,6 +49,8 @@ from app.queries import Queries
 from app.ratelimit import RateLimiter
 from app.scheduler import run_deadlines, run_housekeeping, run_webhook_retention
 from app.settings import Settings
+from app.standing_orders.service import StandingOrders
+from app.standing_orders.store import StandingOrderStore
 from app.store import Store
 from app.tasks import cancel_and_wait
 from app.webhooks.sealing import check_configured as check_secrets_configured
@@ -62,7 +75,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.policies = settings.grade_policies()  # a bad policy file stops the start here
     app.state.role = Role()
     problems.install(app)
-    for module in (listings, bids, accounts, loans, events, keys, webhooks, health):
+    for module in (listings, bids, accounts, standing_orders, loans, events, keys, webhooks,
+                   health):
         app.include_router(module.router)
     live_routes.install(app)
     if settings.bid_fast_lane:
@@ -121,7 +135,7 @@ async def _running(
     policies: dict[Grade, GradePolicy] = app.state.policies
     market = Market(
         store, settings.market_rules(), settings.currency, metrics, policies,
-        settings.max_lender_share_bps,
+        settings.max_lender_share_bps, settings.autobid_max_share_bps,
     )
     webhooks = await start_webhooks(settings, store.pool, relay, metrics)
     dispatcher = webhooks.dispatcher
@@ -161,8 +175,10 @@ async def _running(
         Accounts(market, AccountStore(store.pool)),
         {
             "grades": policy_json(policies), "max_lender_share_bps": settings.max_lender_share_bps,
+            "autobid_max_share_bps": settings.autobid_max_share_bps,
             "borrower_limit": settings.borrower_limit, "currency": settings.currency,
         },
+        StandingOrders(market, StandingOrderStore(store.pool)),
     )
     journal = asyncio.create_task(writer.run(), name="journal")
     background: list[asyncio.Task[None]] = []

@@ -43,6 +43,7 @@ from matching import (
     Rejection,
     Withdraw,
 )
+from matching.policy import DEFAULT_AUTOBID_MAX_SHARE_BPS
 from matching.rejections import LISTING_NOT_FOUND, LISTING_NOT_OPEN
 from matching.rules import Grade, Pricing
 
@@ -77,6 +78,7 @@ class Market:
     def __init__(
         self, store: Store, rules: MarketRules, currency: str, metrics: Metrics,
         policies: dict[Grade, GradePolicy], max_lender_share_bps: int,
+        autobid_max_share_bps: int = DEFAULT_AUTOBID_MAX_SHARE_BPS,
     ) -> None:
         self.store = store
         self.rules = rules
@@ -84,6 +86,7 @@ class Market:
         self.metrics = metrics
         self.policies = policies
         self.max_lender_share_bps = max_lender_share_bps
+        self.autobid_max_share_bps = autobid_max_share_bps
         self.clock = Clock()
         self.engine = Engine(rules)
         self.entries = EntryBuilder(self.engine, currency)
@@ -150,7 +153,9 @@ class Market:
             closes_at = new.closes_at
             if closes_at is None:
                 closes_at = at + (new.duration_s or 0) * 1_000_000
-            policy = ListingPolicy.of(self.policies[new.grade], self.max_lender_share_bps)
+            policy = ListingPolicy.of(
+                self.policies[new.grade], self.max_lender_share_bps, self.autobid_max_share_bps
+            )
             terms = ListingTerms(
                 str(uuid4()), new.borrower_id, new.amount, new.term_months, new.max_rate_bps,
                 new.grade, closes_at, new.min_funding_bps, new.close_when_funded, new.pricing,
@@ -159,6 +164,7 @@ class Market:
             outcome = self.engine.open_listing(OpenListing(terms, self._next_seq(), at))
             if isinstance(outcome, Rejection):
                 return outcome
+            self._after_auto_bids(outcome)
             self.deadline_changed.set()
             return outcome, lambda: _reply(201, self.entries.listing_json(terms.listing_id))
 
@@ -387,6 +393,24 @@ class Market:
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
+
+    def _after_auto_bids(self, events: list[Event]) -> None:
+        """The standing orders' bids took the seqs after their listing's: continue after them."""
+        for event in events:
+            if isinstance(event, BidPlaced):
+                self._seq = max(self._seq, event.seq)
+                self.metrics.bid_accepted(0)
+
+    # --- for capability services (app/standing_orders/) ---------------------------------------
+
+    def next_seq(self) -> int:
+        return self._next_seq()
+
+    async def write(
+        self, idem: IdempotentRequest | None, act: Action, guard: Guard | None = None
+    ) -> Reply:
+        """Run an engine command through the journal, idempotently, like the market's own."""
+        return await self._write(idem, act, None, guard)
 
 
 def canonical_id(value: str) -> str:

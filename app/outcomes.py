@@ -7,7 +7,7 @@ import orjson
 
 from app.clock import format_utc, rfc3339, to_datetime
 from app.journal import Entry
-from app.rendering import Json, fill_json, listing_from_summary
+from app.rendering import Json, fill_json, listing_from_summary, source_json
 from matching import (
     EXTERNAL,
     BidOutbid,
@@ -19,6 +19,7 @@ from matching import (
     ListingFailed,
     ListingFunded,
     ListingOpened,
+    StandingOrderChanged,
 )
 from matching.events import Resolution
 
@@ -45,6 +46,8 @@ class EntryBuilder:
                 _event(entry, "bid.outbid", event.listing_id, event.at, _outbid_json(event))
             elif isinstance(event, ListingOpened):
                 self._listing_opened(entry, event)
+            elif isinstance(event, StandingOrderChanged):
+                entry.standing_orders.append(_standing_order_row(event))
             else:
                 self._resolved(entry, event)
         if touched:
@@ -71,19 +74,22 @@ class EntryBuilder:
             t.listing_id, e.seq, t.borrower_id, t.amount, t.term_months, t.max_rate_bps, t.grade,
             to_datetime(t.closes_at), t.min_funding_bps, t.close_when_funded, t.pricing,
             to_datetime(e.at), policy.min_rate_bps, policy.service_fee_bps, policy.reserve_bps,
-            policy.max_lender_share_bps, t.loan_id,
+            policy.max_lender_share_bps, t.loan_id, policy.autobid_max_share_bps,
+            e.auto_bid_count, e.auto_bid_amount,
         ))
         _event(entry, "listing.opened", t.listing_id, e.at, self.listing_json(t.listing_id))
 
     def _bid_placed(self, entry: Entry, e: BidPlaced) -> None:
         placed_at = to_datetime(e.at)
+        order_id = e.standing_order_id
         entry.bids.append(
-            (e.bid_id, e.listing_id, e.lender_id, e.amount, e.rate_bps, e.seq, placed_at)
+            (e.bid_id, e.listing_id, e.lender_id, e.amount, e.rate_bps, e.seq, placed_at, order_id)
         )
         _event(entry, "bid.placed", e.listing_id, e.at, {
             "id": e.bid_id, "listing_id": e.listing_id, "lender_id": e.lender_id,
             "amount": e.amount, "min_rate_bps": e.rate_bps, "seq": e.seq,
             "allocated_amount": e.allocated_amount, "placed_at": format_utc(placed_at),
+            **source_json(order_id),
         })
 
     def _resolved(self, entry: Entry, e: Resolution) -> None:
@@ -131,6 +137,15 @@ def _ledger_row(e: LedgerEntry) -> tuple[Any, ...]:
     return (
         e.entry_id, e.kind, e.debit, e.credit, e.amount, e.cause_type, e.cause_id, e.listing_id,
         e.bid_id, e.reference, to_datetime(e.at),
+    )
+
+
+def _standing_order_row(e: StandingOrderChanged) -> tuple[Any, ...]:
+    o = e.order
+    return (
+        o.order_id, o.created_seq, o.lender_id, ",".join(o.grades), o.term_months_min,
+        o.term_months_max, o.min_rate_bps, o.amount_per_listing, o.budget, o.active, o.deleted,
+        o.ticket, o.reserved, o.settled, to_datetime(o.created_at), to_datetime(e.at),
     )
 
 

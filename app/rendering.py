@@ -3,7 +3,7 @@
 from typing import Any
 
 from app.clock import format_utc, rfc3339
-from matching import Balance, BidView, DepthLevel, LedgerEntry, ListingSummary
+from matching import Balance, BidView, DepthLevel, LedgerEntry, ListingSummary, StandingOrderView
 from matching.events import Fill
 
 Json = dict[str, Any]
@@ -21,7 +21,9 @@ def listing_from_summary(s: ListingSummary, currency: str) -> Json:
         "marginal_rate_bps": s.marginal_rate_bps, "closed_at": rfc3339(s.closed_at),
         "close_reason": s.close_reason,
         "loan_id": t.loan_id if s.status == "funded" else None,
-        "policy": _policy(p.min_rate_bps, p.service_fee_bps, p.reserve_bps, p.max_lender_share_bps),
+        "policy": _policy(p.min_rate_bps, p.service_fee_bps, p.reserve_bps, p.max_lender_share_bps,
+                          p.autobid_max_share_bps),
+        "auto_bids": {"count": s.auto_bid_count, "amount": s.auto_bid_amount},
     }
 
 
@@ -38,15 +40,18 @@ def listing_from_row(row: Any, currency: str) -> Json:
         "close_reason": row["close_reason"],
         "loan_id": str(row["loan_id"]) if row["status"] == "funded" else None,
         "policy": _policy(row["floor_rate_bps"], row["service_fee_bps"], row["reserve_bps"],
-                          row["max_lender_share_bps"]),
+                          row["max_lender_share_bps"], row["autobid_max_share_bps"]),
+        "auto_bids": {"count": row["auto_bid_count"], "amount": row["auto_bid_amount"]},
     }
 
 
-def _policy(floor_bps: int, fee_bps: int, reserve_bps: int, share_bps: int) -> Json:
+def _policy(
+    floor_bps: int, fee_bps: int, reserve_bps: int, share_bps: int, autobid_bps: int
+) -> Json:
     """The grade policy a listing opened under (it never changes afterwards)."""
     return {
         "min_rate_bps": floor_bps, "service_fee_bps": fee_bps, "reserve_bps": reserve_bps,
-        "max_lender_share_bps": share_bps,
+        "max_lender_share_bps": share_bps, "autobid_max_share_bps": autobid_bps,
     }
 
 
@@ -55,6 +60,7 @@ def bid_from_view(v: BidView) -> Json:
         "id": v.bid_id, "listing_id": v.listing_id, "lender_id": v.lender_id, "seq": v.seq,
         "amount": v.amount, "min_rate_bps": v.rate_bps, "status": v.status,
         "allocated_amount": v.allocated_amount, "placed_at": rfc3339(v.placed_at),
+        **source_json(v.standing_order_id),
     }
 
 
@@ -64,6 +70,26 @@ def bid_from_row(row: Any) -> Json:
         "lender_id": row["lender_id"], "seq": row["seq"], "amount": row["amount"],
         "min_rate_bps": row["min_rate_bps"], "status": row["status"],
         "allocated_amount": row["allocated_amount"] or 0, "placed_at": _time(row["placed_at"]),
+        **source_json(_str(row["standing_order_id"])),
+    }
+
+
+def source_json(standing_order_id: str | None) -> Json:
+    """Who placed a bid: the lender by hand, or one of its standing orders."""
+    return {
+        "source": "manual" if standing_order_id is None else "auto",
+        "standing_order_id": standing_order_id,
+    }
+
+
+def standing_order_json(o: StandingOrderView) -> Json:
+    return {
+        "id": o.order_id, "lender_id": o.lender_id, "grades": list(o.grades),
+        "term_months_min": o.term_months_min, "term_months_max": o.term_months_max,
+        "min_rate_bps": o.min_rate_bps, "amount_per_listing": o.amount_per_listing,
+        "budget": o.budget, "active": o.active, "reserved": o.reserved, "settled": o.settled,
+        "budget_left": o.budget_left, "queue_ticket": o.ticket, "seq": o.created_seq,
+        "created_at": rfc3339(o.created_at),
     }
 
 

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     max_lender_share_bps: Annotated[int, Field(ge=1, le=10_000)] = 10_000
     #: A borrower's open listings plus funded principal, minor units; 0 is no limit.
     borrower_limit: Annotated[int, Field(ge=0)] = 0
+    #: All standing orders' bids on one listing, as a share of its amount (docs/automation.md).
+    autobid_max_share_bps: Annotated[int, Field(ge=1, le=10_000)] = 8_000
 
     pool_min_size: int = 2
     pool_max_size: int = 10

@@ -23,6 +23,9 @@ class StoredMarket:
     accounts: list[Record]
     funded: list[Record]
     last_entry_id: int
+    #: standing orders alive or with live bids, and the last queue ticket ever handed out
+    standing_orders: list[Record]
+    last_ticket: int
 
 
 class Store:
@@ -79,11 +82,20 @@ class Store:
                 " GROUP BY borrower_id"
             )
             last_entry = await conn.fetchval("SELECT coalesce(max(id), 0) FROM ledger_entries")
-        return StoredMarket(listings, bids, accounts, funded, int(last_entry))
+            orders = await conn.fetch(
+                "SELECT * FROM standing_orders WHERE NOT deleted OR reserved > 0 ORDER BY seq"
+            )
+            last_ticket = await conn.fetchval(
+                "SELECT coalesce(max(ticket), 0) FROM standing_orders"
+            )
+        return StoredMarket(
+            listings, bids, accounts, funded, int(last_entry), orders, int(last_ticket)
+        )
 
     async def max_seq(self) -> int:
         value = await self.pool.fetchval(
-            "SELECT greatest((SELECT max(seq) FROM listings), (SELECT max(seq) FROM bids))"
+            "SELECT greatest((SELECT max(seq) FROM listings), (SELECT max(seq) FROM bids),"
+            " (SELECT max(seq) FROM standing_orders))"
         )
         return int(value or 0)
 

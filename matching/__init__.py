@@ -5,10 +5,13 @@ from matching.commands import (
     AdvanceClock,
     CancelListing,
     Command,
+    CreateStandingOrder,
+    DeleteStandingOrder,
     Deposit,
     ListingTerms,
     OpenListing,
     PlaceBid,
+    UpdateStandingOrder,
     Withdraw,
 )
 from matching.engine import Engine, Outcome
@@ -22,18 +25,21 @@ from matching.events import (
     ListingFunded,
     ListingOpened,
     Resolution,
+    StandingOrderChanged,
 )
 from matching.ledger import EXTERNAL, FEES, PLATFORM_ACCOUNTS, RESERVE_POOL, Balance, LedgerEntry
 from matching.policy import GradePolicy, ListingPolicy
 from matching.rejections import Rejection
 from matching.rules import MarketRules
+from matching.standing_orders import StandingOrderView
 from matching.views import BidView, DepthLevel, ListingSummary
 
 __all__ = [
     "EXTERNAL", "FEES", "PLATFORM_ACCOUNTS", "RESERVE_POOL", "AcceptEarly", "AdvanceClock",
-    "Balance", "BidOutbid", "BidPlaced", "BidView", "CancelListing", "Command", "DepthLevel",
-    "Deposit", "Engine", "Event", "Fill", "GradePolicy", "LedgerEntry", "ListingCancelled",
-    "ListingFailed", "ListingFunded", "ListingOpened", "ListingPolicy", "ListingSummary",
-    "ListingTerms", "MarketRules", "OpenListing", "Outcome", "PlaceBid", "Rejection",
-    "Resolution", "Withdraw",
+    "Balance", "BidOutbid", "BidPlaced", "BidView", "CancelListing", "Command",
+    "CreateStandingOrder", "DeleteStandingOrder", "DepthLevel", "Deposit", "Engine", "Event",
+    "Fill", "GradePolicy", "LedgerEntry", "ListingCancelled", "ListingFailed", "ListingFunded",
+    "ListingOpened", "ListingPolicy", "ListingSummary", "ListingTerms", "MarketRules",
+    "OpenListing", "Outcome", "PlaceBid", "Rejection", "Resolution", "StandingOrderChanged",
+    "StandingOrderView", "UpdateStandingOrder", "Withdraw",
 ]

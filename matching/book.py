@@ -39,7 +39,7 @@ class ListingBook:
     __slots__ = (
         "terms", "opened_seq", "opened_at", "status", "close_reason", "closed_at",
         "bid_ids", "lenders", "amounts", "rates", "seqs", "placed_at", "funding", "outbid",
-        "total", "live_by_lender",
+        "total", "live_by_lender", "auto_orders", "auto_amount",
     )
 
     def __init__(self, terms: ListingTerms, opened_seq: int, opened_at: int) -> None:
@@ -63,6 +63,10 @@ class ListingBook:
         self.live_by_lender: dict[str, int] | None = (
             {} if terms.policy.max_lender_share_bps < FULL_BPS else None
         )
+        #: Bid index → standing order id, for auto bids only (None until the first one), and
+        #: their total: a manual bid never touches either.
+        self.auto_orders: dict[int, str] | None = None
+        self.auto_amount = 0
 
     # --- state -------------------------------------------------------------------------------
 
@@ -129,7 +133,18 @@ class ListingBook:
             return amount, pushed_out
         return target - (total - amount), pushed_out
 
+    def mark_auto(self, index: int, order_id: str) -> None:
+        """The bid at `index` was placed by a standing order. O(1)."""
+        if self.auto_orders is None:
+            self.auto_orders = {}
+        self.auto_orders[index] = order_id
+        self.auto_amount += self.amounts[index]
+
     # --- one bid ------------------------------------------------------------------------------
+
+    def standing_order_of(self, index: int) -> str | None:
+        """The order that placed the bid, None for a manual bid. O(1)."""
+        return None if self.auto_orders is None else self.auto_orders.get(index)
 
     def key_of(self, index: int) -> int:
         return priority_key(self.rates[index], index)
@@ -224,6 +239,12 @@ class ListingBook:
         for i in range(n):
             assert 0 < self.amounts[i] <= self.terms.amount
             assert 0 < self.rates[i] <= self.terms.max_rate_bps
+        if self.auto_orders is not None:
+            assert self.auto_orders and all(0 <= i < n for i in self.auto_orders)
+            assert len(set(self.auto_orders.values())) == len(self.auto_orders), "once per order"
+            assert self.auto_amount == sum(self.amounts[i] for i in self.auto_orders)
+        else:
+            assert self.auto_amount == 0
         if self.live_by_lender is not None:
             live: dict[str, int] = {}
             for _, lender, amount in self.live_lenders():

@@ -81,6 +81,41 @@ class Withdraw:
 
 
 @dataclass(frozen=True, slots=True)
+class CreateStandingOrder:
+    """A lender's standing order: bid on every listing that opens from now on and matches."""
+
+    order_id: str
+    lender_id: str
+    grades: tuple[Grade, ...]
+    term_months_min: int
+    term_months_max: int
+    min_rate_bps: int
+    amount_per_listing: int
+    budget: int
+    seq: int
+    at: int
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateStandingOrder:
+    """Pause or resume an order, or change its budget; None leaves a field as it is."""
+
+    order_id: str
+    active: bool | None
+    budget: int | None
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteStandingOrder:
+    """The order bids no more; its live bids stay (bids are binding)."""
+
+    order_id: str
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
 class AdvanceClock:
     """Resolve every listing whose `closes_at` is at or before `at`, in deadline order; with
     `max_listings`, only the first that many (the rest stay due for the next command)."""
@@ -89,4 +124,7 @@ class AdvanceClock:
     max_listings: int | None = None
 
 
-Command = OpenListing | PlaceBid | AcceptEarly | CancelListing | AdvanceClock | Deposit | Withdraw
+Command = (
+    OpenListing | PlaceBid | AcceptEarly | CancelListing | AdvanceClock | Deposit | Withdraw
+    | CreateStandingOrder | UpdateStandingOrder | DeleteStandingOrder
+)

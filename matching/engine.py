@@ -1,4 +1,5 @@
-"""The engine: every open listing's book, the deadline queue and the custody ledger.
+"""The engine: every open listing's book, the deadline queue, the custody ledger and the
+standing orders.
 
 Deterministic and synchronous: the same commands give the same events. A command returns either
 the events it caused or a `Rejection` (nothing changed). An exception here means a bug.
@@ -8,21 +9,34 @@ from sortedcontainers import SortedList
 
 from matching import admission
 from matching import rejections as r
+from matching.autobid import bid_for_orders
 from matching.book import ListingBook
 from matching.commands import (
     AcceptEarly,
     AdvanceClock,
     CancelListing,
     Command,
+    CreateStandingOrder,
+    DeleteStandingOrder,
     Deposit,
     OpenListing,
     PlaceBid,
+    UpdateStandingOrder,
     Withdraw,
 )
-from matching.events import BidOutbid, BidPlaced, CloseReason, Event, ListingFunded, ListingOpened
+from matching.events import (
+    BidOutbid,
+    BidPlaced,
+    CloseReason,
+    Event,
+    ListingFunded,
+    ListingOpened,
+    StandingOrderChanged,
+)
 from matching.ledger import EXTERNAL, Balance, Ledger
 from matching.resolution import cancel, resolve
 from matching.rules import MarketRules, required_coverage
+from matching.standing_orders import StandingOrder, StandingOrders, StandingOrderView
 from matching.views import BidView, DepthLevel, ListingSummary, bid_view, depth, summary
 
 Outcome = list[Event] | r.Rejection
@@ -40,6 +54,7 @@ class Engine:
         self._lenders: dict[str, str] = {}
         # Per borrower: open listings' amounts plus funded principal (the borrower limit's base).
         self._exposure: dict[str, int] = {}
+        self.orders = StandingOrders(rules)
 
     def execute(self, command: Command) -> Outcome:
         """Dispatch any command; the typed methods below are the fast path."""
@@ -55,12 +70,15 @@ class Engine:
             return self.deposit(command)
         if isinstance(command, Withdraw):
             return self.withdraw(command)
+        if isinstance(command, CreateStandingOrder | UpdateStandingOrder | DeleteStandingOrder):
+            return self.change_standing_order(command)
         return self.advance_clock(command)
 
     # --- commands ---------------------------------------------------------------------------
 
     def open_listing(self, cmd: OpenListing) -> Outcome:
-        """O(log L) for the deadline queue."""
+        """O(log L) for the deadline queue, plus the standing orders' bids (`autobid`): they
+        follow the opening in the same command and take the seqs after `cmd.seq`."""
         terms = cmd.terms
         if terms.listing_id in self._books:
             return r.Rejection(r.LISTING_EXISTS, "id already used", "listing_id")
@@ -70,8 +88,14 @@ class Engine:
         )
         if rejection is not None:
             return rejection
-        self._add_listing(cmd)
-        return [ListingOpened(terms, cmd.seq, cmd.at)]
+        book = self._add_listing(cmd)
+        auto = bid_for_orders(
+            book, self.orders, self.ledger, self.rules, cmd.seq, cmd.at, self._place_auto
+        )
+        opened = ListingOpened(
+            terms, cmd.seq, cmd.at, len(book.auto_orders or ()), book.auto_amount
+        )
+        return [opened, *auto]
 
     def place_bid(self, cmd: PlaceBid) -> Outcome:
         """O(log n) plus O(log n) per bid pushed out (plus the resolution if it closes)."""
@@ -93,17 +117,26 @@ class Engine:
             BidPlaced(listing_id, bid_id, lender, amount, cmd.min_rate_bps, seq, at, allocated),
             ledger.reserve(balance, lender, amount, listing_id, bid_id, at),
         ]
-        for i in pushed_out:
-            out_id, out_lender, out_amount = book.bid_ids[i], book.lenders[i], book.amounts[i]
-            events.append(BidOutbid(
-                listing_id, out_id, out_lender, out_amount, book.rates[i], book.seqs[i], at, seq
-            ))
-            events.append(
-                ledger.release(out_lender, out_amount, "bid", out_id, listing_id, out_id, at)
-            )
+        if pushed_out:
+            self._release_outbid(book, pushed_out, seq, at, events)
         if book.terms.close_when_funded and book.fully_covered:
             events.extend(self._close(book, at, "fully_funded"))
         return events
+
+    def change_standing_order(
+        self, cmd: CreateStandingOrder | UpdateStandingOrder | DeleteStandingOrder
+    ) -> Outcome:
+        """Create, pause/resume/re-budget or delete a standing order. O(g · log T · log V)
+        for the index (docs/automation.md)."""
+        if isinstance(cmd, CreateStandingOrder):
+            changed = self.orders.create(cmd)
+        elif isinstance(cmd, UpdateStandingOrder):
+            changed = self.orders.update(cmd)
+        else:
+            changed = self.orders.delete(cmd)
+        if isinstance(changed, r.Rejection):
+            return changed
+        return [StandingOrderChanged(changed, cmd.at)]
 
     def accept_early(self, cmd: AcceptEarly) -> Outcome:
         book = self._open_book(cmd.listing_id, cmd.at)
@@ -162,12 +195,21 @@ class Engine:
     def restore_listing(self, cmd: OpenListing) -> None:
         self._add_listing(cmd)
 
-    def restore_bid(self, cmd: PlaceBid) -> None:
-        """Replay a stored bid into its book; the money it reserved is in the restored balances."""
+    def restore_bid(self, cmd: PlaceBid, standing_order_id: str | None = None) -> None:
+        """Replay a stored bid into its book; the money it reserved is in the restored balances
+        (and, for an auto bid, in its restored order)."""
         lender = self._lenders.setdefault(cmd.lender_id, cmd.lender_id)
-        self._books[cmd.listing_id].add(
-            cmd.bid_id, lender, cmd.amount, cmd.min_rate_bps, cmd.seq, cmd.at
-        )
+        book = self._books[cmd.listing_id]
+        book.add(cmd.bid_id, lender, cmd.amount, cmd.min_rate_bps, cmd.seq, cmd.at)
+        if standing_order_id is not None:
+            book.mark_auto(book.bid_count - 1, standing_order_id)
+
+    def restore_standing_order(self, stored: StandingOrderView) -> None:
+        self.orders.restore(stored)
+
+    def restore_ticket_numbering(self, last_ticket: int) -> None:
+        """Continue the queue's tickets after the last one ever handed out."""
+        self.orders.last_ticket = last_ticket
 
     def restore_account(self, account: str, available: int, reserved: int) -> None:
         self.ledger.restore(account, available, reserved)
@@ -215,6 +257,10 @@ class Engine:
         book = self._books.get(listing_id)
         return None if book is None else depth(book)
 
+    def standing_order(self, order_id: str) -> StandingOrderView | None:
+        """A standing order that is not deleted. O(1)."""
+        return self.orders.view(order_id)
+
     def balance(self, account: str) -> Balance | None:
         """An account's balances (a copy), None if no money ever reached it. O(1)."""
         found = self.ledger.accounts.get(account)
@@ -229,8 +275,20 @@ class Engine:
                     live[lender] = live.get(lender, 0) + amount
         return live
 
+    def live_auto_reserved(self) -> dict[str, int]:
+        """Each standing order's live auto bids' amounts over every open listing. O(live bids)."""
+        live: dict[str, int] = {}
+        for book in self._books.values():
+            if book.status == "open" and book.auto_orders:
+                for i, _, amount in book.live_lenders():
+                    order_id = book.auto_orders.get(i)
+                    if order_id is not None:
+                        live[order_id] = live.get(order_id, 0) + amount
+        return live
+
     def check_invariants(self) -> None:
-        """Assert books, deadline queue, ledger and exposure are consistent. O(total bids)."""
+        """Assert books, deadline queue, ledger, exposure and standing orders are consistent.
+        O(total bids + the orders' index)."""
         open_books = [b for b in self._books.values() if b.status == "open"]
         assert {d[2] for d in self._deadlines} == {b.terms.listing_id for b in open_books}
         assert len(self._deadlines) == len(open_books)
@@ -239,22 +297,68 @@ class Engine:
         self.ledger.check_invariants(self.live_reserved())
         for book in open_books:
             assert self._exposure[book.terms.borrower_id] >= book.terms.amount
+        self.orders.check_invariants(self.live_auto_reserved())
 
     # --- internals --------------------------------------------------------------------------
 
-    def _add_listing(self, cmd: OpenListing) -> None:
+    def _add_listing(self, cmd: OpenListing) -> ListingBook:
         terms = cmd.terms
-        self._books[terms.listing_id] = ListingBook(terms, cmd.seq, cmd.at)
+        book = self._books[terms.listing_id] = ListingBook(terms, cmd.seq, cmd.at)
         self._deadlines.add((terms.closes_at, cmd.seq, terms.listing_id))
         self._exposure[terms.borrower_id] = self._exposure.get(terms.borrower_id, 0) + terms.amount
+        return book
+
+    def _place_auto(self, book: ListingBook, cmd: PlaceBid, order: StandingOrder) -> Outcome:
+        """A standing order's bid, through the same admission, reservation and outbids as any
+        bid. O(log n) (plus O(log n) per bid pushed out, and the resolution if it closes)."""
+        rejection = admission.check_bid(book, cmd, self.rules)
+        if rejection is not None:
+            return rejection
+        lender = self._lenders.setdefault(cmd.lender_id, cmd.lender_id)
+        amount = cmd.amount
+        balance = self.ledger.accounts.get(lender)
+        if balance is None or balance.available < amount:
+            return admission.insufficient_funds(0 if balance is None else balance.available, amount)
+        listing_id, bid_id, seq, at = cmd.listing_id, cmd.bid_id, cmd.seq, cmd.at
+        allocated, pushed_out = book.add(bid_id, lender, amount, cmd.min_rate_bps, seq, at)
+        book.mark_auto(book.bid_count - 1, order.order_id)
+        self.orders.reserve(order, amount)
+        events: list[Event] = [
+            BidPlaced(listing_id, bid_id, lender, amount, cmd.min_rate_bps, seq, at, allocated,
+                      order.order_id),
+            self.ledger.reserve(balance, lender, amount, listing_id, bid_id, at),
+        ]
+        if pushed_out:
+            self._release_outbid(book, pushed_out, seq, at, events)
+        if book.terms.close_when_funded and book.fully_covered:
+            events.extend(self._close(book, at, "fully_funded"))
+        return events
+
+    def _release_outbid(
+        self, book: ListingBook, pushed_out: list[int], seq: int, at: int, events: list[Event]
+    ) -> None:
+        """The bids a new bid pushed out: each outbid and released (and an auto bid's budget
+        given back to its order). O(1) each."""
+        listing_id, ledger = book.terms.listing_id, self.ledger
+        for i in pushed_out:
+            out_id, out_lender, out_amount = book.bid_ids[i], book.lenders[i], book.amounts[i]
+            events.append(BidOutbid(
+                listing_id, out_id, out_lender, out_amount, book.rates[i], book.seqs[i], at, seq
+            ))
+            events.append(
+                ledger.release(out_lender, out_amount, "bid", out_id, listing_id, out_id, at)
+            )
+            if book.auto_orders is not None and i in book.auto_orders:
+                view = self.orders.release(book.auto_orders[i], out_amount)
+                events.append(StandingOrderChanged(view, at))
 
     def _close(self, book: ListingBook, at: int, reason: CloseReason) -> list[Event]:
         terms = book.terms
         self._deadlines.remove((terms.closes_at, book.opened_seq, terms.listing_id))
         if reason == "cancelled":
-            events = cancel(book, at, self.ledger)
+            events = cancel(book, at, self.ledger, self.orders)
         else:
-            events = resolve(book, at, reason, self.ledger)
+            events = resolve(book, at, reason, self.ledger, self.orders)
         resolution = events[0]
         principal = resolution.principal if isinstance(resolution, ListingFunded) else 0
         self._exposure[terms.borrower_id] -= terms.amount - principal

@@ -5,15 +5,21 @@ from typing import Literal
 
 from matching.commands import ListingTerms
 from matching.ledger import LedgerEntry
+from matching.standing_orders import StandingOrderView
 
 CloseReason = Literal["deadline", "fully_funded", "accepted", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)
 class ListingOpened:
+    """The listing opened; the standing orders' bids it got at once follow it (their count
+    and total are here)."""
+
     terms: ListingTerms
     seq: int
     at: int
+    auto_bid_count: int = 0
+    auto_bid_amount: int = 0
 
 
 # The two per-bid events are not frozen: a frozen dataclass's __init__ sets each field through
@@ -28,6 +34,7 @@ class BidPlaced:
     seq: int
     at: int
     allocated_amount: int
+    standing_order_id: str | None = None  # set for an auto bid
 
 
 @dataclass(slots=True)
@@ -86,8 +93,17 @@ class ListingCancelled:
     covered: int
 
 
+@dataclass(frozen=True, slots=True)
+class StandingOrderChanged:
+    """A standing order's state after a change: created, updated, deleted, or its money moved
+    by an auto bid (placed, released, settled). Within one command the last one counts."""
+
+    order: StandingOrderView
+    at: int
+
+
 Event = (
     ListingOpened | BidPlaced | BidOutbid | ListingFunded | ListingFailed | ListingCancelled
-    | LedgerEntry
+    | LedgerEntry | StandingOrderChanged
 )
 Resolution = ListingFunded | ListingFailed | ListingCancelled

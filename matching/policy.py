@@ -14,6 +14,8 @@ from matching.rules import FULL_BPS, Grade
 DEFAULT_RESERVE_BPS: Final[dict[Grade, int]] = {
     "AA": 0, "A": 100, "B": 150, "C": 200, "D": 250, "E": 300, "HR": 500,
 }
+#: Auto bids together cover at most this share of a listing, leaving a fifth to manual bids.
+DEFAULT_AUTOBID_MAX_SHARE_BPS: Final = 8_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,17 +29,23 @@ class GradePolicy:
 
 @dataclass(frozen=True, slots=True)
 class ListingPolicy:
-    """What a listing was opened under: its grade's row and the market-wide lender share cap."""
+    """What a listing was opened under: its grade's row and the market-wide caps on one
+    lender's share and on the auto bids' share (docs/automation.md)."""
 
     min_rate_bps: int = 0
     service_fee_bps: int = 0
     reserve_bps: int = 0
     max_lender_share_bps: int = FULL_BPS
+    autobid_max_share_bps: int = DEFAULT_AUTOBID_MAX_SHARE_BPS
 
     @classmethod
-    def of(cls, grade: GradePolicy, max_lender_share_bps: int) -> "ListingPolicy":
+    def of(
+        cls, grade: GradePolicy, max_lender_share_bps: int,
+        autobid_max_share_bps: int = DEFAULT_AUTOBID_MAX_SHARE_BPS,
+    ) -> "ListingPolicy":
         return cls(
-            grade.min_rate_bps, grade.service_fee_bps, grade.reserve_bps, max_lender_share_bps
+            grade.min_rate_bps, grade.service_fee_bps, grade.reserve_bps, max_lender_share_bps,
+            autobid_max_share_bps,
         )
 
 

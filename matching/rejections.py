@@ -24,14 +24,20 @@ LENDER_SHARE_EXCEEDED: Final = "lender_share_exceeded"
 BORROWER_LIMIT_EXCEEDED: Final = "borrower_limit_exceeded"
 ACCOUNT_NOT_FOUND: Final = "account_not_found"
 ACCOUNT_NOT_ALLOWED: Final = "account_not_allowed"
+STANDING_ORDER_NOT_FOUND: Final = "standing_order_not_found"
+STANDING_ORDER_EXISTS: Final = "standing_order_exists"
+TERM_RANGE_INVERTED: Final = "term_range_inverted"
+BUDGET_BELOW_AMOUNT: Final = "budget_below_amount_per_listing"
 
 #: Codes that mean "the request is fine but the state forbids it" (HTTP 409).
 CONFLICT_CODES: Final = frozenset({
     LISTING_NOT_OPEN, BID_NOT_COMPETITIVE, BELOW_MIN_FUNDING, LISTING_EXISTS, INSUFFICIENT_FUNDS,
-    LENDER_SHARE_EXCEEDED, BORROWER_LIMIT_EXCEEDED,
+    LENDER_SHARE_EXCEEDED, BORROWER_LIMIT_EXCEEDED, STANDING_ORDER_EXISTS,
 })
 #: Codes that mean "no such thing" (HTTP 404).
-NOT_FOUND_CODES: Final = frozenset({LISTING_NOT_FOUND, ACCOUNT_NOT_FOUND})
+NOT_FOUND_CODES: Final = frozenset({
+    LISTING_NOT_FOUND, ACCOUNT_NOT_FOUND, STANDING_ORDER_NOT_FOUND,
+})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,25 @@
-"""Closing a book: a loan with fills, a failure or a cancellation, and the money each moves."""
+"""Closing a book: a loan with fills, a failure or a cancellation, and the money each moves
+(in the ledger, and in the budgets of the standing orders whose auto bids it touches)."""
 
 from matching.book import ListingBook
-from matching.events import CloseReason, Event, Fill, ListingCancelled, ListingFailed, ListingFunded
-from matching.ledger import FEES, RESERVE_POOL, Ledger, LedgerEntry
+from matching.events import (
+    CloseReason,
+    Event,
+    Fill,
+    ListingCancelled,
+    ListingFailed,
+    ListingFunded,
+    StandingOrderChanged,
+)
+from matching.ledger import FEES, RESERVE_POOL, Ledger
 from matching.policy import share_of
 from matching.rules import required_coverage
+from matching.standing_orders import StandingOrders
 
 
-def resolve(book: ListingBook, at: int, reason: CloseReason, ledger: Ledger) -> list[Event]:
+def resolve(
+    book: ListingBook, at: int, reason: CloseReason, ledger: Ledger, orders: StandingOrders
+) -> list[Event]:
     """Close `book` as funded or failed by the auction rules (docs/rules.md), then move the
     money: the resolution event first, its ledger entries after. O(n) in the funding set."""
     terms = book.terms
@@ -18,7 +30,7 @@ def resolve(book: ListingBook, at: int, reason: CloseReason, ledger: Ledger) -> 
     if covered < required or covered == 0:
         book.status = "failed"
         failed = ListingFailed(terms.listing_id, at, reason, covered, required)
-        return [failed, *release_all(book, ledger, at)]
+        return [failed, *release_all(book, ledger, orders, at)]
     book.status = "funded"
     fills = book.fills()
     if terms.pricing == "uniform":
@@ -31,33 +43,43 @@ def resolve(book: ListingBook, at: int, reason: CloseReason, ledger: Ledger) -> 
         terms.term_months, tuple(fills), share_of(covered, policy.service_fee_bps),
         share_of(covered, policy.reserve_bps),
     )
-    return [funded, *disburse(book, funded, ledger)]
+    return [funded, *disburse(book, funded, ledger, orders)]
 
 
-def cancel(book: ListingBook, at: int, ledger: Ledger) -> list[Event]:
+def cancel(book: ListingBook, at: int, ledger: Ledger, orders: StandingOrders) -> list[Event]:
     """The borrower or an admin withdrew the listing: every live bid is released. O(n)."""
     book.status, book.close_reason, book.closed_at = "cancelled", "cancelled", at
     cancelled = ListingCancelled(book.terms.listing_id, at, book.covered)
-    return [cancelled, *release_all(book, ledger, at)]
+    return [cancelled, *release_all(book, ledger, orders, at)]
 
 
-def release_all(book: ListingBook, ledger: Ledger, at: int) -> list[LedgerEntry]:
-    """Unfreeze every live bid of a listing that did not fund."""
+def release_all(
+    book: ListingBook, ledger: Ledger, orders: StandingOrders, at: int
+) -> list[Event]:
+    """Unfreeze every live bid of a listing that did not fund; auto bids give budget back."""
     listing_id = book.terms.listing_id
-    return [
-        ledger.release(lender, amount, "listing", listing_id, listing_id, book.bid_ids[i], at)
-        for i, lender, amount in book.live_lenders()
-    ]
+    entries: list[Event] = []
+    for i, lender, amount in book.live_lenders():
+        entries.append(
+            ledger.release(lender, amount, "listing", listing_id, listing_id, book.bid_ids[i], at)
+        )
+        order_id = book.standing_order_of(i)
+        if order_id is not None:
+            entries.append(StandingOrderChanged(orders.release(order_id, amount), at))
+    return entries
 
 
-def disburse(book: ListingBook, funded: ListingFunded, ledger: Ledger) -> list[LedgerEntry]:
+def disburse(
+    book: ListingBook, funded: ListingFunded, ledger: Ledger, orders: StandingOrders
+) -> list[Event]:
     """Settle each fill to the borrower and release the rest of its bid (only the marginal bid
-    has one); then the borrower pays the service fee and the reserve contribution."""
+    has one); then the borrower pays the service fee and the reserve contribution. An auto
+    bid's fill is settled in its order's budget too, and its rest given back."""
     terms = book.terms
     borrower, loan_id, listing_id = terms.borrower_id, terms.loan_id, terms.listing_id
     at = funded.at
-    entries: list[LedgerEntry] = []
-    for (_, lender, amount), fill in zip(book.live_lenders(), funded.fills, strict=True):
+    entries: list[Event] = []
+    for (i, lender, amount), fill in zip(book.live_lenders(), funded.fills, strict=True):
         entries.append(
             ledger.settle(lender, borrower, fill.amount, loan_id, listing_id, fill.bid_id, at)
         )
@@ -65,6 +87,12 @@ def disburse(book: ListingBook, funded: ListingFunded, ledger: Ledger) -> list[L
             entries.append(ledger.release(
                 lender, amount - fill.amount, "loan", loan_id, listing_id, fill.bid_id, at
             ))
+        order_id = book.standing_order_of(i)
+        if order_id is not None:
+            view = orders.settle(order_id, fill.amount)
+            if fill.amount < amount:
+                view = orders.release(order_id, amount - fill.amount)
+            entries.append(StandingOrderChanged(view, at))
     if funded.service_fee:
         entries.append(ledger.collect(
             "fee", borrower, FEES, funded.service_fee, loan_id, listing_id, at

@@ -18,6 +18,8 @@ class ListingSummary:
     marginal_rate_bps: int | None
     closed_at: int | None
     close_reason: CloseReason | None
+    auto_bid_count: int = 0  # the standing orders' bids it got when it opened
+    auto_bid_amount: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,7 @@ class BidView:
     status: BidStatus
     allocated_amount: int
     placed_at: int
+    standing_order_id: str | None = None  # set for an auto bid
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,7 @@ def summary(book: ListingBook) -> ListingSummary:
     return ListingSummary(
         book.terms, book.status, book.opened_seq, book.opened_at, book.covered, book.bid_count,
         book.marginal_rate_bps, book.closed_at, book.close_reason,
+        len(book.auto_orders or ()), book.auto_amount,
     )
 
 
@@ -54,7 +58,7 @@ def bid_view(book: ListingBook, index: int) -> BidView:
     return BidView(
         book.terms.listing_id, book.bid_ids[index], book.lenders[index], book.seqs[index],
         book.amounts[index], book.rates[index], book.bid_status(index), book.allocated(index),
-        book.placed_at[index],
+        book.placed_at[index], book.standing_order_of(index),
     )
 
 

@@ -21,6 +21,7 @@ from app.keys.service import Keys
 from app.market import Market
 from app.queries import Queries
 from app.ratelimit import RateLimiter
+from app.standing_orders.service import StandingOrders
 from app.webhooks.service import Webhooks
 
 M = TypeVar("M", bound=BaseModel)
@@ -36,6 +37,7 @@ class Services:
     idempotency: Idempotency
     accounts: Accounts
     policy: dict[str, Any]  # GET /v1/policy, fixed for the life of the process
+    standing_orders: StandingOrders
 
 
 async def services(request: Request) -> Services:
@@ -145,6 +147,7 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
         "webhook_endpoint_not_found",
         "account_not_found",
         "api_key_not_found",
+        "standing_order_not_found",
         "not_found",
     ),
     409: (
@@ -154,6 +157,7 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
         "insufficient_funds",
         "lender_share_exceeded",
         "borrower_limit_exceeded",
+        "standing_order_exists",
     ),
     413: ("payload_too_large",),
     422: (
@@ -172,6 +176,9 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
         "account_not_allowed",
         "subject_reserved",
         "expiry_out_of_range",
+        "unknown_grade",
+        "term_range_inverted",
+        "budget_below_amount_per_listing",
     ),
     429: ("rate_limited",),
     503: ("database_unavailable", "standby"),

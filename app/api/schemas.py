@@ -192,6 +192,12 @@ class ListingOut(BaseModel):
     close_reason: Literal["deadline", "fully_funded", "accepted", "cancelled"] | None
     loan_id: str | None
     policy: "ListingPolicyOut"
+    auto_bids: "AutoBidsOut"
+
+
+class AutoBidsOut(BaseModel):
+    count: int = Field(description="Bids the standing orders placed when the listing opened.")
+    amount: int
 
 
 class ListingPage(BaseModel):
@@ -209,6 +215,8 @@ class BidOut(BaseModel):
     status: Literal["active", "outbid", "won", "lost"]
     allocated_amount: int
     placed_at: str | None
+    source: Literal["manual", "auto"]
+    standing_order_id: str | None = Field(description="The standing order of an auto bid.")
 
 
 class BidList(BaseModel):
@@ -374,6 +382,7 @@ class GradePolicyOut(BaseModel):
 class PolicyOut(BaseModel):
     grades: dict[GradeIn, GradePolicyOut]
     max_lender_share_bps: int
+    autobid_max_share_bps: int
     borrower_limit: int
     currency: str
 
@@ -383,6 +392,61 @@ class ListingPolicyOut(BaseModel):
     service_fee_bps: int
     reserve_bps: int
     max_lender_share_bps: int
+    autobid_max_share_bps: int
+
+
+class StandingOrderIn(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "grades": ["A", "B"], "term_months_min": 6, "term_months_max": 36,
+        "min_rate_bps": 1200, "amount_per_listing": 20_000, "budget": 1_000_000,
+    }]})
+    lender_id: SubjectId | None = Field(
+        None, description="Defaults to the key's subject; an admin must name the lender."
+    )
+    grades: Annotated[list[GradeIn], Field(min_length=1, max_length=7)]
+    term_months_min: Annotated[StrictInt, Field(ge=1, le=60, examples=[6])]
+    term_months_max: Annotated[StrictInt, Field(ge=1, le=60, examples=[36])]
+    min_rate_bps: Bps
+    amount_per_listing: Money
+    budget: Money
+    active: StrictBool = True
+
+
+class StandingOrderPatch(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"active": False}, {"budget": 2_000_000},
+    ]})
+    active: StrictBool | None = None
+    budget: Money | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> "StandingOrderPatch":
+        if self.active is None and self.budget is None:
+            raise ValueError("give active, budget or both")
+        return self
+
+
+class StandingOrderOut(BaseModel):
+    id: str
+    lender_id: str
+    grades: list[GradeIn]
+    term_months_min: int
+    term_months_max: int
+    min_rate_bps: int
+    amount_per_listing: int
+    budget: int = Field(description="The most the order may commit: reserved plus settled.")
+    active: bool
+    reserved: int = Field(description="Held by the order's live auto bids.")
+    settled: int = Field(description="Paid out by its auto bids' fills, over its life.")
+    budget_left: int
+    queue_ticket: int = Field(description="Place in the queue: the smallest bids first.")
+    seq: int
+    created_at: str
+
+
+class StandingOrderPage(BaseModel):
+    data: list[StandingOrderOut]
+    next_cursor: str | None
 
 
 class Problem(BaseModel):

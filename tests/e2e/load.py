@@ -1,8 +1,9 @@
-"""Concurrent bidders and money movers over keep-alive HTTP: every answer tallied, every 201
-body kept.
+"""Concurrent bidders, money movers and standing-order changers over keep-alive HTTP: every
+answer tallied, every 2xx body kept.
 
 Bidders bid as the funded `lender-N` and now and then as a `saver-N`, whose money is short and
-moved in and out while they bid, so funds run out mid-burst (409 insufficient_funds)."""
+moved in and out while they bid, so funds run out mid-burst (409 insufficient_funds). The order
+changer pauses, resumes and re-budgets standing orders while listings open and close."""
 
 import asyncio
 import random
@@ -15,7 +16,7 @@ import httpx
 import orjson
 
 Json = dict[str, Any]
-ACCEPTED_ANSWERS = frozenset({201, 409, 422})
+ACCEPTED_ANSWERS = frozenset({201, 409, 422})  # a PATCH answers 200 where a POST does 201
 SAVERS = tuple(f"saver-{i}" for i in range(6))
 
 
@@ -33,6 +34,8 @@ class Tally:
     acknowledged: list[tuple[Json, Json]] = field(default_factory=list)
     #: each acknowledged deposit or withdrawal: (request, 201 body with the entry and account)
     moved: list[tuple[Json, Json]] = field(default_factory=list)
+    #: each acknowledged standing-order change, in the order the answers came: (request, body)
+    order_changes: list[tuple[Json, Json]] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     codes: Counter[str] = field(default_factory=Counter)
     unexpected: list[str] = field(default_factory=list)
@@ -99,6 +102,27 @@ async def mover(
         await asyncio.sleep(rng.uniform(0, 0.005))
 
 
+async def order_changer(
+    client: httpx.AsyncClient, rng: random.Random, orders: list[Json], tally: Tally,
+    killed: asyncio.Event, until: float, max_requests: int,
+) -> None:
+    """PATCH the standing orders (pause, resume, a new budget) one request at a time, each with
+    its own Idempotency-Key, so the last answer for an order is its state."""
+    for _ in range(max_requests):
+        if killed.is_set() or time.monotonic() >= until:
+            return
+        order = rng.choice(orders)
+        change: Json = (
+            {"budget": order["amount_per_listing"] * rng.choice((1, 3, 10, 1_000))}
+            if rng.random() < 0.5 else {"active": rng.random() < 0.7}
+        )
+        path = f"/v1/standing-orders/{order['id']}"
+        request: Json = {"order_id": order["id"], "method": "PATCH", **change}
+        if await _send(client, rng, tally, killed, path, request, orjson.dumps(change)) is None:
+            return
+        await asyncio.sleep(rng.uniform(0, 0.02))
+
+
 async def _send(
     client: httpx.AsyncClient, rng: random.Random, tally: Tally, killed: asyncio.Event,
     path: str, request: Json, content: bytes,
@@ -132,8 +156,8 @@ async def retry_in_doubt(client: httpx.AsyncClient, tally: Tally) -> None:
 
 async def _post(client: httpx.AsyncClient, request: Json, key: str,
                 content: bytes) -> httpx.Response:
-    return await client.post(
-        request["path"], content=content,
+    return await client.request(
+        request.get("method", "POST"), request["path"], content=content,
         headers={"Idempotency-Key": key, "Content-Type": "application/json"},
     )
 
@@ -141,12 +165,17 @@ async def _post(client: httpx.AsyncClient, request: Json, key: str,
 def _count(tally: Tally, request: Json, response: httpx.Response) -> str | None:
     """Tally one answer; returns the problem's `code` for a rejection."""
     tally.statuses[response.status_code] += 1
-    if response.status_code not in ACCEPTED_ANSWERS:
+    patch = request.get("method") == "PATCH"
+    status = 201 if patch and response.status_code == 200 else response.status_code
+    if status not in ACCEPTED_ANSWERS:
         tally.unexpected.append(f"{response.status_code} {response.text[:300]}")
         return None
-    if response.status_code == 201:
-        moved = "account" in request
-        (tally.moved if moved else tally.acknowledged).append((request, response.json()))
+    if status == 201:
+        kept = (
+            tally.order_changes if "order_id" in request
+            else tally.moved if "account" in request else tally.acknowledged
+        )
+        kept.append((request, response.json()))
         return None
     code: str = response.json()["code"]
     tally.codes[code] += 1

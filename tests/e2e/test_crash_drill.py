@@ -1,13 +1,16 @@
 """kill -9 in the middle of bid bursts, again and again: nothing acknowledged is ever lost.
 
-Each round opens fresh short-lived listings (one closes when funded, one at a deadline that may
-fall while the service is down), fires 48 concurrent bidders and 4 money movers (deposits and
-withdrawals on the savers' accounts, whose owners bid too), kills the process at a random
-moment, restarts it, checks that the money in custody is conserved, and retries every request
-whose answer the crash swallowed with the same Idempotency-Key. Then: every 201 is stored and
-read back unchanged, every stored bid and movement is owned by some answer, the books equal the
-naive reference fed the stored journal, every lender's reserved money is its live bids, nothing
-resolved twice.
+Standing orders are created before the first listing opens, so every listing gets auto bids
+when it opens. Each round opens fresh short-lived listings (one closes when funded, one at a
+deadline that may fall while the service is down), fires 48 concurrent bidders, 4 money movers
+(deposits and withdrawals on the savers' accounts, whose owners bid too) and one standing-order
+changer (pause, resume, new budgets), kills the process at a random moment, restarts it, checks
+that the money in custody is conserved, and retries every request whose answer the crash
+swallowed with the same Idempotency-Key. Then: every 2xx is stored and read back unchanged,
+every stored bid and movement is owned by some answer (or, for an auto bid, by its listing's
+opening), the books equal the naive reference fed the stored journal, every lender's reserved
+money is its live bids, every order's is its live auto bids and its last acknowledged change
+holds, nothing resolved twice.
 
 Set LOAN_AUCTION_SOAK_KILLS=N to run the drill with N kills instead of the default 6, and
 LOAN_AUCTION_E2E_SEED to replay a run's random choices (timing still varies).
@@ -31,6 +34,7 @@ from matching import Fill, ListingFailed, ListingFunded, MarketRules
 from tests.e2e.conftest import UNLIMITED, ServiceProcess, fund
 from tests.e2e.drive import (
     Json,
+    Replay,
     close_due,
     comparable,
     epoch,
@@ -48,6 +52,7 @@ from tests.e2e.load import (
     bidder,
     check_acknowledgement,
     mover,
+    order_changer,
     retry_in_doubt,
 )
 from tests.money import Balances, assert_conserved
@@ -92,8 +97,32 @@ async def _open_short_listings(client: httpx.AsyncClient, rng: random.Random) ->
     ]
 
 
+async def _create_standing_orders(client: httpx.AsyncClient) -> list[Json]:
+    """Orders that match the drill's listings (grade B, 12 months) in different ways: a big
+    budget, one that runs out, one short of money, one paused, one that never matches."""
+    specs: list[Json] = [
+        {"lender_id": "lender-0", "min_rate_bps": 1_500, "amount_per_listing": 60_000,
+         "budget": 50_000_000},
+        {"lender_id": "lender-1", "min_rate_bps": 1_000, "amount_per_listing": 100_000,
+         "budget": 400_000, "term_months_max": 24},
+        {"lender_id": SAVERS[0], "min_rate_bps": 1_700, "amount_per_listing": 30_000,
+         "budget": 10_000_000},
+        {"lender_id": "lender-3", "min_rate_bps": 1_200, "amount_per_listing": 20_000,
+         "budget": 5_000_000, "active": False},
+        {"lender_id": "lender-2", "grades": ["A"], "min_rate_bps": 1_000,
+         "amount_per_listing": 20_000, "budget": 5_000_000},
+    ]
+    orders = []
+    for spec in specs:
+        body = {"grades": ["B"], "term_months_min": 1, "term_months_max": 60, **spec}
+        response = await client.post("/v1/standing-orders", json=body)
+        assert response.status_code == 201, response.text
+        orders.append(response.json())
+    return orders
+
+
 async def _burst(service: ServiceProcess, rng: random.Random, targets: list[Target],
-                 tally: Tally, graceful: bool) -> None:
+                 tally: Tally, graceful: bool, orders: list[Json]) -> None:
     """Bidders fire at the live service; SIGKILL (or SIGTERM) lands after a random delay.
 
     Bidders drop a listing once it answers `listing_not_open`, so the burst stays on live books.
@@ -112,6 +141,11 @@ async def _burst(service: ServiceProcess, rng: random.Random, targets: list[Targ
                 until=time.monotonic() + 10, max_requests=10_000,
             ))
             for _ in range(MOVERS)
+        ] + [
+            asyncio.create_task(order_changer(
+                client, random.Random(rng.random()), orders, tally, stopping,
+                until=time.monotonic() + 10, max_requests=10_000,
+            ))
         ]
         await asyncio.sleep(rng.uniform(0.2, 1.5))
         stopping.set()
@@ -126,6 +160,7 @@ async def _burst(service: ServiceProcess, rng: random.Random, targets: list[Targ
 @dataclass
 class Drill:
     listings: list[Json] = field(default_factory=list)
+    orders: list[Json] = field(default_factory=list)
     tally: Tally = field(default_factory=Tally)
     restarts: list[float] = field(default_factory=list)
 
@@ -135,8 +170,9 @@ async def _drill(service: ServiceProcess, db: "asyncpg.Connection[asyncpg.Record
     """`rounds` times: open fresh listings, burst, stop mid-burst, restart, retry the in-doubt."""
     drill = Drill()
     async with service.client() as client:
-        drill.listings = await _open_long_listings(client)
         await fund(client, *SAVERS, amount=50_000)
+        drill.orders = await _create_standing_orders(client)
+        drill.listings = await _open_long_listings(client)
     async with asyncio.timeout(60 + rounds * 30):
         for _ in range(rounds):
             async with service.client() as client:
@@ -145,7 +181,7 @@ async def _drill(service: ServiceProcess, db: "asyncpg.Connection[asyncpg.Record
                     Target(x["id"], x["amount"], x["max_rate_bps"]) for x in drill.listings
                     if (await get_json(client, f"/v1/listings/{x['id']}"))["status"] == "open"
                 ]
-            await _burst(service, rng, targets, drill.tally, graceful)
+            await _burst(service, rng, targets, drill.tally, graceful, drill.orders)
             drill.restarts.append(await service.start())
             await assert_conserved(db)
             async with service.client() as client:
@@ -157,7 +193,7 @@ async def _verify(service: ServiceProcess, db: "asyncpg.Connection[asyncpg.Recor
                   drill: Drill) -> dict[str, Any]:
     """Nothing acknowledged lost, books as the reference rebuilds them, resolved once each."""
     tally, listings = drill.tally, drill.listings
-    assert not tally.unexpected, f"answers other than 201/409/422: {tally.unexpected[:5]}"
+    assert not tally.unexpected, f"answers other than 2xx/409/422: {tally.unexpected[:5]}"
     assert not tally.early_transport_errors, tally.early_transport_errors[:5]
     acked = [bid for _, bid in tally.acknowledged]
     for request, bid in tally.acknowledged:
@@ -171,7 +207,10 @@ async def _verify(service: ServiceProcess, db: "asyncpg.Connection[asyncpg.Recor
     stored = {str(r["id"]): r for r in await db.fetch("SELECT * FROM bids")}
     missing = [bid["id"] for bid in acked if bid["id"] not in stored]
     assert not missing, f"{len(missing)} acknowledged bids lost, e.g. {missing[:3]}"
-    unknown = stored.keys() - {bid["id"] for bid in acked}
+    auto = {i: r for i, r in stored.items() if r["standing_order_id"] is not None}
+    assert {str(r["listing_id"]) for r in auto.values()} <= {x["id"] for x in listings}
+    assert {str(r["standing_order_id"]) for r in auto.values()} <= {o["id"] for o in drill.orders}
+    unknown = stored.keys() - auto.keys() - {bid["id"] for bid in acked}
     assert not unknown, (
         f"{len(unknown)} stored bids no answer owned up to: a retry with the same"
         " Idempotency-Key must have replayed them"
@@ -200,6 +239,7 @@ async def _verify(service: ServiceProcess, db: "asyncpg.Connection[asyncpg.Recor
             await _matches_reference(client, db, replay.engine, listing["id"], resolutions)
 
         money = await _money_matches(client, db, drill.tally, replay.engine)
+        orders = await _orders_match(client, db, drill, replay)
 
     await _resolved_at_most_once(db, [x["id"] for x in listings])
     placed = await db.fetchval("SELECT count(*) FROM events WHERE type = 'bid.placed'")
@@ -211,7 +251,7 @@ async def _verify(service: ServiceProcess, db: "asyncpg.Connection[asyncpg.Recor
         "requests": tally.requests, "answers": {str(k): v for k, v in tally.statuses.items()},
         "rejections": dict(tally.codes), "transport_errors_after_stop": tally.transport_errors,
         "bids_acknowledged": len(acked), "bids_found": found, "bids_stored": len(stored),
-        **money,
+        "auto_bids_stored": len(auto), **money, **orders,
         "in_doubt_retried": tally.retried, "retries_replayed": tally.replayed,
         "listings": dict(Counter(x["status"] for x in await _listing_states(db))),
         "resolution_events": await db.fetchval(
@@ -273,6 +313,45 @@ async def _money_matches(
     assert {a: r for a, (_, r) in balances.items() if r} == live, "reserved is not the live bids"
     return {"movements_acknowledged": len(tally.moved), "movements_stored": len(stored),
             "insufficient_funds": tally.codes["insufficient_funds"]}
+
+
+async def _orders_match(
+    client: httpx.AsyncClient, db: "asyncpg.Connection[asyncpg.Record]", drill: Drill,
+    replay: Replay,
+) -> dict[str, int]:
+    """Each order's last acknowledged change holds; its reserved money is its live auto bids
+    (the books as the reference rebuilds them) and its settled money its auto bids' fills; the
+    API shows what Postgres holds."""
+    last: dict[str, Json] = {}
+    for request, body in drill.tally.order_changes:
+        assert body["id"] == request["order_id"]
+        assert all(body[k] == request[k] for k in ("budget", "active") if k in request), body
+        last[body["id"]] = body
+    rows_by_id = {str(r["id"]): r for r in replay.bid_rows}
+    live: dict[str, int] = {}
+    for listing_id in replay.engine.listing_ids():
+        for bid in replay.engine.bids(listing_id) or []:
+            order_id = rows_by_id[bid.bid_id]["standing_order_id"]
+            if bid.status == "active" and order_id is not None:
+                live[str(order_id)] = live.get(str(order_id), 0) + bid.amount
+    fills = await db.fetch(
+        "SELECT b.standing_order_id, sum(f.amount)::bigint AS settled FROM fills f"
+        " JOIN bids b ON b.id = f.bid_id WHERE b.standing_order_id IS NOT NULL"
+        " GROUP BY b.standing_order_id"
+    )
+    settled = {str(r["standing_order_id"]): r["settled"] for r in fills}
+    rows = {str(r["id"]): r for r in await db.fetch("SELECT * FROM standing_orders")}
+    for order in drill.orders:
+        row, shown = rows[order["id"]], await get_json(client, f"/v1/standing-orders/{order['id']}")
+        want = last.get(order["id"], order)
+        assert (row["budget"], row["active"]) == (want["budget"], want["active"]), order["id"]
+        assert (row["reserved"], row["settled"]) == (
+            live.get(order["id"], 0), settled.get(order["id"], 0)), order["id"]
+        assert (shown["budget"], shown["active"], shown["reserved"], shown["settled"],
+                shown["queue_ticket"]) == (row["budget"], row["active"], row["reserved"],
+                                           row["settled"], row["ticket"]), order["id"]
+    return {"order_changes_acknowledged": len(drill.tally.order_changes),
+            "orders_with_live_auto_bids": len(live)}
 
 
 async def _api_shows(client: httpx.AsyncClient, balances: Balances) -> None:

@@ -70,6 +70,13 @@ async def _withdrawal(client: httpx.AsyncClient) -> tuple[str, Json | None]:
     return "/v1/accounts/lena/withdrawals", {"amount": 10_000, "reference": "to bank"}
 
 
+async def _standing_order(client: httpx.AsyncClient) -> tuple[str, Json | None]:
+    return "/v1/standing-orders", {
+        "lender_id": "lena", "grades": ["A", "B"], "term_months_min": 6, "term_months_max": 24,
+        "min_rate_bps": 900, "amount_per_listing": 10_000, "budget": 100_000,
+    }
+
+
 #: One way to call each POST route; a new route without one fails the walk below.
 SAMPLES: dict[str, Sample] = {
     "/v1/listings": _listing,
@@ -81,6 +88,7 @@ SAMPLES: dict[str, Sample] = {
     "/v1/events/{event_id}/redeliver": _redeliver,
     "/v1/accounts/{account_id}/deposits": _deposit,
     "/v1/accounts/{account_id}/withdrawals": _withdrawal,
+    "/v1/standing-orders": _standing_order,
 }
 SHOWN_ONCE = {"/v1/api-keys": "key", "/v1/webhook-endpoints": "secret"}
 

@@ -30,6 +30,7 @@ async def test_the_policy_route_shows_the_table_and_the_market_wide_limits(
     policy = await get_json(client, "/v1/policy")
     assert policy["grades"]["HR"] == {"min_rate_bps": 0, "service_fee_bps": 0, "reserve_bps": 500}
     assert (policy["max_lender_share_bps"], policy["borrower_limit"]) == (10_000, 0)
+    assert policy["autobid_max_share_bps"] == 8_000
 
 
 async def test_a_listing_and_a_bid_below_the_grade_floor_are_refused(
@@ -43,7 +44,7 @@ async def test_a_listing_and_a_bid_below_the_grade_floor_are_refused(
         listing = await open_listing(client, grade="A", max_rate_bps=2000)
         assert listing["policy"] == {
             "min_rate_bps": 800, "service_fee_bps": 100, "reserve_bps": 100,
-            "max_lender_share_bps": 10_000,
+            "max_lender_share_bps": 10_000, "autobid_max_share_bps": 8_000,
         }, "a grade's fields left out of the file keep their defaults"
         path_bids = f"/v1/listings/{listing['id']}/bids"
         below = await client.post(path_bids, headers=ADMIN, json=bid_body(10_000, 799))

@@ -18,6 +18,8 @@ from matching import (
     BidView,
     CancelListing,
     Command,
+    CreateStandingOrder,
+    DeleteStandingOrder,
     Deposit,
     DepthLevel,
     Engine,
@@ -34,6 +36,8 @@ from matching import (
     Outcome,
     PlaceBid,
     Rejection,
+    StandingOrderView,
+    UpdateStandingOrder,
     Withdraw,
 )
 from matching.rules import Grade, Pricing
@@ -82,6 +86,9 @@ class Market:
     def execute(self, command: Command) -> Outcome:
         outcome = self.engine.execute(command)
         self.engine.check_invariants()
+        for event in outcome if isinstance(outcome, list) else []:
+            if isinstance(event, BidPlaced):  # auto bids take the seqs after their listing's
+                self.seq = max(self.seq, event.seq)
         return outcome
 
     def next_seq(self) -> int:
@@ -124,6 +131,33 @@ class Market:
         return self.execute(
             Withdraw(account, f"withdrawal-{self.deposits}", amount, self.tick(at), "test")
         )
+
+    def order(
+        self, lender: str, *, grades: tuple[Grade, ...] = ("B",),
+        term_months: tuple[int, int] = (1, 60), min_rate_bps: int = 1_000,
+        amount_per_listing: int = 10_000, budget: int = 1_000_000, active: bool = True,
+        order_id: str | None = None, at: int | None = None,
+    ) -> Outcome:
+        """Create a standing order (id "O<seq>" unless given)."""
+        seq = self.next_seq()
+        return self.execute(CreateStandingOrder(
+            order_id or f"O{seq}", lender, grades, term_months[0], term_months[1], min_rate_bps,
+            amount_per_listing, budget, seq, self.tick(at), active,
+        ))
+
+    def update_order(
+        self, order_id: str, *, active: bool | None = None, budget: int | None = None,
+        at: int | None = None,
+    ) -> Outcome:
+        return self.execute(UpdateStandingOrder(order_id, active, budget, self.tick(at)))
+
+    def delete_order(self, order_id: str, *, at: int | None = None) -> Outcome:
+        return self.execute(DeleteStandingOrder(order_id, self.tick(at)))
+
+    def standing_order(self, order_id: str) -> StandingOrderView:
+        found = self.engine.standing_order(order_id)
+        assert found is not None, f"no standing order {order_id}"
+        return found
 
     def available(self, account: str) -> int:
         return self.engine.ledger.available(account)

@@ -10,10 +10,15 @@ Money is naive too: no balances are kept. An account's money is the sum of its f
 and its reserved part is the sum of its bids in open listings' funding sets, both recomputed
 from scratch on every question.
 
+Standing orders (`reference_orders.py`) are naive the same way: when a listing opens, every
+order is tested, the ones that may bid are sorted by ticket, and each bids through the same
+`place_bid` as anyone, for the amount the rules give, until the auto-bid cap is used up.
+
 Only the ORDER of the admission checks is taken from `matching.admission`, since that is a
 choice the rules leave open; the rest follows the rules' wording.
 """
 
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -24,9 +29,12 @@ from matching.commands import (
     AdvanceClock,
     CancelListing,
     Command,
+    CreateStandingOrder,
+    DeleteStandingOrder,
     Deposit,
     OpenListing,
     PlaceBid,
+    UpdateStandingOrder,
     Withdraw,
 )
 from matching.events import (
@@ -40,11 +48,13 @@ from matching.events import (
     ListingFunded,
     ListingOpened,
     Resolution,
+    StandingOrderChanged,
 )
 from matching.ledger import FEES, RESERVE_POOL, Balance
 from matching.rejections import Rejection
 from matching.rules import MarketRules
 from matching.views import BidView, DepthLevel, ListingSummary
+from tests.unit.reference_orders import ReferenceOrders, RefOrder, auto_bid_id
 
 Outcome = list[Event] | Rejection
 
@@ -62,6 +72,7 @@ class _Bid:
     rate_bps: int
     seq: int
     placed_at: int
+    order: RefOrder | None = None  # the standing order that placed it
 
 
 @dataclass(eq=False)
@@ -146,6 +157,7 @@ class ReferenceEngine:
         # Every final movement of money, (account, signed amount): never released, never undone.
         self._flows: list[tuple[str, int]] = []
         self._funded_principal: list[tuple[str, int]] = []  # (borrower, principal)
+        self.orders = ReferenceOrders(rules, self._live_auto_bids)
 
     def execute(self, command: Command) -> Outcome:
         if isinstance(command, OpenListing):
@@ -160,6 +172,8 @@ class ReferenceEngine:
             return self.deposit(command)
         if isinstance(command, Withdraw):
             return self.withdraw(command)
+        if isinstance(command, CreateStandingOrder | UpdateStandingOrder | DeleteStandingOrder):
+            return self.change_order(command)
         return self.advance_clock(command)
 
     # --- commands ---------------------------------------------------------------------------
@@ -189,10 +203,68 @@ class ReferenceEngine:
             self.exposure(t.borrower_id) + t.amount > self.rules.borrower_limit
         ):
             return Rejection(r.BORROWER_LIMIT_EXCEEDED, "", "amount")
-        self._listings[t.listing_id] = _Listing(cmd)
-        return [ListingOpened(t, cmd.seq, cmd.at)]
+        listing = self._listings[t.listing_id] = _Listing(cmd)
+        bids = self._auto_bids(listing, cmd)
+        auto = [b for b in listing.bids if b.order is not None]
+        opened = ListingOpened(t, cmd.seq, cmd.at, len(auto), sum(b.amount for b in auto))
+        return [opened, *bids]
+
+    def _auto_bids(self, listing: _Listing, cmd: OpenListing) -> list[Event]:
+        """The orders that may bid, by ticket; each bids what the rules allow, if that is at
+        least the minimum bid, until the auto bids reach their share of the listing."""
+        terms, min_bid = cmd.terms, self.rules.min_bid_amount
+        cap = math.floor(Fraction(terms.amount * terms.policy.autobid_max_share_bps, 10_000))
+        events: list[Event] = []
+        bidders: list[RefOrder] = []
+        seq = cmd.seq
+        for order in self.orders.queue(terms):
+            room = cap - sum(b.amount for b in listing.bids if b.order is not None)
+            if room < min_bid or listing.status != "open":
+                break
+            amount = min(
+                order.cmd.amount_per_listing, self.orders.budget_left(order),
+                self.available(order.cmd.lender_id), self._share_room(listing, order), room,
+            )
+            if amount < min_bid:
+                continue
+            rate = max(order.cmd.min_rate_bps, terms.policy.min_rate_bps)
+            bid_id = auto_bid_id(terms.listing_id, order.order_id)
+            bid = PlaceBid(
+                terms.listing_id, bid_id, order.cmd.lender_id, amount, rate, seq + 1, cmd.at
+            )
+            placed = self._place(bid, order)
+            if isinstance(placed, Rejection):
+                continue
+            seq += 1
+            bidders.append(order)
+            events += placed
+        self.orders.to_the_back(bidders)
+        return events
+
+    def _share_room(self, listing: _Listing, order: RefOrder) -> int:
+        share_bps = listing.open_command.terms.policy.max_lender_share_bps
+        if share_bps >= 10_000:
+            return listing.amount
+        mine = sum(b.amount for b in listing.live_bids() if b.lender_id == order.cmd.lender_id)
+        return math.floor(Fraction(listing.amount * share_bps, 10_000)) - mine
+
+    def change_order(
+        self, cmd: CreateStandingOrder | UpdateStandingOrder | DeleteStandingOrder
+    ) -> Outcome:
+        if isinstance(cmd, CreateStandingOrder):
+            changed = self.orders.create(cmd)
+        elif isinstance(cmd, UpdateStandingOrder):
+            changed = self.orders.update(cmd)
+        else:
+            changed = self.orders.delete(cmd)
+        if isinstance(changed, Rejection):
+            return changed
+        return [StandingOrderChanged(changed, cmd.at)]
 
     def place_bid(self, cmd: PlaceBid) -> Outcome:
+        return self._place(cmd, None)
+
+    def _place(self, cmd: PlaceBid, order: RefOrder | None) -> Outcome:
         listing = self._listings.get(cmd.listing_id)
         if listing is None:
             return Rejection(r.LISTING_NOT_FOUND, "")
@@ -222,7 +294,9 @@ class ReferenceEngine:
 
         in_before = listing.funding_set()
         out_before = [b for b in listing.bids if b not in in_before]
-        new = _Bid(cmd.bid_id, cmd.lender_id, cmd.amount, cmd.min_rate_bps, cmd.seq, cmd.at)
+        new = _Bid(
+            cmd.bid_id, cmd.lender_id, cmd.amount, cmd.min_rate_bps, cmd.seq, cmd.at, order
+        )
         listing.bids.append(new)
         in_after = listing.funding_set()
         assert not any(b in in_after for b in out_before), "an outbid bid came back"
@@ -230,6 +304,7 @@ class ReferenceEngine:
             BidPlaced(
                 cmd.listing_id, cmd.bid_id, cmd.lender_id, cmd.amount, cmd.min_rate_bps,
                 cmd.seq, cmd.at, listing.allocations()[new],
+                None if order is None else order.order_id,
             )
         ]
         dropped = [b for b in reversed(listing.ranked()) if b in in_before and b not in in_after]
@@ -319,6 +394,9 @@ class ReferenceEngine:
         fee = _half_up(Fraction(covered * terms.policy.service_fee_bps, 10_000))
         reserve = _half_up(Fraction(covered * terms.policy.reserve_bps, 10_000))
         self._flows += [(f.lender_id, -f.amount) for f in fills]
+        self.orders.fills += [
+            (b.order, allocated[b]) for b in listing.funding_set() if b.order is not None
+        ]
         self._flows.append((terms.borrower_id, covered - fee - reserve))
         self._flows += [(account, due) for account, due in ((FEES, fee), (RESERVE_POOL, reserve))
                         if due]
@@ -364,6 +442,8 @@ class ReferenceEngine:
             listing.open_command.terms, listing.status, listing.open_command.seq,
             listing.open_command.at, listing.covered(), len(listing.bids),
             listing.marginal_rate_bps(), listing.closed_at, listing.close_reason,
+            sum(1 for b in listing.bids if b.order is not None),
+            sum(b.amount for b in listing.bids if b.order is not None),
         )
 
     def bids(self, listing_id: str) -> list[BidView] | None:
@@ -376,6 +456,7 @@ class ReferenceEngine:
             BidView(
                 listing_id, b.bid_id, b.lender_id, b.seq, b.amount, b.rate_bps,
                 listing.bid_status(allocated[b]), 0 if lost else allocated[b], b.placed_at,
+                None if b.order is None else b.order.order_id,
             )
             for b in listing.ranked()
         ]
@@ -407,6 +488,12 @@ class ReferenceEngine:
 
     def listing_ids(self) -> list[str]:
         return list(self._listings)
+
+    def _live_auto_bids(self) -> list[tuple[RefOrder, int]]:
+        return [
+            (b.order, b.amount) for listing in self._listings.values() for b in listing.live_bids()
+            if b.order is not None
+        ]
 
 
 def _half_up(x: Fraction) -> int:

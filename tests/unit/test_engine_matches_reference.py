@@ -6,7 +6,9 @@ exchange-core runs one suite of seeded random commands through its fast book and
 rejections with the same code), the engine's invariants must hold after every step, the read
 model (summary, bids, depth) of every listing a command touched must agree, every account's
 balances must agree, and the engine's ledger entries must be exactly the movements between its
-balances before and after the command.
+balances before and after the command. Standing orders are compared the same way: every
+order's state (ticket, reserved, settled, ...) after every command, and the order snapshots a
+command emits must end on each changed order's new state.
 
 Three drivers share one command writer: hypothesis (shrinks a disagreement to a short
 story), seeded random stress (long books and many outbids, in the style of sortedcontainers'
@@ -28,6 +30,8 @@ from matching import (
     Balance,
     CancelListing,
     Command,
+    CreateStandingOrder,
+    DeleteStandingOrder,
     Deposit,
     Engine,
     Event,
@@ -41,6 +45,9 @@ from matching import (
     Outcome,
     PlaceBid,
     Rejection,
+    StandingOrderChanged,
+    StandingOrderView,
+    UpdateStandingOrder,
     Withdraw,
 )
 from matching.rules import GRADES, Grade, Pricing
@@ -61,7 +68,7 @@ TO_NEXT_DEADLINE = -1
 STEPS = (0, 0, 1) + (10_000,) * 3 + (50_000,) * 3 + (250_000, SECOND, TO_NEXT_DEADLINE)
 KINDS = (
     ("bid",) * 20 + ("open",) * 3 + ("clock",) * 3 + ("accept",) * 2 + ("cancel",)
-    + ("deposit",) * 4 + ("withdraw",)
+    + ("deposit",) * 4 + ("withdraw",) + ("order",) * 2 + ("change_order",) * 2
 )
 LENDERS = ("ann", "bob", "cy")
 DEPOSITS = (300_000, 1_000_000, 50_000, 0)
@@ -72,6 +79,21 @@ POLICIES = (
     ListingPolicy(min_rate_bps=900, service_fee_bps=100, reserve_bps=150),
     ListingPolicy(reserve_bps=500, max_lender_share_bps=5_000),
     ListingPolicy(service_fee_bps=333, reserve_bps=77, max_lender_share_bps=3_333),
+    ListingPolicy(autobid_max_share_bps=10_000),
+    ListingPolicy(max_lender_share_bps=2_000, autobid_max_share_bps=3_000),
+    ListingPolicy(autobid_max_share_bps=1),
+)
+# Standing orders: which listings they match, what they bid, and how they go wrong.
+ORDER_GRADES: tuple[tuple[Grade, ...], ...] = (
+    ("B",), ("A", "B", "C"), GRADES, ("HR",), ("AA", "E"),
+)
+ORDER_TERMS = ((1, 60), (12, 12), (1, 12), (36, 60), (13, 59))
+ORDER_RATES = (600, 800, 1_000, 1_200, 1_500, 1, 3_600)
+ORDER_AMOUNTS = (5_000, 20_000, 50_000, 100_000, 300_000)
+BUDGET_TIMES = (1, 2, 5, 100)
+ORDER_BREAKAGES = (
+    "no_grades", "grade", "term_low", "term_high", "inverted", "rate_low", "rate_high",
+    "amount_low", "budget_low", "duplicate_id",
 )
 BREAKAGES = (
     "amount_low", "amount_high", "term_low", "term_high", "rate_low", "rate_high", "window_short",
@@ -102,6 +124,7 @@ class Script:
         self.seq = 0
         self.terms: dict[str, ListingTerms] = {}
         self.opened = 0
+        self.order_ids: list[str] = []
         self.shadow = ReferenceEngine(RULES)
         self._tape: Iterator[int] = iter(())
 
@@ -109,6 +132,10 @@ class Script:
         self._tape = iter(tape)
         command = self._write()
         self.shadow.execute(command)
+        if isinstance(command, OpenListing):
+            # Auto bids take the seqs after their listing's: leave room for every order (the
+            # engines may open a listing the shadow refuses, a reused id of a released one).
+            self.seq += len(self.shadow.orders.orders)
         return command
 
     def pick(self, options: Sequence[T]) -> T:
@@ -125,8 +152,13 @@ class Script:
         kind = self.pick(KINDS)
         open_instead = self.pick((True,) * 4 + (False,))
         nothing_open = not any(self._is_open(i) for i in list(self.terms)[-6:])
-        if kind == "open" or (kind != "clock" and nothing_open and open_instead):
+        by_listing = kind not in ("clock", "order", "change_order")
+        if kind == "open" or (by_listing and nothing_open and open_instead):
             return self._open()
+        if kind == "order":
+            return self._order()
+        if kind == "change_order":
+            return self._change_order()
         if kind == "bid":
             return self._bid()
         if kind == "clock":
@@ -191,6 +223,41 @@ class Script:
         self.terms.setdefault(listing_id, terms)
         return OpenListing(terms, self.seq, self.at)
 
+    def _order(self) -> CreateStandingOrder:
+        order_id = f"O{self.seq}"
+        lender = self.pick(LENDERS)
+        grades = self.pick(ORDER_GRADES)
+        term_min, term_max = self.pick(ORDER_TERMS)
+        rate = self.pick(ORDER_RATES)
+        amount = self.pick(ORDER_AMOUNTS)
+        budget = amount * self.pick(BUDGET_TIMES)
+        active = self.pick((True, True, True, False))
+        if self.pick((False,) * 9 + (True,)):
+            breakage = self.pick(ORDER_BREAKAGES)
+            if breakage == "duplicate_id" and self.order_ids:
+                order_id = self.pick(self.order_ids)
+            grades = {"no_grades": (), "grade": ("B", cast(Grade, "Z"))}.get(breakage, grades)
+            term_min = {"term_low": 0, "inverted": term_max + 1}.get(breakage, term_min)
+            term_max = {"term_high": 61}.get(breakage, term_max)
+            rate = {"rate_low": 0, "rate_high": 3_601}.get(breakage, rate)
+            amount = {"amount_low": 4_999}.get(breakage, amount)
+            budget = {"budget_low": amount - 1}.get(breakage, budget)
+        self.order_ids.append(order_id)
+        return CreateStandingOrder(
+            order_id, lender, grades, term_min, term_max, rate, amount, budget, self.seq,
+            self.at, active,
+        )
+
+    def _change_order(self) -> UpdateStandingOrder | DeleteStandingOrder:
+        """Mostly a recent order; now and then one long gone or never made."""
+        recent = self.order_ids[:-7:-1]
+        order_id = self.pick(recent * 3 + self.order_ids[:2] + ["nothing"])
+        if self.pick((False,) * 4 + (True,)):
+            return DeleteStandingOrder(order_id, self.at)
+        active = self.pick((None, None, True, False))
+        budget = self.pick((None, None, 4_999, 20_000, 100_000, 10**7))
+        return UpdateStandingOrder(order_id, active, budget, self.at)
+
     def _bid(self) -> PlaceBid:
         listing_id = self._target()
         terms = self.terms.get(listing_id)
@@ -254,6 +321,8 @@ def listing_ids_touched(command: Command, outcome: Outcome) -> set[str]:
     for event in outcome if isinstance(outcome, list) else []:
         if isinstance(event, ListingOpened):
             touched.add(event.terms.listing_id)
+        elif isinstance(event, StandingOrderChanged):
+            continue
         elif event.listing_id is not None:
             touched.add(event.listing_id)
     return touched
@@ -265,7 +334,38 @@ def assert_same_outcome(command: Command, got: Outcome, want: Outcome) -> None:
         assert (got.code, got.marginal_rate_bps, got.available) == (
             want.code, want.marginal_rate_bps, want.available), command
     else:
-        assert [e for e in got if not isinstance(e, LedgerEntry)] == want, command
+        assert market_events(got) == market_events(want), command
+
+
+def market_events(events: list[Event]) -> list[Event]:
+    """Without ledger entries and order snapshots: those are checked against the state."""
+    return [e for e in events if not isinstance(e, LedgerEntry | StandingOrderChanged)]
+
+
+def assert_same_orders(engine: Engine, reference: ReferenceEngine) -> None:
+    mine = {view.order_id: view for view in engine.orders.all_views()}
+    assert mine == reference.orders.views()
+    for order_id, view in mine.items():
+        assert engine.standing_order(order_id) == (None if view.deleted else view)
+
+
+def assert_snapshots_explain_the_change(
+    before: dict[str, StandingOrderView], engine: Engine, outcome: Outcome
+) -> None:
+    """Each order the command changed has a snapshot, and its last one is its state now (for
+    an order that left memory: deleted, nothing reserved); unchanged orders have none."""
+    after = {view.order_id: view for view in engine.orders.all_views()}
+    last: dict[str, StandingOrderView] = {}
+    for event in outcome if isinstance(outcome, list) else []:
+        if isinstance(event, StandingOrderChanged):
+            last[event.order.order_id] = event.order
+    changed = {i for i in before.keys() | after.keys() if before.get(i) != after.get(i)}
+    assert changed <= set(last), changed - set(last)
+    for order_id, snapshot in last.items():
+        if order_id in after:
+            assert snapshot == after[order_id]
+        else:
+            assert snapshot.deleted and snapshot.reserved == 0, snapshot
 
 
 def assert_same_money(engine: Engine, reference: ReferenceEngine) -> None:
@@ -321,12 +421,15 @@ def run_side_by_side(
     engine, reference = Engine(RULES), ReferenceEngine(RULES)
     for command in commands:
         before = {a: engine.balance(a) or Balance() for a in engine.ledger.accounts}
+        orders_before = {view.order_id: view for view in engine.orders.all_views()}
         got = engine.execute(command)
         want = reference.execute(command)
         assert_same_outcome(command, got, want)
         engine.check_invariants()
         assert_entries_explain_the_change(before, engine, got)
         assert_same_money(engine, reference)
+        assert_same_orders(engine, reference)
+        assert_snapshots_explain_the_change(orders_before, engine, got)
         for listing_id in listing_ids_touched(command, got):
             assert_same_views(engine, reference, listing_id)
             summary = reference.summary(listing_id)

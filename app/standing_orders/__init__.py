@@ -1,0 +1,1 @@
+"""Standing orders: lenders' automatic bidding (docs/automation.md)."""

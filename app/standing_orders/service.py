@@ -1,0 +1,168 @@
+"""Standing orders' rules in the shell: who may act on an order (its lender or an admin), and
+turning requests into engine commands that go through the journal like bids (a 2xx means the
+change is committed, and an Idempotency-Key makes a retry safe). The order's own rules
+(grades, terms, budget, ...) are the engine's (`matching.standing_orders`).
+
+Reads come from the engine, which holds every order not deleted; listing pages from Postgres.
+"""
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import uuid4
+
+import orjson
+
+from app.auth import Principal
+from app.errors import Invalid, NotFound
+from app.idempotency import IdempotentRequest, Reply
+from app.market import Market, canonical_id
+from app.rendering import Json, standing_order_json
+from app.standing_orders.store import StandingOrderStore
+from matching import (
+    CreateStandingOrder,
+    DeleteStandingOrder,
+    Event,
+    Rejection,
+    StandingOrderChanged,
+    StandingOrderView,
+    UpdateStandingOrder,
+)
+from matching.rejections import STANDING_ORDER_NOT_FOUND
+from matching.rules import Grade
+
+Acted = tuple[list[Event], Callable[[], Reply]] | Rejection
+
+
+@dataclass(frozen=True, slots=True)
+class NewStandingOrder:
+    lender_id: str
+    grades: tuple[Grade, ...]
+    term_months_min: int
+    term_months_max: int
+    min_rate_bps: int
+    amount_per_listing: int
+    budget: int
+    active: bool
+
+
+class StandingOrders:
+    def __init__(self, market: Market, store: StandingOrderStore) -> None:
+        self.market = market
+        self.store = store
+
+    # --- writes -----------------------------------------------------------------------------
+
+    async def create(
+        self, who: Principal, new: NewStandingOrder, idem: IdempotentRequest | None
+    ) -> Reply:
+        who.require("lender", "admin")
+        who.require_subject(new.lender_id)
+        market = self.market
+
+        def act() -> Acted:
+            command = CreateStandingOrder(
+                str(uuid4()), new.lender_id, new.grades, new.term_months_min,
+                new.term_months_max, new.min_rate_bps, new.amount_per_listing, new.budget,
+                market.next_seq(), market.clock.now(), new.active,
+            )
+            return _answer(market.engine.change_standing_order(command), 201)
+
+        return await market.write(idem, act)
+
+    async def update(
+        self, who: Principal, order_id: str, active: bool | None, budget: int | None,
+        idem: IdempotentRequest | None,
+    ) -> Reply:
+        """Pause or resume (`active`), or change the budget; the order keeps its place."""
+        who.require("lender", "admin")
+        order_id = canonical_id(order_id)
+        market = self.market
+
+        def act() -> Acted:
+            command = UpdateStandingOrder(order_id, active, budget, market.clock.now())
+            return _answer(market.engine.change_standing_order(command), 200)
+
+        return await market.write(idem, act, lambda: self._require_owner(who, order_id))
+
+    async def delete(
+        self, who: Principal, order_id: str, idem: IdempotentRequest | None
+    ) -> Reply:
+        """The order bids no more; its live bids stay (bids are binding)."""
+        who.require("lender", "admin")
+        order_id = canonical_id(order_id)
+        market = self.market
+
+        def act() -> Acted:
+            command = DeleteStandingOrder(order_id, market.clock.now())
+            return _answer(market.engine.change_standing_order(command), 204)
+
+        return await market.write(idem, act, lambda: self._require_owner(who, order_id))
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def get(self, who: Principal, order_id: str) -> Json:
+        who.require("lender", "admin")
+        view = self._order(canonical_id(order_id))
+        who.require_subject(view.lender_id)
+        return standing_order_json(view)
+
+    async def list(
+        self, who: Principal, lender_id: str | None, cursor: str | None, limit: int
+    ) -> Json:
+        """A lender's orders (its own, or any lender's for an admin; every order for an admin
+        who names none), newest first."""
+        who.require("lender", "admin")
+        if lender_id is None and who.role == "lender":
+            lender_id = who.subject
+        if lender_id is not None:
+            who.require_subject(lender_id)
+        rows = await self.store.page(lender_id, _decode_cursor(cursor), limit)
+        data = []
+        for row in rows:  # the engine's state is the newest; an order deleted meanwhile is gone
+            view = self.market.engine.standing_order(str(row["id"]))
+            if view is not None:
+                data.append(standing_order_json(view))
+        more = len(rows) == limit
+        next_cursor = _encode_cursor(rows[-1]["seq"]) if more else None
+        return {"data": data, "next_cursor": next_cursor}
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _order(self, order_id: str) -> StandingOrderView:
+        view = self.market.engine.standing_order(order_id)
+        if view is None:
+            raise NotFound(STANDING_ORDER_NOT_FOUND, "no standing order with this id")
+        return view
+
+    async def _require_owner(self, who: Principal, order_id: str) -> None:
+        who.require_subject(self._order(order_id).lender_id)
+
+
+def _answer(outcome: list[Event] | Rejection, status: int) -> Acted:
+    if isinstance(outcome, Rejection):
+        return outcome
+    changed = outcome[0]
+    assert isinstance(changed, StandingOrderChanged)
+    body = b"" if status == 204 else orjson.dumps(standing_order_json(changed.order))
+    return outcome, lambda: Reply(status, body)
+
+
+def _encode_cursor(seq: Any) -> str:
+    return base64.urlsafe_b64encode(str(seq).encode()).decode()
+
+
+def _decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        seq = int(base64.urlsafe_b64decode(cursor.encode()).decode())
+        if not 0 <= seq < 2**63:
+            raise ValueError(seq)
+        return seq
+    except (ValueError, UnicodeDecodeError):
+        raise Invalid(
+            "invalid_cursor", "cursor is not one this API returned",
+            extra={"errors": [{"field": "cursor", "message": "malformed cursor"}]},
+        ) from None
