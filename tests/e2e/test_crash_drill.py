@@ -1,15 +1,19 @@
-"""kill -9 in the middle of bid bursts, again and again: nothing acknowledged is ever lost.
+"""kill -9 in the middle of every kind of write, again and again: nothing acknowledged is lost.
 
 Each round opens fresh short-lived listings (one closes when funded, one at a deadline that may
-fall while the service is down), fires 48 concurrent bidders and 4 money movers (deposits and
-withdrawals on the savers' accounts, whose owners bid too), kills the process at a random
-moment, restarts it, checks that the money in custody is conserved, and retries every request
-whose answer the crash swallowed with the same Idempotency-Key. Then: every 201 is stored and
-read back unchanged, every stored bid and movement is owned by some answer, the books equal the
-naive reference fed the stored journal, every lender's reserved money is its live bids, nothing
-resolved twice.
+fall while the service is down), fires 48 concurrent bidders, 4 money movers (deposits and
+withdrawals on the savers' accounts, whose owners bid too) and a lister (opens a listing, bids
+on it, accepts or cancels it). At a random moment it sends one held write (tests/e2e/
+held_writes.py: a bid, a deposit, a withdrawal, a listing open, an accept, a cancel, in turn),
+which the service, run as tests/e2e/held_answers.py, commits and then does not answer; once its
+record is in Postgres the process is killed. It restarts it, checks that the money in custody
+is conserved, and retries every request whose answer the crash swallowed with the same
+Idempotency-Key: each held write must be answered from its stored record (Idempotent-Replayed).
+Then: every success is stored and read back unchanged, every stored bid, listing and movement is
+owned by some answer, each 201's allocation is the reference's right after that bid, the books,
+loans and balances equal the naive reference fed the stored journal, nothing resolved twice.
 
-Set LOAN_AUCTION_SOAK_KILLS=N to run the drill with N kills instead of the default 6, and
+Set LOAN_AUCTION_SOAK_KILLS=N to run the drill with N kills instead of one per held write, and
 LOAN_AUCTION_E2E_SEED to replay a run's random choices (timing still varies).
 """
 
@@ -27,36 +31,46 @@ import asyncpg
 import httpx
 import pytest
 
-from matching import Fill, ListingFailed, ListingFunded, MarketRules
+from matching import ListingFailed, ListingFunded, MarketRules
 from tests.e2e.conftest import UNLIMITED, ServiceProcess, fund
+from tests.e2e.drill_checks import (
+    RESOLUTIONS,
+    allocated_as_the_reference_placed_them,
+    bids_stored_as_answered,
+    listing_states,
+    listings_stored_as_answered,
+    money_matches,
+    read_back,
+    resolved_at_most_once,
+)
 from tests.e2e.drive import (
     Json,
+    Replay,
     close_due,
-    comparable,
     epoch,
     get_json,
+    matches_reference,
     open_listing,
-    reference_bids,
-    reference_depth,
     replay_journal,
+    resolutions,
     until_closed,
 )
+from tests.e2e.held_answers import HOLD_PREFIX
+from tests.e2e.held_writes import HELD_WRITES, Held, HeldWrite
 from tests.e2e.load import (
     SAVERS,
     Tally,
     Target,
     bidder,
-    check_acknowledgement,
+    lister,
     mover,
     retry_in_doubt,
+    send,
 )
-from tests.money import Balances, assert_conserved
-from tests.unit.reference import ReferenceEngine
+from tests.money import assert_conserved
 
 BIDDERS = 48
 MOVERS = 4
-DEFAULT_KILLS = 6
-RESOLUTIONS = ("listing.funded", "listing.failed", "listing.cancelled")
 
 
 @pytest.fixture
@@ -64,9 +78,14 @@ def service_env() -> dict[str, str]:
     return UNLIMITED  # this drives load through one key
 
 
+@pytest.fixture
+def service_module() -> str:
+    return "tests.e2e.held_answers"  # holds the answer to a held write after its commit
+
+
 def _kills() -> int:
     soak = os.environ.get("LOAN_AUCTION_SOAK_KILLS")
-    return max(1, int(soak)) if soak else DEFAULT_KILLS
+    return max(1, int(soak)) if soak else len(HELD_WRITES)
 
 
 async def _open_long_listings(client: httpx.AsyncClient) -> list[Json]:
@@ -92,14 +111,21 @@ async def _open_short_listings(client: httpx.AsyncClient, rng: random.Random) ->
     ]
 
 
-async def _burst(service: ServiceProcess, rng: random.Random, targets: list[Target],
-                 tally: Tally, graceful: bool) -> None:
-    """Bidders fire at the live service; SIGKILL (or SIGTERM) lands after a random delay.
+async def _burst(service: ServiceProcess, db: "asyncpg.Connection[asyncpg.Record]",
+                 rng: random.Random, targets: list[Target], drill: "Drill",
+                 held: HeldWrite | None) -> None:
+    """Bidders, movers and a lister fire at the live service; after a random delay, SIGKILL
+    lands once the held write has committed (or, without one, SIGTERM lands).
 
     Bidders drop a listing once it answers `listing_not_open`, so the burst stays on live books.
     """
     stopping = asyncio.Event()
+    tally = drill.tally
     async with service.client() as client:
+        prepared = None if held is None else await held.prepare(client, rng)
+        if prepared is not None:
+            drill.listings += prepared.opened
+            tally.acknowledged += prepared.bids
         tasks = [
             asyncio.create_task(bidder(
                 client, random.Random(rng.random()), targets, tally, stopping,
@@ -112,22 +138,50 @@ async def _burst(service: ServiceProcess, rng: random.Random, targets: list[Targ
                 until=time.monotonic() + 10, max_requests=10_000,
             ))
             for _ in range(MOVERS)
-        ]
+        ] + [asyncio.create_task(lister(
+            client, random.Random(rng.random()), tally, stopping,
+            until=time.monotonic() + 10, max_requests=10_000,
+        ))]
         await asyncio.sleep(rng.uniform(0.2, 1.5))
-        stopping.set()
-        if graceful:
+        if held is None or prepared is None:
+            stopping.set()
             assert await service.stop() in (0, -15)  # uvicorn re-raises SIGTERM when done
         else:
+            key = f"{HOLD_PREFIX}{rng.getrandbits(64):016x}"
+            drill.held.append((held.name, key))
+            tasks.append(asyncio.create_task(
+                _send_held(client, rng, tally, stopping, prepared, key)
+            ))
+            await _committed(db, key)  # and not answered: the service holds it
+            stopping.set()
             assert await service.kill() == -9
         async with asyncio.timeout(15):
             await asyncio.gather(*tasks)
 
 
+async def _send_held(client: httpx.AsyncClient, rng: random.Random, tally: Tally,
+                     killed: asyncio.Event, held: Held, key: str) -> None:
+    """Its answer never comes: the kill lands after its commit (kept in doubt for a retry)."""
+    response = await send(client, rng, tally, killed, held.request, held.content, key)
+    assert response is None, f"a held write was answered: {response}"
+
+
+async def _committed(db: "asyncpg.Connection[asyncpg.Record]", key: str) -> None:
+    async with asyncio.timeout(15):
+        while not await db.fetchval("SELECT 1 FROM idempotency_keys WHERE key = $1", key):
+            await asyncio.sleep(0.01)
+
+
 @dataclass
 class Drill:
-    listings: list[Json] = field(default_factory=list)
+    listings: list[Json] = field(default_factory=list)  # opened by the drill itself
     tally: Tally = field(default_factory=Tally)
     restarts: list[float] = field(default_factory=list)
+    held: list[tuple[str, str]] = field(default_factory=list)  # (write, Idempotency-Key)
+
+    def all_listings(self) -> list[Json]:
+        """The drill's own and those the lister (or a held open) was answered 201 for."""
+        return self.listings + [body for _, body in self.tally.opened]
 
 
 async def _drill(service: ServiceProcess, db: "asyncpg.Connection[asyncpg.Record]",
@@ -138,14 +192,15 @@ async def _drill(service: ServiceProcess, db: "asyncpg.Connection[asyncpg.Record
         drill.listings = await _open_long_listings(client)
         await fund(client, *SAVERS, amount=50_000)
     async with asyncio.timeout(60 + rounds * 30):
-        for _ in range(rounds):
+        for round_ in range(rounds):
             async with service.client() as client:
                 drill.listings += await _open_short_listings(client, rng)
                 targets = [
                     Target(x["id"], x["amount"], x["max_rate_bps"]) for x in drill.listings
                     if (await get_json(client, f"/v1/listings/{x['id']}"))["status"] == "open"
                 ]
-            await _burst(service, rng, targets, drill.tally, graceful)
+            held = None if graceful else HELD_WRITES[round_ % len(HELD_WRITES)]
+            await _burst(service, db, rng, targets, drill, held)
             drill.restarts.append(await service.start())
             await assert_conserved(db)
             async with service.client() as client:
@@ -156,68 +211,59 @@ async def _drill(service: ServiceProcess, db: "asyncpg.Connection[asyncpg.Record
 async def _verify(service: ServiceProcess, db: "asyncpg.Connection[asyncpg.Record]",
                   drill: Drill) -> dict[str, Any]:
     """Nothing acknowledged lost, books as the reference rebuilds them, resolved once each."""
-    tally, listings = drill.tally, drill.listings
-    assert not tally.unexpected, f"answers other than 201/409/422: {tally.unexpected[:5]}"
+    tally = drill.tally
+    assert not tally.unexpected, f"answers other than 2xx/409/422: {tally.unexpected[:5]}"
     assert not tally.early_transport_errors, tally.early_transport_errors[:5]
-    acked = [bid for _, bid in tally.acknowledged]
-    for request, bid in tally.acknowledged:
-        check_acknowledgement(request, bid)
-    assert len({bid["id"] for bid in acked}) == len(acked), "a replay is the same bid, once"
-    seqs = [bid["seq"] for bid in acked]
-    assert len(set(seqs)) == len(seqs), "every acknowledged seq is unique"
-    assert len(acked) >= 30, f"the drill barely bid: {tally.statuses}"
-
-    # Every acknowledged bid is stored, and the API reads it back, unchanged.
-    stored = {str(r["id"]): r for r in await db.fetch("SELECT * FROM bids")}
-    missing = [bid["id"] for bid in acked if bid["id"] not in stored]
-    assert not missing, f"{len(missing)} acknowledged bids lost, e.g. {missing[:3]}"
-    unknown = stored.keys() - {bid["id"] for bid in acked}
-    assert not unknown, (
-        f"{len(unknown)} stored bids no answer owned up to: a retry with the same"
-        " Idempotency-Key must have replayed them"
+    held = {key for _, key in drill.held}
+    assert held <= tally.replayed_keys, (
+        "a write committed before the kill was not answered from its record on retry: "
+        f"{[name for name, key in drill.held if key not in tally.replayed_keys]}"
     )
-    for bid in acked:
-        row = stored[bid["id"]]
-        assert (row["seq"], row["amount"], row["min_rate_bps"], str(row["listing_id"])) == (
-            bid["seq"], bid["amount"], bid["min_rate_bps"], bid["listing_id"]
-        )
+    acked, stored = await bids_stored_as_answered(db, tally)
+    await listings_stored_as_answered(db, drill.listings, drill.tally)
     async with service.client() as client:
-        found = await _read_back(client, acked)
+        found = await read_back(client, acked)
+        replay, resolved = await _replay_after_deadlines(client, db, drill.listings)
+        allocated_as_the_reference_placed_them(tally, replay)
+        for listing in drill.all_listings():
+            await matches_reference(client, db, replay.engine, listing["id"], resolved)
+        money = await money_matches(client, db, drill.tally, replay)
 
-        # The short listings' deadlines have passed: each is resolved (by the scheduler, or by
-        # recovery if it lapsed while the service was down), as the reference resolves it.
-        lapsed = [x for x in listings if epoch(x["closes_at"]) < time.time() + 600]
-        await asyncio.sleep(max(0.0, max(epoch(x["closes_at"]) for x in lapsed) - time.time()))
-        for listing in lapsed:
-            await until_closed(client, listing["id"], seconds=10)
-        replay = await replay_journal(db, MarketRules())
-        due = close_due(replay, max(int(epoch(x["closes_at"]) * 1e6) for x in lapsed))
-        resolutions = {
-            e.listing_id: e for events in [*replay.outcomes.values(), due] for e in events
-            if isinstance(e, ListingFunded | ListingFailed)
-        }
-        for listing in listings:
-            await _matches_reference(client, db, replay.engine, listing["id"], resolutions)
-
-        money = await _money_matches(client, db, drill.tally, replay.engine)
-
-    await _resolved_at_most_once(db, [x["id"] for x in listings])
+    await resolved_at_most_once(db, [x["id"] for x in drill.all_listings()])
     placed = await db.fetchval("SELECT count(*) FROM events WHERE type = 'bid.placed'")
-    assert placed == len(stored), "one bid.placed event per stored bid (same transaction)"
+    assert placed == stored, "one bid.placed event per stored bid (same transaction)"
     return {
         "restarts": len(drill.restarts),
         "restart_seconds_max": round(max(drill.restarts), 3),
         "restart_seconds_mean": round(sum(drill.restarts) / len(drill.restarts), 3),
         "requests": tally.requests, "answers": {str(k): v for k, v in tally.statuses.items()},
         "rejections": dict(tally.codes), "transport_errors_after_stop": tally.transport_errors,
-        "bids_acknowledged": len(acked), "bids_found": found, "bids_stored": len(stored),
+        "bids_acknowledged": len(acked), "bids_found": found, "bids_stored": stored,
+        "listings_opened_by_the_lister": len(tally.opened),
+        "accepts_and_cancels_acknowledged": len(tally.closed),
         **money,
+        "held_writes_replayed": [name for name, _ in drill.held],
         "in_doubt_retried": tally.retried, "retries_replayed": tally.replayed,
-        "listings": dict(Counter(x["status"] for x in await _listing_states(db))),
+        "listings": dict(Counter(x["status"] for x in await listing_states(db))),
         "resolution_events": await db.fetchval(
             "SELECT count(*) FROM events WHERE type = ANY($1::text[])", list(RESOLUTIONS)
         ),
     }
+
+
+async def _replay_after_deadlines(
+    client: httpx.AsyncClient, db: "asyncpg.Connection[asyncpg.Record]", listings: list[Json]
+) -> tuple[Replay, dict[str, ListingFunded | ListingFailed]]:
+    """The short listings' deadlines have passed: each is resolved (by the scheduler, or by
+    recovery if it lapsed while the service was down); then the reference replays the journal
+    and resolves them too."""
+    lapsed = [x for x in listings if epoch(x["closes_at"]) < time.time() + 600]
+    await asyncio.sleep(max(0.0, max(epoch(x["closes_at"]) for x in lapsed) - time.time()))
+    for listing in lapsed:
+        await until_closed(client, listing["id"], seconds=10)
+    replay = await replay_journal(db, MarketRules())
+    due = close_due(replay, max(int(epoch(x["closes_at"]) * 1e6) for x in lapsed))
+    return replay, resolutions(replay, due)
 
 
 @pytest.mark.slow
@@ -242,119 +288,3 @@ async def test_a_graceful_stop_in_mid_burst_keeps_every_acknowledged_bid_too(
     drill = await _drill(service, db, random.Random(rng_seed), 2, graceful=True)
     counts = await _verify(service, db, drill)
     print("graceful drill:", json.dumps(counts))
-
-
-async def _money_matches(
-    client: httpx.AsyncClient, db: "asyncpg.Connection[asyncpg.Record]", tally: Tally,
-    reference: ReferenceEngine,
-) -> dict[str, int]:
-    """Every acknowledged deposit and withdrawal is stored as answered and no other is; the
-    money is conserved; the API shows the stored balances; reserved money is the live bids."""
-    stored = {
-        r["id"]: r for r in await db.fetch(
-            "SELECT * FROM ledger_entries WHERE kind IN ('deposit', 'withdrawal')"
-            " AND reference = 'drill'"
-        )
-    }
-    for request, body in tally.moved:
-        row = stored.get(body["entry"]["id"])
-        assert row is not None, f"acknowledged movement lost: {body}"
-        assert (row["kind"] + "s", row["amount"]) == (request["kind"], request["amount"])
-        assert request["account"] in (row["debit_account"], row["credit_account"])
-    assert len(stored) == len({body["entry"]["id"] for _, body in tally.moved}), (
-        "a stored movement no answer owned up to")
-    balances = await assert_conserved(db)
-    await _api_shows(client, balances)
-    live: dict[str, int] = {}
-    for listing_id in reference.listing_ids():
-        for bid in reference.bids(listing_id) or []:
-            if bid.status == "active":
-                live[bid.lender_id] = live.get(bid.lender_id, 0) + bid.amount
-    assert {a: r for a, (_, r) in balances.items() if r} == live, "reserved is not the live bids"
-    return {"movements_acknowledged": len(tally.moved), "movements_stored": len(stored),
-            "insufficient_funds": tally.codes["insufficient_funds"]}
-
-
-async def _api_shows(client: httpx.AsyncClient, balances: Balances) -> None:
-    for account in (*SAVERS, "lender-0", "borrower-1"):
-        if account in balances:
-            got = await get_json(client, f"/v1/accounts/{account}")
-            assert (got["available"], got["reserved"]) == balances[account], account
-
-
-async def _read_back(client: httpx.AsyncClient, acked: list[Json]) -> int:
-    """GET /v1/bids/{id} for every acknowledged bid (32 at a time); returns how many matched."""
-    gate = asyncio.Semaphore(32)
-
-    async def one(bid: Json) -> None:
-        async with gate:
-            got = await get_json(client, f"/v1/bids/{bid['id']}")
-        assert (got["seq"], got["amount"], got["min_rate_bps"]) == (
-            bid["seq"], bid["amount"], bid["min_rate_bps"]
-        ), (bid, got)
-
-    async with asyncio.timeout(60):
-        await asyncio.gather(*(one(bid) for bid in acked))
-    return len(acked)
-
-
-async def _matches_reference(
-    client: httpx.AsyncClient, db: "asyncpg.Connection[asyncpg.Record]",
-    reference: ReferenceEngine, listing_id: str,
-    resolutions: dict[str, ListingFunded | ListingFailed],
-) -> None:
-    """The service's book (open) or its books (closed) equal the reference's."""
-    listing = await get_json(client, f"/v1/listings/{listing_id}")
-    summary = reference.summary(listing_id)
-    assert summary is not None
-    assert listing["status"] == summary.status, (listing, summary)
-    assert listing["bid_count"] == summary.bid_count
-    assert listing["funded_amount"] == summary.funded_amount
-    bids = (await get_json(client, f"/v1/listings/{listing_id}/bids"))["data"]
-    assert comparable(bids) == reference_bids(reference, listing_id), f"book of {listing_id}"
-    depth = (await get_json(client, f"/v1/listings/{listing_id}/book"))["data"]
-    assert depth == reference_depth(reference, listing_id), f"depth of {listing_id}"
-    if summary.status == "open":
-        assert listing["marginal_rate_bps"] == summary.marginal_rate_bps
-        return
-    resolution = resolutions[listing_id]
-    assert listing["close_reason"] == resolution.reason
-    if isinstance(resolution, ListingFunded):
-        loan = await get_json(client, f"/v1/loans/{listing['loan_id']}")
-        assert (loan["principal"], loan["rate_bps"]) == (resolution.principal, resolution.rate_bps)
-        assert [(f["bid_id"], f["amount"], f["rate_bps"]) for f in loan["fills"]] == [
-            (f.bid_id, f.amount, f.rate_bps) for f in sorted(resolution.fills, key=_by_seq)
-        ], f"fills of {listing_id} (the API lists them in seq order)"
-    else:
-        assert listing["loan_id"] is None
-        assert await db.fetchval(
-            "SELECT count(*) FROM loans WHERE listing_id = $1::uuid", listing_id
-        ) == 0
-
-
-async def _resolved_at_most_once(
-    db: "asyncpg.Connection[asyncpg.Record]", listing_ids: list[str]
-) -> None:
-    rows = await db.fetch(
-        "SELECT listing_id, count(*) AS n FROM events WHERE type = ANY($1::text[])"
-        " GROUP BY listing_id", list(RESOLUTIONS),
-    )
-    events = {str(r["listing_id"]): r["n"] for r in rows}
-    assert all(n == 1 for n in events.values()), f"a listing resolved twice: {events}"
-    for state in await _listing_states(db):
-        closed = state["status"] != "open"
-        assert events.get(str(state["id"]), 0) == int(closed), state
-    loans = await db.fetch("SELECT listing_id, count(*) AS n FROM loans GROUP BY listing_id")
-    assert all(r["n"] == 1 for r in loans)
-    funded = {str(s["id"]) for s in await _listing_states(db) if s["status"] == "funded"}
-    assert {str(r["listing_id"]) for r in loans} == funded
-    assert set(events) <= set(listing_ids)
-
-
-async def _listing_states(db: "asyncpg.Connection[asyncpg.Record]") -> list[Json]:
-    rows = await db.fetch("SELECT id, status FROM listings ORDER BY seq")
-    return [{"id": str(r["id"]), "status": r["status"]} for r in rows]
-
-
-def _by_seq(fill: Fill) -> int:
-    return fill.seq
