@@ -100,6 +100,24 @@ async def _mover(load: Load, rng: random.Random) -> None:
         await asyncio.sleep(rng.uniform(0.005, 0.02))
 
 
+@dataclass
+class Embedded:
+    """The drill's own Postgres, stopped and started again; `stop` also cleans up at the end
+    (the handle of a restarted server is a new one, and only it can stop that server)."""
+
+    data_dir: Path
+    server: Any = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.to_thread(database.start_embedded, self.data_dir)
+        uri: str = self.server.get_uri()
+        return uri
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await asyncio.to_thread(self.server.cleanup)
+
+
 async def _until(what: str, predicate: Callable[[], Awaitable[bool]], seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while not await predicate():
@@ -125,8 +143,8 @@ def paused(pgdata: Path) -> Iterator[None]:
 async def test_after_a_stopped_and_a_hung_postgres_the_api_shows_what_postgres_holds(
     tmp_path: Path,
 ) -> None:
-    server = await asyncio.to_thread(database.start_embedded, tmp_path)
-    uri = server.get_uri()
+    postgres = Embedded(tmp_path)
+    uri = await postgres.start()
     rng = random.Random(15)
     try:
         async with running_service(
@@ -145,7 +163,7 @@ async def test_after_a_stopped_and_a_hung_postgres_the_api_shows_what_postgres_h
                        for _ in range(BIDDERS)]
             workers.append(asyncio.create_task(_mover(load, random.Random(rng.random()))))
             try:
-                short = await _outages(load, client, server, tmp_path)
+                short = await _outages(load, client, postgres)
             finally:
                 load.stop.set()
                 await asyncio.gather(*workers)
@@ -155,12 +173,10 @@ async def test_after_a_stopped_and_a_hung_postgres_the_api_shows_what_postgres_h
         assert set(load.statuses) <= {201, 409, 422, 503}, f"only these expected: {load.statuses}"
         print("outage drill:", summary, dict(load.statuses), dict(load.codes))
     finally:
-        await asyncio.to_thread(server.cleanup)
+        await postgres.stop()
 
 
-async def _outages(
-    load: Load, client: httpx.AsyncClient, server: Any, data_dir: Path
-) -> list[Json]:
+async def _outages(load: Load, client: httpx.AsyncClient, postgres: Embedded) -> list[Json]:
     """A stopped server, then a hung one; each with a short listing whose deadline falls inside
     it. Returns the short listings."""
     short: list[Json] = []
@@ -173,7 +189,7 @@ async def _outages(
 
     await _until("bids before the outage", lambda: acked_more(40), 20)
     short.append(await _short_listing(load, client))
-    await asyncio.to_thread(server.cleanup)  # stopped
+    await postgres.stop()
     refused = load.statuses[503]
 
     async def stopped_long_enough() -> bool:
@@ -182,13 +198,13 @@ async def _outages(
                 and (await client.get("/readyz")).status_code == 503)
 
     await _until("503s while stopped", stopped_long_enough, 30)
-    server = await asyncio.to_thread(database.start_embedded, data_dir)
+    await postgres.start()
     healed_from = load.statuses[201]
     await _until("healed after the stop", lambda: _all(ready(), acked_more(healed_from + 20)), 60)
 
     short.append(await _short_listing(load, client))
     refused = load.statuses[503]
-    with paused(database.embedded_pgdata(data_dir)):  # hung
+    with paused(database.embedded_pgdata(postgres.data_dir)):  # hung
 
         async def hung_long_enough() -> bool:
             return (load.statuses[503] >= refused + 5
