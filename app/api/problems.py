@@ -33,6 +33,9 @@ _DATABASE_DOWN = (
     OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
     asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CrashShutdownError,
+    # A pooled connection whose query timed out on a hung server can fail its next query
+    # with this (MagicStack/asyncpg#1069): the database is not answering, not a bug of ours.
+    asyncpg.InternalClientError,
 )
 
 

@@ -61,6 +61,8 @@ class ServiceProcess:
     """One `loan-auction serve` at a time, restartable against the same database."""
 
     def __init__(self, database_url: str, log_path: Path, data_dir: Path, **env: str) -> None:
+        #: the module run as `python -m <module> serve` (a drill may run a test-only wrapper)
+        self.module = "app.cli"
         self.database_url = database_url
         self.log_path = log_path
         self.data_dir = data_dir
@@ -166,7 +168,7 @@ class ServiceProcess:
             log.write(f"\n===== start #{self.starts} on port {self.port} =====\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1",
+                [sys.executable, "-m", self.module, "serve", "--host", "127.0.0.1",
                  "--port", str(self.port)],
                 cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True, preexec_fn=_die_with_parent,
@@ -234,8 +236,16 @@ def service_env() -> dict[str, str]:
 
 
 @pytest.fixture
+def service_module() -> str:
+    """The module the `service` fixture runs as `python -m <module> serve`; a module may
+    override it with a test-only wrapper (tests/e2e/held_answers.py)."""
+    return "app.cli"
+
+
+@pytest.fixture
 async def service(
-    request: pytest.FixtureRequest, database_url: str, tmp_path: Path, service_env: dict[str, str]
+    request: pytest.FixtureRequest, database_url: str, tmp_path: Path, service_env: dict[str, str],
+    service_module: str,
 ) -> AsyncIterator[ServiceProcess]:
     """A running service on a fresh database; killed afterwards, its log printed on failure.
 
@@ -245,6 +255,7 @@ async def service(
     running = ServiceProcess(
         database_url, tmp_path / "service.log", tmp_path / "data", **service_env
     )
+    running.module = service_module
     async with _checked(request, [running]):
         await running.start()
         async with running.client() as client:

@@ -1,13 +1,21 @@
-"""Who may do what: 401 without a valid key, 403 for the wrong role or subject, admin does all."""
+"""Who may do what: 401 without a valid key, 403 for the wrong role or subject, admin does all.
+
+The first three tests hold the app's route table to `route_matrix.MATRIX`, written by hand:
+a route served without a row, or declaring other roles than its row, fails them, and every
+caller is sent to every route to see the row hold (refusals with any body, before it is read).
+"""
 
 import hashlib
-from uuid import uuid4
+import re
+from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from app.api.guard import api_routes, route_roles
-from tests.integration.conftest import ADMIN, KeyMaker
+from tests.integration.conftest import ADMIN, KeyMaker, running_service
 from tests.integration.helpers import (
     bid_body,
     get_json,
@@ -17,84 +25,145 @@ from tests.integration.helpers import (
     problem,
     rows,
 )
+from tests.integration.live import serving
+from tests.integration.route_matrix import (
+    BODIES,
+    CALLERS,
+    MATRIX,
+    SELF_GUARDED,
+    SUBJECTS,
+    Route,
+    admitted_roles,
+    expected,
+)
 
-
-def _every_route(listing_id: str, bid_id: str, loan_id: str) -> list[tuple[str, str, object]]:
-    return [
-        ("GET", "/v1/listings", None),
-        ("POST", "/v1/listings", listing_body()),
-        ("GET", f"/v1/listings/{listing_id}", None),
-        ("POST", f"/v1/listings/{listing_id}/bids", bid_body(10_000, 1000)),
-        ("GET", f"/v1/listings/{listing_id}/bids", None),
-        ("GET", f"/v1/listings/{listing_id}/book", None),
-        ("POST", f"/v1/listings/{listing_id}/accept", None),
-        ("POST", f"/v1/listings/{listing_id}/cancel", None),
-        ("GET", f"/v1/bids/{bid_id}", None),
-        ("GET", "/v1/lenders/lena/bids", None),
-        ("GET", f"/v1/loans/{loan_id}", None),
-        ("GET", "/v1/events", None),
-        ("POST", "/v1/api-keys", {"role": "lender", "subject": "x"}),
-        ("GET", "/v1/api-keys", None),
-        ("DELETE", f"/v1/api-keys/{uuid4()}", None),
-        ("GET", "/metrics", None),
-    ]
-
-
-async def test_every_endpoint_needs_a_valid_bearer_key(
-    client: httpx.AsyncClient, database_url: str
-) -> None:
-    listing = await open_listing(client)
-    bid = await place_bid(client, listing["id"], 10_000, 1000)
-    bad_headers: list[dict[str, str]] = [
-        {}, {"Authorization": "Bearer not-a-key"}, {"Authorization": "Bearer "},
-        {"Authorization": "Basic dGVzdC1hZG1pbi1rZXk6"}, {"Authorization": "test-admin-key"},
-    ]
-    for method, path, body in _every_route(listing["id"], bid["id"], str(uuid4())):
-        for headers in bad_headers:
-            response = await client.request(method, path, headers=headers, json=body)
-            problem(response, 401, "unauthorized")
-    assert len(await rows(database_url, "SELECT id FROM listings")) == 1, "nothing was done"
-    assert len(await rows(database_url, "SELECT id FROM bids")) == 1
-
-
-ROLES = ("admin", "borrower", "lender")
 #: Bodies that would each be refused on their own (400, 422) or acted on (a valid one).
-BODIES: list[bytes | None] = [None, b"", b"{", b"[]", b'{"amount": -1}', b'{"colour": "red"}']
+ANY_BODY: list[bytes | None] = [None, b"", b"{", b"[]", b'{"amount": -1}', b'{"colour": "red"}']
+BAD_HEADERS: list[dict[str, str]] = [
+    {}, {"Authorization": "Bearer not-a-key"}, {"Authorization": "Bearer "},
+    {"Authorization": "Basic dGVzdC1hZG1pbi1rZXk6"}, {"Authorization": "test-admin-key"},
+]
+#: Tables a refused request must leave as they were.
+WRITTEN = ("listings", "bids", "ledger_entries", "api_keys", "webhook_endpoints",
+           "idempotency_keys")
 
 
-async def test_every_route_refuses_a_role_it_does_not_admit_with_403_whatever_the_body(
-    service: tuple[FastAPI, httpx.AsyncClient], make_key: KeyMaker, database_url: str
+def _routes(app: FastAPI) -> dict[Route, APIRoute]:
+    return {(method, route.path): route
+            for route in api_routes(app) for method in route.methods or ()}
+
+
+@pytest.fixture
+async def unlimited(database_url: str) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The service without abuse limits: the matrix sends thousands of keyless requests."""
+    async with running_service(
+        database_url, rate_limit_per_s=0, rate_limit_unauthenticated_per_s=0
+    ) as running:
+        yield running
+
+
+async def test_every_route_the_app_serves_has_a_row_for_every_caller_and_its_declared_roles(
+    service: tuple[FastAPI, httpx.AsyncClient],
 ) -> None:
-    app, client = service
-    listing = await open_listing(client)
-    keys = {role: await make_key(role, "someone") for role in ("borrower", "lender")}
-    checked = 0
-    for route in api_routes(app):
+    served = _routes(service[0])
+    assert sorted(served.keys() - MATRIX.keys()) == [], "served without a row in route_matrix"
+    assert sorted(MATRIX.keys() - served.keys()) == [], "a row for a route no longer served"
+    for key, route in served.items():
+        assert len(MATRIX[key]) == len(CALLERS), key
         roles = route_roles(route)
-        if not route.path.startswith("/v1/"):
-            assert roles is None, route.path
+        if roles is None:
+            assert key in SELF_GUARDED or set(MATRIX[key]) == {"admitted"}, (
+                f"{key} declares no roles, so the matrix must open it to every caller")
             continue
-        assert roles, f"{route.path} declares no roles"
-        path = route.path.replace("{listing_id}", listing["id"]).replace("{", "").replace("}", "")
-        for role in set(keys) - set(roles):
-            for method in route.methods or ():
-                for body in BODIES:
-                    headers = {**keys[role], "Content-Type": "application/json"}
-                    response = await client.request(method, path, headers=headers, content=body)
-                    problem(response, 403, "forbidden_role")
+        assert set(roles) == admitted_roles(key), f"{key} declares {roles}"
+        assert expected(key, "no key") == "unauthorized", key
+
+
+async def test_every_caller_the_matrix_refuses_is_refused_whatever_the_body(
+    unlimited: tuple[FastAPI, httpx.AsyncClient], database_url: str,
+) -> None:
+    client = unlimited[1]
+    keys = {role: await _mint(client, role) for role in ("borrower", "lender")}
+    ids = await _resources(client, ADMIN)
+    before = await _counts(database_url)
+    checked = 0
+    for method, template in MATRIX:
+        for caller in CALLERS:
+            outcome = expected((method, template), caller)
+            if outcome == "admitted":
+                continue
+            path = _path(template, ids, SUBJECTS[caller])
+            for headers in BAD_HEADERS if caller == "no key" else [keys[caller]]:
+                for body in ANY_BODY:
+                    response = await client.request(
+                        method, path, content=body,
+                        headers={**headers, "Content-Type": "application/json"},
+                    )
+                    problem(response, 403 if outcome == "forbidden_role" else 401, outcome)
                     checked += 1
-    assert checked > 50
-    assert len(await rows(database_url, "SELECT id FROM listings")) == 1, "nothing was done"
-    assert await rows(database_url, "SELECT id FROM bids") == []
+    assert checked > 1_000
+    assert await _counts(database_url) == before, "a refused request changed something"
 
 
-async def test_without_a_valid_key_any_body_gets_401(client: httpx.AsyncClient) -> None:
-    listing = await open_listing(client)
-    for path in ("/v1/listings", f"/v1/listings/{listing['id']}/bids", "/v1/api-keys"):
-        for body in BODIES:
-            response = await client.post(path, content=body,
-                                         headers={"Content-Type": "application/json"})
-            problem(response, 401, "unauthorized")
+async def test_every_caller_the_matrix_admits_gets_past_the_guard(database_url: str) -> None:
+    """A real server, so that an admitted stream answers its headers while it stays open."""
+    async with serving(database_url, rate_limit_unauthenticated_per_s=0) as running:
+        client = running.client
+        headers = {"admin": ADMIN, "no key": {}}
+        for role in ("borrower", "lender"):
+            headers[role] = await _mint(client, role)
+        ids = await _resources(client, ADMIN)
+        admitted = 0
+        for method, template in MATRIX:
+            for caller in CALLERS:
+                if expected((method, template), caller) != "admitted":
+                    continue
+                path = _path(template, ids, SUBJECTS[caller])
+                async with client.stream(method, path, headers=headers[caller],
+                                         json=BODIES.get((method, template))) as response:
+                    assert response.status_code not in (401, 403), (
+                        method, path, caller, await response.aread())
+                    assert response.status_code < 500, (method, path, caller)
+                admitted += 1
+        assert admitted == sum(o == "admitted" for row in MATRIX.values() for o in row)
+
+
+async def _resources(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, str]:
+    """One of everything a path can name, so a refusal is never a 404 in disguise."""
+    listing = await open_listing(client, admin, duration_s=3600)
+    bid = await place_bid(client, listing["id"], 10_000, 1000, admin)
+    funded = await open_listing(client, admin, amount=100_000, close_when_funded=True)
+    await place_bid(client, funded["id"], 100_000, 1000, admin)
+    loan_id = (await get_json(client, f"/v1/listings/{funded['id']}", admin))["loan_id"]
+    spare = await client.post("/v1/api-keys", headers=admin,
+                              json={"role": "lender", "subject": "spare"})
+    endpoint = await client.post("/v1/webhook-endpoints", headers=admin,
+                                 json={"url": "https://hooks.invalid/matrix"})
+    assert endpoint.status_code == 201, endpoint.text
+    order = await client.post("/v1/standing-orders", headers=admin,
+                              json=BODIES[("POST", "/v1/standing-orders")])
+    assert order.status_code == 201, order.text
+    event = (await get_json(client, "/v1/events", admin))["data"][0]
+    return {"listing_id": listing["id"], "bid_id": bid["id"], "loan_id": loan_id,
+            "key_id": spare.json()["id"], "endpoint_id": endpoint.json()["id"],
+            "event_id": event["id"], "order_id": order.json()["id"]}
+
+
+async def _mint(client: httpx.AsyncClient, role: str) -> dict[str, str]:
+    minted = await client.post("/v1/api-keys", headers=ADMIN,
+                               json={"role": role, "subject": SUBJECTS[role]})
+    assert minted.status_code == 201, minted.text
+    return {"Authorization": f"Bearer {minted.json()['key']}"}
+
+
+def _path(template: str, ids: dict[str, str], subject: str) -> str:
+    """The route's path naming real resources, and the caller's own account and bids."""
+    values = {**ids, "lender_id": subject, "account_id": subject}
+    return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
+
+
+async def _counts(database_url: str) -> dict[str, int]:
+    return {table: len(await rows(database_url, f"SELECT 1 FROM {table}")) for table in WRITTEN}
 
 
 async def test_a_borrower_cannot_bid(client: httpx.AsyncClient, make_key: KeyMaker) -> None:

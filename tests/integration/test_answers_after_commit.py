@@ -1,0 +1,143 @@
+"""A 201 means committed, shown deterministically: the test holds the commit itself.
+
+A deferred constraint trigger, created by the test on its own database, makes the transaction
+that inserts into a table wait at COMMIT for an advisory lock the test holds. While the test
+holds it, that transaction cannot commit, so no answer may arrive; once it lets go, the answer
+arrives and its rows are there. An answer sent before the commit arrives while the lock is held,
+so it fails this test every time. Shown on the bid route (both lanes), a deposit (the journal
+path) and two writes made in a transaction of their own (an API key, a webhook endpoint).
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from uuid import uuid4
+
+import asyncpg
+import httpx
+from fastapi import FastAPI
+
+from tests.integration.conftest import ADMIN
+from tests.integration.helpers import Json, bid_body, open_listing, rows
+
+GATE_KEY = 150_010  # the advisory lock the gated commits wait for
+#: How long a held commit must go unanswered. The wrong order answers within a few event-loop
+#: turns of the writer's COMMIT starting, long before this.
+UNANSWERED_S = 0.5
+
+
+@dataclass
+class Gate:
+    """While open is False, a transaction that wrote to the gated table waits at COMMIT."""
+
+    conn: "asyncpg.Connection[asyncpg.Record]"
+    database: str
+
+    async def held_commits(self) -> int:
+        waiting: int = await self.conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
+            " AND wait_event_type = 'Lock' AND wait_event = 'advisory'", self.database,
+        )
+        return waiting
+
+    async def until_a_commit_is_held(self) -> None:
+        async with asyncio.timeout(30):
+            while not await self.held_commits():
+                await asyncio.sleep(0.01)
+
+    async def open(self) -> None:
+        await self.conn.execute("SELECT pg_advisory_unlock($1)", GATE_KEY)
+
+
+@asynccontextmanager
+async def gated(database_url: str, table: str) -> AsyncIterator[Gate]:
+    """Hold every commit that inserted into `table` until the gate opens (a test-only trigger,
+    dropped afterwards)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f"""
+            CREATE OR REPLACE FUNCTION test_commit_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_advisory_xact_lock({GATE_KEY}); RETURN NULL; END $$;
+            CREATE CONSTRAINT TRIGGER test_commit_gate AFTER INSERT ON {table}
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_commit_gate();
+        """)
+        await conn.execute("SELECT pg_advisory_lock($1)", GATE_KEY)
+        try:
+            yield Gate(conn, await conn.fetchval("SELECT current_database()"))
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock_all()")
+            await conn.execute(f"DROP TRIGGER test_commit_gate ON {table}")
+    finally:
+        await conn.close()
+
+
+async def answered_only_after_commit(
+    client: httpx.AsyncClient, database_url: str, table: str, path: str, body: Json,
+) -> httpx.Response:
+    """POST while the gate holds the commit: no answer until it opens, then a 201."""
+    async with gated(database_url, table) as gate:
+        request = asyncio.create_task(client.post(
+            path, json=body, headers={**ADMIN, "Idempotency-Key": uuid4().hex},
+        ))
+        try:
+            await gate.until_a_commit_is_held()
+            done, _ = await asyncio.wait([request], timeout=UNANSWERED_S)
+            assert not done, f"answered {request.result().status_code} before its commit"
+            assert await gate.held_commits() == 1, "the commit was still held"
+        finally:
+            await gate.open()
+        response = await request
+    assert response.status_code == 201, response.text
+    return response
+
+
+async def test_a_bid_is_answered_only_once_its_commit_is_done(
+    both_lanes: tuple[FastAPI, httpx.AsyncClient], database_url: str,
+) -> None:
+    client = both_lanes[1]
+    listing = await open_listing(client)
+    response = await answered_only_after_commit(
+        client, database_url, "bids", f"/v1/listings/{listing['id']}/bids",
+        bid_body(120_000, 1450),
+    )
+    stored = await rows(database_url, "SELECT seq FROM bids WHERE id = $1::uuid",
+                        response.json()["id"])
+    assert [r["seq"] for r in stored] == [response.json()["seq"]]
+
+
+async def test_a_deposit_is_answered_only_once_its_commit_is_done(
+    client: httpx.AsyncClient, database_url: str,
+) -> None:
+    response = await answered_only_after_commit(
+        client, database_url, "ledger_entries", "/v1/accounts/ivy/deposits",
+        {"amount": 250_000, "reference": "wire"},
+    )
+    stored = await rows(database_url, "SELECT amount FROM ledger_entries WHERE id = $1",
+                        response.json()["entry"]["id"])
+    assert [r["amount"] for r in stored] == [250_000]
+
+
+async def test_a_new_api_key_is_answered_only_once_its_commit_is_done(
+    client: httpx.AsyncClient, database_url: str,
+) -> None:
+    response = await answered_only_after_commit(
+        client, database_url, "api_keys", "/v1/api-keys", {"role": "lender", "subject": "ivy"},
+    )
+    stored = await rows(database_url, "SELECT subject FROM api_keys WHERE id = $1::uuid",
+                        response.json()["id"])
+    assert [r["subject"] for r in stored] == ["ivy"]
+    key = {"Authorization": f"Bearer {response.json()['key']}"}
+    assert (await client.get("/v1/lenders/ivy/bids", headers=key)).status_code == 200
+
+
+async def test_a_new_webhook_endpoint_is_answered_only_once_its_commit_is_done(
+    client: httpx.AsyncClient, database_url: str,
+) -> None:
+    response = await answered_only_after_commit(
+        client, database_url, "webhook_endpoints", "/v1/webhook-endpoints",
+        {"url": "https://hooks.invalid/after-commit"},
+    )
+    stored = await rows(database_url, "SELECT url FROM webhook_endpoints WHERE id = $1::uuid",
+                        response.json()["id"])
+    assert [r["url"] for r in stored] == ["https://hooks.invalid/after-commit"]
