@@ -4,6 +4,7 @@ import hashlib
 from uuid import uuid4
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from app.api.guard import api_routes, route_roles
@@ -17,6 +18,9 @@ from tests.integration.helpers import (
     problem,
     rows,
 )
+
+#: The bid route behaves the same with the fast lane on and off.
+pytestmark = pytest.mark.usefixtures("either_lane")
 
 
 def _every_route(listing_id: str, bid_id: str, loan_id: str) -> list[tuple[str, str, object]]:
