@@ -1,5 +1,6 @@
 """Wall-clock time for the shell; the engine only ever sees the integers made here."""
 
+import functools
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +18,7 @@ class Clock:
         return self._last
 
 
+@functools.lru_cache(maxsize=256)  # one command's rows and events share their moment
 def to_datetime(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
 
@@ -30,5 +32,6 @@ def rfc3339(micros: int | None) -> str | None:
     return None if micros is None else format_utc(to_datetime(micros))
 
 
+@functools.lru_cache(maxsize=256)
 def format_utc(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")

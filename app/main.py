@@ -20,6 +20,7 @@ from app.api import (
     events,
     health,
     keys,
+    lean,
     listings,
     loans,
     problems,
@@ -28,7 +29,6 @@ from app.api import (
 )
 from app.api.bids import BID_PATH
 from app.api.deps import Services
-from app.api.lean import FastLane, LanePlan
 from app.audit import service as audit
 from app.fence.fence import Fence, FenceLost, new_instance_id
 from app.fence.guard import StandbyGuard
@@ -43,7 +43,7 @@ from app.live import lifecycle as live_view
 from app.live import routes as live_routes
 from app.market import Market
 from app.metrics import Metrics, serve_on_own_port
-from app.middleware import EdgeMiddleware
+from app.middleware import Edge, EdgeMiddleware
 from app.policy import policy_json
 from app.queries import Queries
 from app.ratelimit import RateLimiter
@@ -79,14 +79,11 @@ def create_app(settings: Settings) -> FastAPI:
                    health):
         app.include_router(module.router)
     live_routes.install(app)
-    if settings.bid_fast_lane:
-        plan = LanePlan.for_app(app, "POST", BID_PATH)  # refuses here, not at the first request
-        app.add_middleware(FastLane, plan=plan, handlers=app.exception_handlers)
+    edge = Edge(settings.max_body_bytes, metrics, settings.access_log)
     app.add_middleware(StandbyGuard, role=app.state.role)  # inside the edge: ids, logs, 413s
-    app.add_middleware(
-        EdgeMiddleware, max_body=settings.max_body_bytes, metrics=metrics,
-        access_log=settings.access_log,
-    )
+    app.add_middleware(EdgeMiddleware, edge=edge)
+    if settings.bid_fast_lane:
+        lean.install(app, BID_PATH, edge, bids.bid_reply)  # on top of the whole stack
     return app
 
 

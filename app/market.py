@@ -6,6 +6,7 @@ the journal entry carrying the action (rows, outbox events, idempotency record) 
 """
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,11 +20,12 @@ from app.auth import Principal
 from app.clock import Clock
 from app.errors import ApiError, Conflict, NotFound, Unavailable, from_rejection
 from app.idempotency import Idempotency, IdempotentRequest, Reply, is_outcome
+from app.ids import new_id
 from app.journal import BatchStats, Entry, JournalWriter
 from app.metrics import Metrics
 from app.outcomes import EntryBuilder
 from app.recovery import rebuild
-from app.rendering import account_json, bid_from_view, entry_json
+from app.rendering import account_json, bid_from_view, entry_json, placed_bid_json
 from app.store import Store
 from matching import (
     AcceptEarly,
@@ -43,6 +45,7 @@ from matching import (
     Rejection,
     Withdraw,
 )
+from matching.events import Resolution
 from matching.policy import DEFAULT_AUTOBID_MAX_SHARE_BPS
 from matching.rejections import LISTING_NOT_FOUND, LISTING_NOT_OPEN
 from matching.rules import Grade, Pricing
@@ -186,7 +189,7 @@ class Market:
         def act() -> tuple[list[Event], Callable[[], Reply]] | Rejection:
             command = PlaceBid(
                 listing_id,
-                str(uuid4()),
+                new_id(),
                 lender_id,
                 amount,
                 rate_bps,
@@ -367,6 +370,8 @@ class Market:
     def _placed_bid_json(self, events: list[Event]) -> dict[str, Any]:
         placed = events[0]
         assert isinstance(placed, BidPlaced)
+        if not any(isinstance(e, Resolution) for e in events):
+            return placed_bid_json(placed)  # still open: what the view would say, without it
         view = self.engine.bid(placed.listing_id, placed.seq)
         assert view is not None
         return bid_from_view(view)
@@ -413,6 +418,7 @@ class Market:
         return await self._write(idem, act, None, guard)
 
 
+@functools.lru_cache(maxsize=4096)  # every bid names its listing: parse each id once
 def canonical_id(value: str) -> str:
     """A UUID in its canonical spelling, as the engine keys it; anything else as given (a 404)."""
     try:

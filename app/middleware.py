@@ -1,4 +1,7 @@
-"""ASGI middleware: request ids, the body-size limit, per-route metrics, one access log line."""
+"""ASGI middleware: request ids, the body-size limit, per-route metrics, one access log line.
+
+`Edge` holds what every request gets at the edge; `EdgeMiddleware` applies it to every route,
+and the bid fast lane (`app.api.lean`) applies the same `Edge` to the one route it serves."""
 
 import contextvars
 import logging
@@ -17,37 +20,66 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 access = logging.getLogger("app.access")
 
 
-class _TooLarge(HTTPException):
+class TooLarge(HTTPException):
     """An HTTPException so that FastAPI's body parsing re-raises it rather than answering 400."""
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"the body is over {limit} bytes")
 
 
-class EdgeMiddleware:
+class Edge:
     """Tags each request with an id, caps the body at `max_body` bytes (413), counts it, and
     logs one access line for it (unless `access_log` is off, as in benchmarks)."""
 
-    def __init__(
-        self, app: ASGIApp, max_body: int, metrics: Metrics, access_log: bool = True
-    ) -> None:
-        self.app = app
+    def __init__(self, max_body: int, metrics: Metrics, access_log: bool = True) -> None:
         self.max_body = max_body
         self.metrics = metrics
         self.access_log = access_log
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
+    def request_id(self, given: str | None) -> str:
+        """The caller's X-Request-ID, or a new one; set for this request's log lines."""
+        rid = given or os.urandom(12).hex()
+        request_id.set(rid)
+        return rid
+
+    def declared_too_large(self, declared: str | None) -> bool:
+        return declared is not None and (not declared.isdigit() or int(declared) > self.max_body)
+
+    def observe(self, method: str, path: str, status: int, started: float) -> None:
+        """Label lookups are cached: `labels()` costs microseconds on every request."""
+        slot = (method, path, status)
+        children = self._children.get(slot)
+        if children is None:
+            children = self._children[slot] = (
+                self.metrics.http_requests.labels(method, path, str(status)),
+                self.metrics.http_latency.labels(method, path),
+            )
+        seconds = time.perf_counter() - started
+        children[0].inc()
+        children[1].observe(seconds)
+        if self.access_log:
+            access.info("request", extra={
+                "method": method, "route": path, "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+            })
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, edge: Edge) -> None:
+        self.app = app
+        self.edge = edge
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _header(scope, b"x-request-id") or os.urandom(12).hex()
-        request_id.set(rid)
+        edge = self.edge
+        rid = edge.request_id(_header(scope, b"x-request-id"))
         started = time.perf_counter()
         status = 500
-        declared = _header(scope, b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
-            await _too_large(scope, send, self.max_body, rid)
+        if edge.declared_too_large(_header(scope, b"content-length")):
+            await too_large(scope, send, edge.max_body, rid)
             self._observe(scope, 413, started)
             return
         seen = 0
@@ -58,8 +90,8 @@ class EdgeMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise _TooLarge(self.max_body)
+                if seen > edge.max_body:
+                    raise TooLarge(edge.max_body)
             return message
 
         async def tagged_send(message: Message) -> None:
@@ -71,32 +103,17 @@ class EdgeMiddleware:
 
         try:
             await self.app(scope, limited_receive, tagged_send)
-        except _TooLarge:
+        except TooLarge:
             if sent_start:
                 raise
             status = 413
-            await _too_large(scope, send, self.max_body, rid)
+            await too_large(scope, send, edge.max_body, rid)
         finally:
             self._observe(scope, status, started)
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
-        """Label lookups are cached: `labels()` costs microseconds on every request."""
         path = getattr(scope.get("route"), "path", "unmatched")
-        slot = (scope["method"], path, status)
-        children = self._children.get(slot)
-        if children is None:
-            children = self._children[slot] = (
-                self.metrics.http_requests.labels(scope["method"], path, str(status)),
-                self.metrics.http_latency.labels(scope["method"], path),
-            )
-        seconds = time.perf_counter() - started
-        children[0].inc()
-        children[1].observe(seconds)
-        if self.access_log:
-            access.info("request", extra={
-                "method": scope["method"], "route": path, "status": status,
-                "duration_ms": round(seconds * 1000, 3),
-            })
+        self.edge.observe(scope["method"], path, status, started)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -106,7 +123,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _too_large(scope: Scope, send: Send, limit: int, rid: str) -> None:
+async def too_large(scope: Scope, send: Send, limit: int, rid: str) -> None:
     error = PayloadTooLarge("payload_too_large", f"the body is over {limit} bytes")
     body: dict[str, Any] = error.problem(scope["path"])
     await send({

@@ -1,11 +1,11 @@
 """What the engine decided, as the rows and outbox events one journal entry writes."""
 
 from typing import Any
-from uuid import uuid4
 
 import orjson
 
 from app.clock import format_utc, rfc3339, to_datetime
+from app.ids import new_id
 from app.journal import Entry
 from app.rendering import Json, fill_json, listing_from_summary, source_json
 from matching import (
@@ -158,4 +158,4 @@ def _outbid_json(e: BidOutbid) -> Json:
 
 def _event(entry: Entry, kind: str, listing_id: str, at: int, data: Any) -> None:
     body = orjson.dumps(data).decode()
-    entry.events.append((str(uuid4()), kind, listing_id, to_datetime(at), body))
+    entry.events.append((new_id(), kind, listing_id, to_datetime(at), body))

@@ -3,7 +3,15 @@
 from typing import Any
 
 from app.clock import format_utc, rfc3339
-from matching import Balance, BidView, DepthLevel, LedgerEntry, ListingSummary, StandingOrderView
+from matching import (
+    Balance,
+    BidPlaced,
+    BidView,
+    DepthLevel,
+    LedgerEntry,
+    ListingSummary,
+    StandingOrderView,
+)
 from matching.events import Fill
 
 Json = dict[str, Any]
@@ -52,6 +60,17 @@ def _policy(
     return {
         "min_rate_bps": floor_bps, "service_fee_bps": fee_bps, "reserve_bps": reserve_bps,
         "max_lender_share_bps": share_bps, "autobid_max_share_bps": autobid_bps,
+    }
+
+
+def placed_bid_json(e: BidPlaced) -> Json:
+    """A bid just placed on a listing still open, as `bid_from_view` renders it then: active
+    (an accepted bid is in the funding set) with the allocation the engine gave it."""
+    return {
+        "id": e.bid_id, "listing_id": e.listing_id, "lender_id": e.lender_id, "seq": e.seq,
+        "amount": e.amount, "min_rate_bps": e.rate_bps, "status": "active",
+        "allocated_amount": e.allocated_amount, "placed_at": rfc3339(e.at),
+        **source_json(e.standing_order_id),
     }
 
 

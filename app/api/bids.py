@@ -9,6 +9,7 @@ from app.api.deps import (
     AnyKey,
     Idem,
     Lender,
+    Services,
     Svc,
     parse_body,
     problem_responses,
@@ -17,7 +18,9 @@ from app.api.deps import (
 )
 from app.api.guard import GuardedRoute
 from app.api.schemas import SUBJECT_PATTERN, BidList, BidOut, BidPage, DepthOut, PlaceBidIn
+from app.auth import Principal
 from app.errors import Invalid
+from app.idempotency import IdempotentRequest, Reply
 
 router = APIRouter(tags=["bids"], route_class=GuardedRoute)
 BID_PATH = "/v1/listings/{listing_id}/bids"
@@ -34,17 +37,27 @@ _BID_BODY = {"required": True, "content": {"application/json": {
     openapi_extra={"requestBody": _BID_BODY},
 )
 async def place_bid(listing_id: str, request: Request, who: Lender, idem: Idem) -> Response:
-    """The hot path, served by `app.api.lean.FastLane`, which supplies `who` and `idem` itself;
-    the body is read from the raw bytes by the same `PlaceBidIn` model, with FastAPI's rules."""
-    bid = parse_body(PlaceBidIn, request.headers.get("content-type"), await request.body())
+    """The hot path, served by `app.api.lean.FastLane` when it is on: the lane checks the same
+    `Requires` and Idempotency-Key, then calls `bid_reply` with the raw body as this does."""
+    body = await request.body()
+    return render(await bid_reply(
+        request.app.state.services, who, listing_id, request.headers.get("content-type"), body,
+        idem,
+    ))
+
+
+async def bid_reply(
+    svc: Services, who: Principal, listing_id: str, content_type: str | None, body: bytes,
+    idem: IdempotentRequest | None,
+) -> Reply:
+    """The body read by the same `PlaceBidIn` model, with FastAPI's rules (`parse_body`)."""
+    bid = parse_body(PlaceBidIn, content_type, body)
     lender_id = bid.lender_id or (who.subject if who.role == "lender" else None)
     if lender_id is None:
         raise Invalid("validation_error", "an admin must name the lender_id",
                       extra={"errors": [{"field": "lender_id", "message": "required for admin"}]})
-    market = request.app.state.services.market
-    return render(
-        await market.place_bid(who, listing_id, lender_id, bid.amount, bid.min_rate_bps, idem)
-    )
+    return await svc.market.place_bid(who, listing_id, lender_id, bid.amount, bid.min_rate_bps,
+                                      idem)
 
 
 @router.get(

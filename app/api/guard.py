@@ -8,7 +8,7 @@ an API key (the Authorize button on /docs).
 """
 
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Header, Request
 from fastapi.dependencies.models import Dependant
@@ -20,13 +20,21 @@ from app.auth import Principal, Role
 from app.errors import Invalid
 from app.idempotency import IdempotentRequest
 
+if TYPE_CHECKING:
+    from app.api.deps import Services
+
 SCHEME = "ApiKey"
 
 
 async def authenticate(request: Request, authorization: str | None) -> Principal:
     """The caller behind a bearer key, counted against its rate limit."""
-    svc = request.app.state.services
-    who: Principal = await svc.keys.authenticate(authorization, request.scope.get("client"))
+    return await caller(request.app.state.services, authorization, request.scope.get("client"))
+
+
+async def caller(
+    svc: "Services", authorization: str | None, client: tuple[str, int] | None
+) -> Principal:
+    who: Principal = await svc.keys.authenticate(authorization, client)
     svc.limiter.check(who.key_id)
     return who
 
@@ -91,17 +99,26 @@ async def idempotent(
     calls this directly, gives the same answer."""
     if idempotency_key is None:
         return None
-    if not idempotency_key.strip() or len(idempotency_key) > 255:
+    check_idempotency_key(idempotency_key)
+    return idempotent_request(
+        request.state.principal, idempotency_key, request.method, request.url.path,
+        await request.body(),
+    )
+
+
+def check_idempotency_key(key: str) -> None:
+    if not key.strip() or len(key) > 255:
         raise Invalid(
             "validation_error",
             "Idempotency-Key must be 1 to 255 characters",
             extra={"errors": [{"field": "Idempotency-Key", "message": "bad length"}]},
         )
-    who: Principal = request.state.principal
-    return IdempotentRequest.of(
-        f"{who.role}:{who.subject}", idempotency_key, request.method, request.url.path,
-        await request.body(),
-    )
+
+
+def idempotent_request(
+    who: Principal, key: str, method: str, path: str, body: bytes
+) -> IdempotentRequest:
+    return IdempotentRequest.of(f"{who.role}:{who.subject}", key, method, path, body)
 
 
 class GuardedRoute(APIRoute):

@@ -34,10 +34,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Errors that mean "Postgres cannot be reached now" rather than a bug.
+#: How a lost or ended session shows up; asyncpg names a session ended under a running query
+#: an internal client error (MagicStack/asyncpg#1069).
 UNREACHABLE = (
     OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
     asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CrashShutdownError,
+    asyncpg.InternalClientError,
 )
 
 
@@ -80,9 +83,17 @@ class Fence:
         epoch = self.epoch
         if epoch is None:
             raise FenceLost("this instance is not the writer")
-        if not await conn.fetchval(store.CHECK, epoch):
-            self.lose("another instance took the fence", "standby")
-            raise FenceLost("another instance took the fence")
+        self.confirm(bool(await conn.fetchval(store.CHECK, epoch)))
+
+    def confirm(self, found: bool) -> None:
+        """What a write found when it locked the fence row at its epoch (`CHECK`, or the
+        journal's own statement): if nothing, FenceLost, and a standby from now on."""
+        if found:
+            return
+        if self.epoch is None:
+            raise FenceLost("this instance is not the writer")
+        self.lose("another instance took the fence", "standby")
+        raise FenceLost("another instance took the fence")
 
     @contextlib.asynccontextmanager
     async def transaction(

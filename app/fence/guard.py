@@ -22,21 +22,26 @@ class StandbyGuard:
         if self.role.writer or scope["type"] != "http" or not _is_api(path):
             await self.app(scope, receive, send)
             return
-        error = (
-            Standby("this instance is a standby; the writer serves the API")
-            if self.role.code == "standby"
-            else Unavailable("this instance is rebuilding its books or reaching postgres; retry")
-        )
-        body = orjson.dumps(error.problem(path))
-        await send({
-            "type": "http.response.start", "status": error.status,
-            "headers": [
-                (b"content-type", PROBLEM_JSON.encode()),
-                (b"content-length", str(len(body)).encode()),
-                *((k.lower().encode(), v.encode()) for k, v in error.headers.items()),
-            ],
-        })
-        await send({"type": "http.response.body", "body": body})
+        await refuse(self.role, path, send)
+
+
+async def refuse(role: Role, path: str, send: Send) -> None:
+    """The 503 problem a non-writer answers to an API request."""
+    error = (
+        Standby("this instance is a standby; the writer serves the API")
+        if role.code == "standby"
+        else Unavailable("this instance is rebuilding its books or reaching postgres; retry")
+    )
+    body = orjson.dumps(error.problem(path))
+    await send({
+        "type": "http.response.start", "status": error.status,
+        "headers": [
+            (b"content-type", PROBLEM_JSON.encode()),
+            (b"content-length", str(len(body)).encode()),
+            *((k.lower().encode(), v.encode()) for k, v in error.headers.items()),
+        ],
+    })
+    await send({"type": "http.response.body", "body": body})
 
 
 def _is_api(path: str) -> bool:

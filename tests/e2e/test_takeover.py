@@ -210,7 +210,8 @@ async def _held_commit(db: Db, held: bool) -> bool | None:
     """True once some COMMIT is (held) or no COMMIT is any longer (not held) at the gate."""
     count = await db.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND pid <> pg_backend_pid() AND query ILIKE 'COMMIT%' AND state = 'active'"
+        " AND pid <> pg_backend_pid() AND state = 'active'"  # bids commit in their statement
+        " AND (query ILIKE 'COMMIT%' OR query ILIKE '%INSERT INTO bids%')"
     )
     return True if bool(count) == held else None
 

@@ -66,6 +66,13 @@ async def both_lanes(
         yield running
 
 
+@pytest.fixture(params=[True, False], ids=["fast_lane", "no_fast_lane"])
+def either_lane(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every service a test starts has the bid fast lane on, then off (a module opts in with
+    `pytestmark = pytest.mark.usefixtures("either_lane")`): the lane changes nothing but speed."""
+    monkeypatch.setenv("LOAN_AUCTION_BID_FAST_LANE", "true" if request.param else "false")
+
+
 @pytest.fixture
 async def client(service: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
     return service[1]

@@ -12,6 +12,9 @@ from app.settings import Settings
 from tests.integration.conftest import ADMIN, running_service
 from tests.integration.helpers import problem
 
+#: The bid route behaves the same with the fast lane on and off.
+pytestmark = pytest.mark.usefixtures("either_lane")
+
 
 async def test_per_key_rate_limits_are_on_by_default(
     database_url: str, monkeypatch: pytest.MonkeyPatch

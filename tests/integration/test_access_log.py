@@ -12,6 +12,9 @@ from app.logs import JsonFormatter
 from tests.integration.conftest import ADMIN, running_service
 from tests.integration.helpers import bid_body, open_listing
 
+#: The bid route behaves the same with the fast lane on and off.
+pytestmark = pytest.mark.usefixtures("either_lane")
+
 
 class _Lines(logging.Handler):
     """Formats as the service's stderr handler does, at emit time (the request id is live)."""

@@ -37,6 +37,10 @@ from tests.integration.route_matrix import (
     expected,
 )
 
+#: The bid route behaves the same with the fast lane on and off.
+pytestmark = pytest.mark.usefixtures("either_lane")
+
+
 #: Bodies that would each be refused on their own (400, 422) or acted on (a valid one).
 ANY_BODY: list[bytes | None] = [None, b"", b"{", b"[]", b'{"amount": -1}', b'{"colour": "red"}']
 BAD_HEADERS: list[dict[str, str]] = [

@@ -23,6 +23,9 @@ from tests.integration.helpers import (
     rows,
 )
 
+#: The bid route behaves the same with the fast lane on and off.
+pytestmark = pytest.mark.usefixtures("either_lane")
+
 #: A webhook endpoint nothing in these tests will deliver to (no listing fails here).
 ENDPOINT = {"url": "http://127.0.0.1:9/hooks", "event_types": ["listing.failed"]}
 Sample = Callable[[httpx.AsyncClient], Awaitable[tuple[str, Json | None]]]

@@ -2,9 +2,13 @@
 else's masked; admins see every id; depth names no lender at all."""
 
 import httpx
+import pytest
 
 from tests.integration.conftest import ADMIN, KeyMaker
 from tests.integration.helpers import Json, get_json, open_listing, place_bid, wait_until_closed
+
+#: The bid route behaves the same with the fast lane on and off.
+pytestmark = pytest.mark.usefixtures("either_lane")
 
 
 def _lenders(page: Json) -> list[str]:

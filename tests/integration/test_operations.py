@@ -11,6 +11,9 @@ from pydantic import SecretStr
 from tests.integration.conftest import ADMIN, KeyMaker, running_service
 from tests.integration.helpers import open_listing, place_bid, problem
 
+#: The bid route behaves the same with the fast lane on and off.
+pytestmark = pytest.mark.usefixtures("either_lane")
+
 METRICS_KEY = "scrape-" + "m" * 32
 
 
@@ -30,6 +33,9 @@ async def test_metrics_count_accepted_bids_in_prometheus_text(client: httpx.Asyn
     assert response.headers["content-type"].startswith("text/plain")
     lines = response.text.splitlines()
     assert "loan_auction_bids_accepted_total 2.0" in lines
+    route = 'method="POST",route="/v1/listings/{listing_id}/bids"'
+    assert f'loan_auction_http_requests_total{{{route},status="201"}} 2.0' in lines
+    assert f'loan_auction_http_request_duration_seconds_count{{{route}}} 2.0' in lines
     assert "loan_auction_listings_opened_total 1.0" in lines
     assert any(line.startswith("loan_auction_http_requests_total{") for line in lines)
 

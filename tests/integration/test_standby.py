@@ -5,9 +5,13 @@ import contextlib
 import time
 
 import httpx
+import pytest
 
 from tests.integration.conftest import ADMIN, running_service
 from tests.integration.helpers import get_json, open_listing, place_bid, problem
+
+#: The bid route behaves the same with the fast lane on and off.
+pytestmark = pytest.mark.usefixtures("either_lane")
 
 
 async def _ready(client: httpx.AsyncClient, seconds: float = 20.0) -> None:

@@ -1,0 +1,40 @@
+"""The bid path's shortcuts give what the long way gives: ids shaped as `str(uuid4())`, and a
+just-placed bid rendered from its event as the engine's view of it renders."""
+
+import random
+import re
+import uuid
+
+from app.ids import new_id
+from app.rendering import bid_from_view, placed_bid_json
+from matching import BidPlaced, Rejection
+from matching.events import Resolution
+from tests.unit.builders import listing_terms, market
+
+_UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+def test_a_new_id_is_a_random_version_4_uuid_in_its_canonical_spelling() -> None:
+    ids = [new_id() for _ in range(2_000)]
+    assert len(set(ids)) == len(ids)
+    for made in ids:
+        parsed = uuid.UUID(made)
+        assert (str(parsed), parsed.version, parsed.variant) == (made, 4, uuid.RFC_4122)
+        assert _UUID4.fullmatch(made)
+    assert {made[19] for made in ids} == set("89ab")  # the variant's two free bits vary
+
+
+def test_a_placed_bid_renders_from_its_event_as_from_the_engine_view_while_open() -> None:
+    rng = random.Random(14)
+    m = market(listing_terms(amount=2_000_000, max_rate_bps=3_000))
+    compared = 0
+    for _ in range(400):
+        outcome = m.bid(rng.randrange(5_000, 60_000, 1_000), rng.randrange(100, 3_000))
+        if isinstance(outcome, Rejection):
+            continue
+        placed = outcome[0]
+        assert isinstance(placed, BidPlaced)
+        assert not any(isinstance(e, Resolution) for e in outcome)
+        assert placed_bid_json(placed) == bid_from_view(m.view(placed.seq))
+        compared += 1
+    assert compared > 100  # many accepted, and many of them after others were pushed out
