@@ -51,6 +51,24 @@ def pytest_runtest_makereport(
     return report
 
 
+async def until_ready(
+    base_url: str, process: "subprocess.Popen[bytes]", log: Path, seconds: float = 60.0
+) -> None:
+    """Poll `/readyz` until 200; fail with the process's log if it exits or time runs out (an
+    embedded PostgreSQL may be initialised first)."""
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as probe:
+        while True:
+            assert process.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            try:
+                if (await probe.get("/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

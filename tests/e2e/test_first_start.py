@@ -1,18 +1,16 @@
 """The README's first command: `loan-auction serve` with no admin key set makes one that works,
 and keeps it in an owner-only file in the data folder, never on a terminal stream or in a log."""
 
-import asyncio
 import os
 import re
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.e2e.conftest import ROOT, SECRETS_KEY, free_port
+from tests.e2e.conftest import ROOT, SECRETS_KEY, free_port, until_ready
 
 
 async def test_serve_without_an_admin_key_keeps_one_in_an_owner_only_file_that_works(
@@ -29,17 +27,8 @@ async def test_serve_without_an_admin_key_keeps_one_in_an_owner_only_file_that_w
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=log,
         )
     try:
+        await until_ready(f"http://127.0.0.1:{port}", process, log_path, seconds=30)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2.0) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                assert process.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, log_path.read_text()
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
             printed = re.search(r"admin key written to (\S+)", out_path.read_text())
             assert printed is not None, out_path.read_text()
             assert Path(printed.group(1)) == tmp_path / "data" / "admin-key"

@@ -1,19 +1,17 @@
 """`loan-auction serve` writes only JSON lines on stderr, with one access line per request."""
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import ROOT, free_port
+from tests.e2e.conftest import ROOT, free_port, until_ready
 
 
 async def test_every_stderr_line_is_json_and_each_request_gets_an_access_line(
@@ -36,8 +34,8 @@ async def test_every_stderr_line_is_json_and_each_request_gets_an_access_line(
                 cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
             )
         try:
+            await until_ready(f"http://127.0.0.1:{port}", process, err)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
-                await _until_ready(c, process, err)
                 refused = await c.get("/v1/listings", headers={"X-Request-ID": "trace-me"})
                 assert refused.status_code == 401
         finally:
@@ -59,21 +57,6 @@ async def test_every_stderr_line_is_json_and_each_request_gets_an_access_line(
     }
     assert access[0]["duration_ms"] >= 0
     assert "admin key written to" in out.read_text(), "where the admin key is goes to stdout"
-
-
-async def _until_ready(
-    client: httpx.AsyncClient, process: "subprocess.Popen[bytes]", err: Path
-) -> None:
-    deadline = time.monotonic() + 60  # an embedded PostgreSQL is initialised first
-    while True:
-        assert process.poll() is None, _text(err)
-        assert time.monotonic() < deadline, _text(err)
-        try:
-            if (await client.get("/readyz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)
 
 
 def _text(path: Path) -> str:

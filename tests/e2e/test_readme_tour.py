@@ -7,13 +7,11 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT, SECRETS_KEY, free_port
+from tests.e2e.conftest import ROOT, SECRETS_KEY, free_port, until_ready
 
 
 def tour_script() -> str:
@@ -40,7 +38,7 @@ async def test_the_readme_tour_runs_as_written_twice_in_a_row(
             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
         )
     try:
-        await _until_ready(port, process, log_path)
+        await until_ready(f"http://127.0.0.1:{port}", process, log_path)
         script = tour_script()
         for run in (1, 2):
             result = await asyncio.to_thread(
@@ -56,17 +54,3 @@ async def test_the_readme_tour_runs_as_written_twice_in_a_row(
     finally:
         process.terminate()
         process.wait(timeout=20)
-
-
-async def _until_ready(port: int, process: "subprocess.Popen[bytes]", log: Path) -> None:
-    deadline = time.monotonic() + 60
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2.0) as client:
-        while True:
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            try:
-                if (await client.get("/readyz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
