@@ -200,12 +200,16 @@ class ListingBook:
         assert self.live_by_lender is not None
         return self.live_by_lender.get(lender_id, 0)
 
-    def fills(self) -> list[Fill]:
-        """One fill per bid in the set at its own rate, the marginal bid partly. O(n)."""
-        fills = [
-            Fill(self.bid_ids[i], self.lenders[i], self.seqs[i], self.amounts[i], self.rates[i])
-            for i in (key & _INDEX_MASK for key in self.funding)
-        ]
+    def fills(self, rate_bps: int | None = None) -> list[Fill]:
+        """One fill per bid in the set, the marginal bid partly: each at its own rate, or all at
+        `rate_bps` (a uniform price), built once either way. O(n)."""
+        bid_ids, lenders, seqs, amounts = self.bid_ids, self.lenders, self.seqs, self.amounts
+        indices = [key & _INDEX_MASK for key in self.funding]
+        if rate_bps is None:
+            rates = self.rates
+            fills = [Fill(bid_ids[i], lenders[i], seqs[i], amounts[i], rates[i]) for i in indices]
+        else:
+            fills = [Fill(bid_ids[i], lenders[i], seqs[i], amounts[i], rate_bps) for i in indices]
         if fills and self.total > self.terms.amount:
             last = fills[-1]
             part = last.amount - (self.total - self.terms.amount)
