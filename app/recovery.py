@@ -1,5 +1,6 @@
 """Rebuilding the market from Postgres: the balances as stored, then every open listing and its
-bids replayed in seq order (which puts each book back exactly, outbids included).
+bids replayed in seq order (which puts each book back exactly, outbids included). The bids come
+a book at a time, column by column, and a book they never covered is built in one go.
 
 Bids are replayed without their admission checks and without moving money: they were admitted
 when they arrived, and the money they froze is in the stored balances. What ties the two
@@ -9,8 +10,11 @@ books, and each order's reserved money must equal its live auto bids too.
 """
 
 import asyncio
+import contextlib
+import gc
 import logging
 import time
+from collections.abc import AsyncIterable, Iterator
 from typing import Any
 
 from app.clock import to_micros
@@ -23,6 +27,7 @@ from matching import (
     OpenListing,
     PlaceBid,
     StandingOrderView,
+    StoredBids,
 )
 
 log = logging.getLogger(__name__)
@@ -67,33 +72,86 @@ def standing_order(row: Any) -> StandingOrderView:
 async def rebuild(store: Store, rules: MarketRules) -> tuple[Engine, int]:
     """A fresh engine holding every open book and every balance, and the highest seq stored."""
     await settle(store)
-    stored = await store.open_journal()
+    with _collector_paused():
+        return await _replay(store, rules)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The rebuild makes a few objects per book and per listing and frees none of them, so the
+    cyclic GC's passes over them are wasted work (~20 % of a rebuild)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+async def _replay(store: Store, rules: MarketRules) -> tuple[Engine, int]:
+    started = time.perf_counter()
     engine = Engine(rules)
-    for row in stored.accounts:
-        engine.restore_account(row["id"], row["available"], row["reserved"])
-    for row in stored.funded:
-        engine.restore_funded_principal(row["borrower_id"], row["principal"])
-    engine.restore_entry_numbering(stored.last_entry_id)
-    for row in stored.standing_orders:
-        engine.restore_standing_order(standing_order(row))
-    engine.restore_ticket_numbering(stored.last_ticket)
-    auto = {
-        str(r["id"]): str(r["standing_order_id"]) for r in stored.bids
-        if r["standing_order_id"] is not None
-    }
-    commands: list[OpenListing | PlaceBid] = [open_command(r) for r in stored.listings]
-    commands.extend(bid_command(r) for r in stored.bids)
-    commands.sort(key=lambda c: c.seq)
-    for done, command in enumerate(commands, start=1):
-        if isinstance(command, OpenListing):
-            engine.restore_listing(command)
-        else:
-            engine.restore_bid(command, auto.get(command.bid_id))
-        if done % _YIELD_EVERY == 0:
-            await asyncio.sleep(0)  # a long replay must not starve the fence's lease renewal
+    async with store.open_journal() as stored:
+        for row in stored.accounts:
+            engine.restore_account(row["id"], row["available"], row["reserved"])
+        for row in stored.funded:
+            engine.restore_funded_principal(row["borrower_id"], row["principal"])
+        engine.restore_entry_numbering(stored.last_entry_id)
+        for row in stored.standing_orders:
+            engine.restore_standing_order(standing_order(row))
+        engine.restore_ticket_numbering(stored.last_ticket)
+        # Listings first, in seq order, then each book's bids in seq order: a bid only touches
+        # its own book, so this is the same state as replaying everything in seq order.
+        for row in stored.listings:
+            engine.restore_listing(open_command(row))
+        read = time.perf_counter()
+        bids = await _restore_books(engine, stored.books)
+    replayed = time.perf_counter()
     _check_reservations(engine)
     _check_standing_orders(engine)
+    log.info("journal replayed", extra={
+        "listings": len(stored.listings), "bids": bids,
+        "listings_s": round(read - started, 3), "books_s": round(replayed - read, 3),
+        "check_s": round(time.perf_counter() - replayed, 3),
+    })
     return engine, await store.max_seq()
+
+
+async def _restore_books(engine: Engine, books: AsyncIterable[Any]) -> int:
+    """Replay each stored book's bids as they are read; returns how many. A turn of the event
+    loop every _YIELD_EVERY bids: a long replay must not starve the fence's lease renewal."""
+    count, next_turn = 0, _YIELD_EVERY
+    async for row in books:
+        for part in _slices(row):
+            engine.restore_bids(part)
+            count += len(part.bid_ids)
+            if count >= next_turn:
+                next_turn = count + _YIELD_EVERY
+                await asyncio.sleep(0)
+    return count
+
+
+def _slices(row: Any) -> Iterator[StoredBids]:
+    """A stored book's bids in slices of at most _YIELD_EVERY (most books are one slice)."""
+    size = len(row["bid_ids"])
+    if size <= _YIELD_EVERY:
+        yield _stored_bids(row, slice(None))  # no copy: the row's own lists
+        return
+    for start in range(0, size, _YIELD_EVERY):
+        yield _stored_bids(row, slice(start, start + _YIELD_EVERY))
+
+
+def _stored_bids(row: Any, part: slice) -> StoredBids:
+    def cut(column: list[Any]) -> list[Any]:
+        return column if part == slice(None) else column[part]
+
+    orders = row["standing_order_ids"]
+    return StoredBids(
+        row["listing_id"], cut(row["bid_ids"]), cut(row["lender_ids"]), cut(row["amounts"]),
+        cut(row["rates_bps"]), cut(row["seqs"]), cut(row["placed_at"]),
+        None if orders is None else cut(orders),
+    )
 
 
 def _check_reservations(engine: Engine) -> None:

@@ -3,6 +3,8 @@
 Plain SQL, plain rows: the store knows tables, not rules.
 """
 
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -16,10 +18,32 @@ if TYPE_CHECKING:
     Connection = PoolConnectionProxy[asyncpg.Record]
 
 
+#: Each open listing's bids, one row per listing, column by column in seq order: arrays decode
+#: in C with no row object per bid, and the ids come as text, the times as epoch µs.
+_OPEN_BOOKS = """
+SELECT b.listing_id::text AS listing_id,
+       array_agg(b.id::text ORDER BY b.seq) AS bid_ids,
+       array_agg(b.lender_id ORDER BY b.seq) AS lender_ids,
+       array_agg(b.amount ORDER BY b.seq) AS amounts,
+       array_agg(b.min_rate_bps ORDER BY b.seq) AS rates_bps,
+       array_agg(b.seq ORDER BY b.seq) AS seqs,
+       array_agg((extract(epoch FROM b.placed_at) * 1000000)::bigint ORDER BY b.seq) AS placed_at,
+       CASE WHEN count(b.standing_order_id) > 0
+            THEN array_agg(b.standing_order_id::text ORDER BY b.seq) END AS standing_order_ids
+FROM bids b JOIN listings l ON l.id = b.listing_id
+WHERE l.status = 'open'
+GROUP BY b.listing_id
+"""
+#: Books per round trip: the rows of one fetch are replayed before the next comes, so the
+#: memory they pass through is reused rather than held for the whole journal.
+_BOOKS_PER_FETCH = 500
+
+
 @dataclass(frozen=True, slots=True)
 class StoredMarket:
     listings: list[Record]
-    bids: list[Record]
+    #: one row per open listing with bids (see `_OPEN_BOOKS`), read as it is iterated
+    books: AsyncIterable[Record]
     accounts: list[Record]
     funded: list[Record]
     last_entry_id: int
@@ -67,15 +91,13 @@ class Store:
             lender_id, before_seq, limit,
         )
 
-    async def open_journal(self) -> "StoredMarket":
-        """One snapshot of what recovery restores: every open listing and its bids in seq order,
-        every account's balances, each borrower's funded principal, the last ledger entry."""
+    @contextlib.asynccontextmanager
+    async def open_journal(self) -> AsyncIterator[StoredMarket]:
+        """One snapshot of what recovery restores: every open listing in seq order and its bids,
+        every account's balances, each borrower's funded principal, the last ledger entry. The
+        books are read while the caller iterates them, inside the snapshot's transaction."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             listings = await conn.fetch("SELECT * FROM listings WHERE status = 'open' ORDER BY seq")
-            bids = await conn.fetch(
-                """SELECT b.* FROM bids b JOIN listings l ON l.id = b.listing_id
-                   WHERE l.status = 'open' ORDER BY b.seq"""
-            )
             accounts = await conn.fetch("SELECT id, available, reserved FROM accounts")
             funded = await conn.fetch(
                 "SELECT borrower_id, sum(principal)::bigint AS principal FROM loans"
@@ -88,9 +110,10 @@ class Store:
             last_ticket = await conn.fetchval(
                 "SELECT coalesce(max(ticket), 0) FROM standing_orders"
             )
-        return StoredMarket(
-            listings, bids, accounts, funded, int(last_entry), orders, int(last_ticket)
-        )
+            yield StoredMarket(
+                listings, conn.cursor(_OPEN_BOOKS, prefetch=_BOOKS_PER_FETCH),
+                accounts, funded, int(last_entry), orders, int(last_ticket),
+            )
 
     async def max_seq(self) -> int:
         value = await self.pool.fetchval(

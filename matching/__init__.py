@@ -11,6 +11,7 @@ from matching.commands import (
     ListingTerms,
     OpenListing,
     PlaceBid,
+    StoredBids,
     UpdateStandingOrder,
     Withdraw,
 )
@@ -41,5 +42,5 @@ __all__ = [
     "Fill", "GradePolicy", "LedgerEntry", "ListingCancelled", "ListingFailed", "ListingFunded",
     "ListingOpened", "ListingPolicy", "ListingSummary", "ListingTerms", "MarketRules",
     "OpenListing", "Outcome", "PlaceBid", "Rejection", "Resolution", "StandingOrderChanged",
-    "StandingOrderView", "UpdateStandingOrder", "Withdraw",
+    "StandingOrderView", "StoredBids", "UpdateStandingOrder", "Withdraw",
 ]

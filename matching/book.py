@@ -8,6 +8,7 @@ new bid can only push dearer bids out, never pull one back), so the set *is* the
 """
 
 from array import array
+from collections.abc import Sequence
 from typing import Final, Literal
 
 from sortedcontainers import SortedList
@@ -133,6 +134,37 @@ class ListingBook:
             return amount, pushed_out
         return target - (total - amount), pushed_out
 
+    def restore(
+        self, bid_ids: Sequence[str], lenders: Sequence[str], amounts: Sequence[int],
+        rates: Sequence[int], seqs: Sequence[int], placed_at: Sequence[int],
+    ) -> None:
+        """Append stored bids in arrival order: the same book as `add` for each in turn.
+
+        Recovery's fast path: bids that do not cover the listing even together pushed nothing
+        out when they came, so they go in as columns and one sorted insert of their keys, with
+        no call per bid. Bids that do are added one by one (the outbids follow the rules).
+        """
+        added = sum(amounts)
+        if self.total + added >= self.terms.amount:
+            for bid in zip(bid_ids, lenders, amounts, rates, seqs, placed_at, strict=True):
+                self.add(*bid)
+            return
+        if not len(bid_ids) == len(lenders) == len(rates) == len(seqs) == len(placed_at):
+            raise ValueError("the stored bids' columns differ in length")
+        first = len(self.seqs)
+        self.bid_ids.extend(bid_ids)
+        self.lenders.extend(lenders)
+        self.amounts.extend(amounts)
+        self.rates.extend(rates)
+        self.seqs.extend(seqs)
+        self.placed_at.extend(placed_at)
+        self.funding.update([(rate << _INDEX_BITS) | i for i, rate in enumerate(rates, first)])
+        self.total += added
+        if self.live_by_lender is not None:
+            live = self.live_by_lender
+            for lender, amount in zip(lenders, amounts, strict=True):
+                live[lender] = live.get(lender, 0) + amount
+
     def mark_auto(self, index: int, order_id: str) -> None:
         """The bid at `index` was placed by a standing order. O(1)."""
         if self.auto_orders is None:
@@ -194,18 +226,30 @@ class ListingBook:
             (i, self.lenders[i], self.amounts[i]) for i in (k & _INDEX_MASK for k in self.funding)
         ]
 
+    def add_live_amounts(self, totals: dict[str, int]) -> None:
+        """Add each lender's live bids' amounts on this listing to `totals`. O(n)."""
+        lenders, amounts = self.lenders, self.amounts
+        for key in self.funding:
+            i = key & _INDEX_MASK
+            lender = lenders[i]
+            totals[lender] = totals.get(lender, 0) + amounts[i]
+
     def live_amount_of(self, lender_id: str) -> int:
         """The lender's live bids' amounts on this listing. O(1); only for a listing that caps a
         lender's share (the only ones that keep the totals)."""
         assert self.live_by_lender is not None
         return self.live_by_lender.get(lender_id, 0)
 
-    def fills(self) -> list[Fill]:
-        """One fill per bid in the set at its own rate, the marginal bid partly. O(n)."""
-        fills = [
-            Fill(self.bid_ids[i], self.lenders[i], self.seqs[i], self.amounts[i], self.rates[i])
-            for i in (key & _INDEX_MASK for key in self.funding)
-        ]
+    def fills(self, rate_bps: int | None = None) -> list[Fill]:
+        """One fill per bid in the set, the marginal bid partly: each at its own rate, or all at
+        `rate_bps` (a uniform price), built once either way. O(n)."""
+        bid_ids, lenders, seqs, amounts = self.bid_ids, self.lenders, self.seqs, self.amounts
+        indices = [key & _INDEX_MASK for key in self.funding]
+        if rate_bps is None:
+            rates = self.rates
+            fills = [Fill(bid_ids[i], lenders[i], seqs[i], amounts[i], rates[i]) for i in indices]
+        else:
+            fills = [Fill(bid_ids[i], lenders[i], seqs[i], amounts[i], rate_bps) for i in indices]
         if fills and self.total > self.terms.amount:
             last = fills[-1]
             part = last.amount - (self.total - self.terms.amount)

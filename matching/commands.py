@@ -5,6 +5,7 @@ hand commands over with non-decreasing `at`; replaying the journaled commands in
 rebuilds the same books.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from matching.policy import ListingPolicy
@@ -44,6 +45,22 @@ class PlaceBid:
     min_rate_bps: int
     seq: int
     at: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBids:
+    """One listing's stored bids, column by column in seq order: what recovery replays into its
+    book in one go (`Engine.restore_bids`) instead of one `PlaceBid` at a time."""
+
+    listing_id: str
+    bid_ids: Sequence[str]
+    lender_ids: Sequence[str]
+    amounts: Sequence[int]
+    rates_bps: Sequence[int]
+    seqs: Sequence[int]
+    placed_at: Sequence[int]
+    #: The order behind each bid (None for a manual one); None when none is an auto bid.
+    standing_order_ids: Sequence[str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from matching.commands import (
     Deposit,
     OpenListing,
     PlaceBid,
+    StoredBids,
     UpdateStandingOrder,
     Withdraw,
 )
@@ -195,14 +196,22 @@ class Engine:
     def restore_listing(self, cmd: OpenListing) -> None:
         self._add_listing(cmd)
 
-    def restore_bid(self, cmd: PlaceBid, standing_order_id: str | None = None) -> None:
-        """Replay a stored bid into its book; the money it reserved is in the restored balances
-        (and, for an auto bid, in its restored order)."""
-        lender = self._lenders.setdefault(cmd.lender_id, cmd.lender_id)
-        book = self._books[cmd.listing_id]
-        book.add(cmd.bid_id, lender, cmd.amount, cmd.min_rate_bps, cmd.seq, cmd.at)
-        if standing_order_id is not None:
-            book.mark_auto(book.bid_count - 1, standing_order_id)
+    def restore_bids(self, stored: StoredBids) -> None:
+        """Replay a listing's stored bids, in seq order, after those already in its book: the
+        book comes out as if each had been placed in turn. The money they reserved is in the
+        restored balances (and, for auto bids, in their restored orders). O(n log n)."""
+        interned = self._lenders
+        lenders = [interned.setdefault(lender, lender) for lender in stored.lender_ids]
+        book = self._books[stored.listing_id]
+        first = book.bid_count
+        book.restore(
+            stored.bid_ids, lenders, stored.amounts, stored.rates_bps, stored.seqs,
+            stored.placed_at,
+        )
+        if stored.standing_order_ids is not None:
+            for index, order_id in enumerate(stored.standing_order_ids, first):
+                if order_id is not None:
+                    book.mark_auto(index, order_id)
 
     def restore_standing_order(self, stored: StandingOrderView) -> None:
         self.orders.restore(stored)
@@ -271,8 +280,7 @@ class Engine:
         live: dict[str, int] = {}
         for book in self._books.values():
             if book.status == "open":
-                for _, lender, amount in book.live_lenders():
-                    live[lender] = live.get(lender, 0) + amount
+                book.add_live_amounts(live)
         return live
 
     def live_auto_reserved(self) -> dict[str, int]:

@@ -32,11 +32,11 @@ def resolve(
         failed = ListingFailed(terms.listing_id, at, reason, covered, required)
         return [failed, *release_all(book, ledger, orders, at)]
     book.status = "funded"
-    fills = book.fills()
+    clearing: int | None = None
     if terms.pricing == "uniform":
         excluded = book.first_excluded_rate()
         clearing = terms.max_rate_bps if excluded is None else excluded
-        fills = [Fill(f.bid_id, f.lender_id, f.seq, f.amount, clearing) for f in fills]
+    fills = book.fills(clearing)
     policy = terms.policy
     funded = ListingFunded(
         terms.listing_id, terms.loan_id, at, reason, covered, headline_rate(fills),
