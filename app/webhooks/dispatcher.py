@@ -63,6 +63,12 @@ class Dispatcher:
         self.config = config
         self._wakeup = asyncio.Event()
         self._new_events = True
+        #: Whether the last fan-out saw an enabled endpoint: while none is, new events are
+        #: fanned out only every `poll_s` (moving the cursor), not after every commit.
+        self._subscribed = True
+        #: Until then fan out after every commit anyway: an endpoint was just added, maybe in a
+        #: transaction the last fan-out could not see yet.
+        self._added_until = 0.0
         self._freed = False
         self._fanned_at = self._claimed_at = 0.0
         self._in_flight: dict[UUID, int] = {}
@@ -78,6 +84,10 @@ class Dispatcher:
         """New events were committed: fan them out now."""
         self._new_events = True
         self._wakeup.set()
+
+    def endpoint_added(self) -> None:
+        """Fan out after every commit again (the store moved the cursor past older events)."""
+        self._added_until = time.monotonic() + self.config.poll_s
 
     async def run(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -114,7 +124,8 @@ class Dispatcher:
     async def _round(self) -> None:
         now = time.monotonic()
         created = 0
-        if self._new_events or now - self._fanned_at >= self.config.poll_s:
+        nudged = self._new_events and (self._subscribed or now < self._added_until)
+        if nudged or now - self._fanned_at >= self.config.poll_s:
             self._new_events, self._fanned_at = False, now
             created = await self._fan_out()
         room = self.config.max_in_flight - len(self._tasks)
@@ -126,7 +137,7 @@ class Dispatcher:
     async def _fan_out(self) -> int:
         created = 0
         while True:
-            events, deliveries = await self.store.fan_out(_FAN_OUT_BATCH)
+            events, deliveries, self._subscribed = await self.store.fan_out(_FAN_OUT_BATCH)
             created += deliveries
             if events < _FAN_OUT_BATCH:
                 return created

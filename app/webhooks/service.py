@@ -66,6 +66,7 @@ class Webhooks:
             datetime.now(UTC),
             conn,
         )
+        self.dispatcher.endpoint_added()
         return {**_endpoint(row), "secret": secret}
 
     async def list(self) -> dict[str, Any]:

@@ -30,7 +30,18 @@ inserted AS (
 )
 UPDATE webhook_fanout SET last_event_seq = coalesce((SELECT max(seq) FROM batch), last_event_seq)
 WHERE id = 1
-RETURNING (SELECT count(*) FROM batch) AS events, (SELECT count(*) FROM inserted) AS deliveries
+RETURNING (SELECT count(*) FROM batch) AS events, (SELECT count(*) FROM inserted) AS deliveries,
+    EXISTS (SELECT FROM webhook_endpoints WHERE status = 'enabled') AS enabled
+"""
+
+# With no endpoint enabled, a fan-out creates nothing and only moves the cursor: this moves it
+# to the newest event at once. Run before an endpoint is added (the dispatcher skips the
+# fan-outs of such events, see Dispatcher._round), so the new endpoint gets the events
+# committed from then on, as it would if every fan-out had run.
+_SKIP_UNSUBSCRIBED = """
+UPDATE webhook_fanout
+SET last_event_seq = greatest(last_event_seq, (SELECT coalesce(max(seq), 0) FROM events))
+WHERE id = 1 AND NOT EXISTS (SELECT FROM webhook_endpoints WHERE status = 'enabled')
 """
 
 # Each enabled endpoint's due deliveries in event order, up to its free slots, from the
@@ -96,10 +107,13 @@ class WebhookStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def fan_out(self, batch: int) -> tuple[int, int]:
-        """Create deliveries for events past the cursor: (events read, deliveries created)."""
+    async def fan_out(self, batch: int) -> tuple[int, int, bool]:
+        """Create deliveries for events past the cursor: (events read, deliveries created,
+        whether any endpoint is enabled)."""
         row = await self.pool.fetchrow(_FAN_OUT, batch)
-        return (int(row["events"]), int(row["deliveries"])) if row else (0, 0)
+        if row is None:
+            return 0, 0, True
+        return int(row["events"]), int(row["deliveries"]), bool(row["enabled"])
 
     async def claim(
         self, busy: dict[UUID, int], per_endpoint: int, limit: int, lease_s: float
@@ -133,7 +147,13 @@ class WebhookStore:
         self, endpoint_id: UUID, url: str, event_types: list[str], description: str,
         secret_sealed: str, at: datetime, conn: "Connection | None" = None,
     ) -> Record:
-        row = await (self.pool if conn is None else conn).fetchrow(
+        if conn is None:
+            async with self.pool.acquire() as own, own.transaction():
+                return await self.create_endpoint(
+                    endpoint_id, url, event_types, description, secret_sealed, at, own
+                )
+        await conn.execute(_SKIP_UNSUBSCRIBED)
+        row = await conn.fetchrow(
             """INSERT INTO webhook_endpoints
                    (id, url, event_types, description, secret_sealed, created_at)
                VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
