@@ -91,7 +91,7 @@ class Engine:
             return rejection
         book = self._add_listing(cmd)
         auto = bid_for_orders(
-            book, self.orders, self.ledger, self.rules, cmd.seq, cmd.at, self._place_auto
+            book, self.orders, self.ledger, self.rules, cmd.seq, cmd.at, self._place
         )
         opened = ListingOpened(
             terms, cmd.seq, cmd.at, len(book.auto_orders or ()), book.auto_amount
@@ -103,26 +103,7 @@ class Engine:
         book = self._books.get(cmd.listing_id)
         if book is None:
             return r.Rejection(r.LISTING_NOT_FOUND, "no open listing with this id")
-        rejection = admission.check_bid(book, cmd, self.rules)
-        if rejection is not None:
-            return rejection
-        lender = self._lenders.setdefault(cmd.lender_id, cmd.lender_id)
-        amount = cmd.amount
-        balance = self.ledger.accounts.get(lender)
-        if balance is None or balance.available < amount:
-            return admission.insufficient_funds(0 if balance is None else balance.available, amount)
-        listing_id, bid_id, seq, at = cmd.listing_id, cmd.bid_id, cmd.seq, cmd.at
-        allocated, pushed_out = book.add(bid_id, lender, amount, cmd.min_rate_bps, seq, at)
-        ledger = self.ledger
-        events: list[Event] = [
-            BidPlaced(listing_id, bid_id, lender, amount, cmd.min_rate_bps, seq, at, allocated),
-            ledger.reserve(balance, lender, amount, listing_id, bid_id, at),
-        ]
-        if pushed_out:
-            self._release_outbid(book, pushed_out, seq, at, events)
-        if book.terms.close_when_funded and book.fully_covered:
-            events.extend(self._close(book, at, "fully_funded"))
-        return events
+        return self._place(book, cmd, None)
 
     def change_standing_order(
         self, cmd: CreateStandingOrder | UpdateStandingOrder | DeleteStandingOrder
@@ -316,9 +297,10 @@ class Engine:
         self._exposure[terms.borrower_id] = self._exposure.get(terms.borrower_id, 0) + terms.amount
         return book
 
-    def _place_auto(self, book: ListingBook, cmd: PlaceBid, order: StandingOrder) -> Outcome:
-        """A standing order's bid, through the same admission, reservation and outbids as any
-        bid. O(log n) (plus O(log n) per bid pushed out, and the resolution if it closes)."""
+    def _place(self, book: ListingBook, cmd: PlaceBid, order: StandingOrder | None) -> Outcome:
+        """Any bid, manual or a standing order's (`order`): admission, the reservation, the
+        outbids and, if it completes the book, the close. O(log n), plus O(log n) per bid
+        pushed out and the resolution if it closes."""
         rejection = admission.check_bid(book, cmd, self.rules)
         if rejection is not None:
             return rejection
@@ -329,11 +311,14 @@ class Engine:
             return admission.insufficient_funds(0 if balance is None else balance.available, amount)
         listing_id, bid_id, seq, at = cmd.listing_id, cmd.bid_id, cmd.seq, cmd.at
         allocated, pushed_out = book.add(bid_id, lender, amount, cmd.min_rate_bps, seq, at)
-        book.mark_auto(book.bid_count - 1, order.order_id)
-        self.orders.reserve(order, amount)
+        order_id = None
+        if order is not None:
+            order_id = order.order_id
+            book.mark_auto(book.bid_count - 1, order_id)
+            self.orders.reserve(order, amount)
         events: list[Event] = [
             BidPlaced(listing_id, bid_id, lender, amount, cmd.min_rate_bps, seq, at, allocated,
-                      order.order_id),
+                      order_id),
             self.ledger.reserve(balance, lender, amount, listing_id, bid_id, at),
         ]
         if pushed_out:
