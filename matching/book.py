@@ -40,7 +40,7 @@ class ListingBook:
     __slots__ = (
         "terms", "opened_seq", "opened_at", "status", "close_reason", "closed_at",
         "bid_ids", "lenders", "amounts", "rates", "seqs", "placed_at", "funding", "outbid",
-        "total", "live_by_lender", "auto_orders", "auto_amount",
+        "total", "live_by_lender", "auto_orders", "auto_amount", "min_rate_bps", "rate_below_bps",
     )
 
     def __init__(self, terms: ListingTerms, opened_seq: int, opened_at: int) -> None:
@@ -52,10 +52,12 @@ class ListingBook:
         self.closed_at: int | None = None
         self.bid_ids: list[str] = []
         self.lenders: list[str] = []
-        self.amounts = array("q")
-        self.rates = array("l")
-        self.seqs = array("q")
-        self.placed_at = array("q")
+        # Unsigned 64-bit: every column is positive, and an unsigned array's append converts
+        # the int directly, about twice as fast as a signed one's (which parses its argument).
+        self.amounts = array("Q")
+        self.rates = array("Q")
+        self.seqs = array("Q")
+        self.placed_at = array("Q")
         self.funding: SortedList[int] = SortedList()
         # Keys in the order they were outbid: each is ahead (in priority) of the one before.
         self.outbid: list[int] = []
@@ -68,6 +70,11 @@ class ListingBook:
         #: their total: a manual bid never touches either.
         self.auto_orders: dict[int, str] | None = None
         self.auto_amount = 0
+        #: A new bid's rate range, `min_rate_bps <= rate < rate_below_bps`: from the grade floor
+        #: (at least 1) to the listing's max rate, and below the marginal rate once the book is
+        #: covered. Kept up to date here so admission's common case is two comparisons.
+        self.min_rate_bps = max(1, terms.policy.min_rate_bps)
+        self.rate_below_bps = terms.max_rate_bps + 1
 
     # --- state -------------------------------------------------------------------------------
 
@@ -127,6 +134,7 @@ class ListingBook:
             last = funding._lists[-1][-1]  # type: ignore[attr-defined]
             last_amount = amounts[last & _INDEX_MASK]
         self.total = total
+        self.rate_below_bps = last >> _INDEX_BITS
         if self.live_by_lender is not None:
             for i in pushed_out:
                 self.live_by_lender[self.lenders[i]] -= amounts[i]
@@ -280,6 +288,11 @@ class ListingBook:
             assert self.total - last_amount < self.terms.amount, "the set is the shortest prefix"
         if self.outbid:
             assert self.total >= self.terms.amount, "bids are only outbid once fully covered"
+        covered = self.total >= self.terms.amount
+        assert self.rate_below_bps == (
+            self.marginal_rate_bps if covered else self.terms.max_rate_bps + 1
+        )
+        assert self.min_rate_bps == max(1, self.terms.policy.min_rate_bps)
         for i in range(n):
             assert 0 < self.amounts[i] <= self.terms.amount
             assert 0 < self.rates[i] <= self.terms.max_rate_bps

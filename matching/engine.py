@@ -301,29 +301,37 @@ class Engine:
         """Any bid, manual or a standing order's (`order`): admission, the reservation, the
         outbids and, if it completes the book, the close. O(log n), plus O(log n) per bid
         pushed out and the resolution if it closes."""
-        rejection = admission.check_bid(book, cmd, self.rules)
-        if rejection is not None:
-            return rejection
+        amount, rate, at = cmd.amount, cmd.min_rate_bps, cmd.at
+        terms = book.terms
+        # The common case, every check of `admission.check_bid` passing, in a few comparisons;
+        # anything else goes through it for the exact rejection (or a share-capped listing's
+        # admission).
+        if not (
+            book.min_rate_bps <= rate < book.rate_below_bps
+            and self.rules.min_bid_amount <= amount <= terms.amount
+            and at < terms.closes_at and book.status == "open" and book.live_by_lender is None
+        ):
+            rejection = admission.check_bid(book, cmd, self.rules)
+            if rejection is not None:
+                return rejection
         lender = self._lenders.setdefault(cmd.lender_id, cmd.lender_id)
-        amount = cmd.amount
         balance = self.ledger.accounts.get(lender)
         if balance is None or balance.available < amount:
             return admission.insufficient_funds(0 if balance is None else balance.available, amount)
-        listing_id, bid_id, seq, at = cmd.listing_id, cmd.bid_id, cmd.seq, cmd.at
-        allocated, pushed_out = book.add(bid_id, lender, amount, cmd.min_rate_bps, seq, at)
+        listing_id, bid_id, seq = cmd.listing_id, cmd.bid_id, cmd.seq
+        allocated, pushed_out = book.add(bid_id, lender, amount, rate, seq, at)
         order_id = None
         if order is not None:
             order_id = order.order_id
             book.mark_auto(book.bid_count - 1, order_id)
             self.orders.reserve(order, amount)
         events: list[Event] = [
-            BidPlaced(listing_id, bid_id, lender, amount, cmd.min_rate_bps, seq, at, allocated,
-                      order_id),
+            BidPlaced(listing_id, bid_id, lender, amount, rate, seq, at, allocated, order_id),
             self.ledger.reserve(balance, lender, amount, listing_id, bid_id, at),
         ]
         if pushed_out:
             self._release_outbid(book, pushed_out, seq, at, events)
-        if book.terms.close_when_funded and book.fully_covered:
+        if terms.close_when_funded and book.fully_covered:
             events.extend(self._close(book, at, "fully_funded"))
         return events
 
