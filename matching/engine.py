@@ -26,7 +26,6 @@ from matching.commands import (
     Withdraw,
 )
 from matching.events import (
-    BidOutbid,
     BidPlaced,
     CloseReason,
     Event,
@@ -35,7 +34,7 @@ from matching.events import (
     StandingOrderChanged,
 )
 from matching.ledger import EXTERNAL, Balance, Ledger
-from matching.resolution import cancel, resolve
+from matching.resolution import cancel, release_outbid, resolve
 from matching.rules import MarketRules, required_coverage
 from matching.standing_orders import StandingOrder, StandingOrders, StandingOrderView
 from matching.views import BidView, DepthLevel, ListingSummary, bid_view, depth, summary
@@ -330,28 +329,10 @@ class Engine:
             self.ledger.reserve(balance, lender, amount, listing_id, bid_id, at),
         ]
         if pushed_out:
-            self._release_outbid(book, pushed_out, seq, at, events)
+            release_outbid(book, pushed_out, seq, at, self.ledger, self.orders, events)
         if terms.close_when_funded and book.fully_covered:
             events.extend(self._close(book, at, "fully_funded"))
         return events
-
-    def _release_outbid(
-        self, book: ListingBook, pushed_out: list[int], seq: int, at: int, events: list[Event]
-    ) -> None:
-        """The bids a new bid pushed out: each outbid and released (and an auto bid's budget
-        given back to its order). O(1) each."""
-        listing_id, ledger = book.terms.listing_id, self.ledger
-        for i in pushed_out:
-            out_id, out_lender, out_amount = book.bid_ids[i], book.lenders[i], book.amounts[i]
-            events.append(BidOutbid(
-                listing_id, out_id, out_lender, out_amount, book.rates[i], book.seqs[i], at, seq
-            ))
-            events.append(
-                ledger.release(out_lender, out_amount, "bid", out_id, listing_id, out_id, at)
-            )
-            if book.auto_orders is not None and i in book.auto_orders:
-                view = self.orders.release(book.auto_orders[i], out_amount)
-                events.append(StandingOrderChanged(view, at))
 
     def _close(self, book: ListingBook, at: int, reason: CloseReason) -> list[Event]:
         terms = book.terms
