@@ -2,12 +2,13 @@
 
 Measures, in one run:
 
-1. `Engine.place_bid` throughput (best of 3, commands built before timing, gc disabled) and the
+1. `Engine.place_bid` throughput (best of 5, commands built before timing, gc disabled) and the
    engine's memory per stored bid (tracemalloc; bid ids, lender ids and commands are built before
    tracing starts, so only the engine's own storage is counted), for 1e3, 1e5 and 1e6 bids on one
    listing and for 1e5 and 1e6 bids spread over 1e4 listings.
 2. The time to close a 10,000-bid listing with `AdvanceClock` (median of 5), for both pricings.
-3. The baseline: raw `SortedList.add` of `(rate, seq)` tuple keys on the same data.
+3. The baseline: raw `SortedList.add` of `(rate, seq)` tuple keys on the same data, timed in turn
+   with place_bid (one rep of each, then the next), so the ratio compares like with like.
 
 A readable table goes to stdout as the cases run; the last line is one JSON object.
 """
@@ -48,7 +49,7 @@ MAX_RATE_BPS = 3_600  # the default legal cap
 BID_MIN, BID_MAX = 5_000, 20_000  # min bid is 5_000
 N_LENDERS = 1_000
 SPREAD_LISTINGS = 10_000
-REPS = 3  # throughput: best of REPS
+REPS = 5  # throughput: best of REPS, place_bid and SortedList.add in turn
 CLOSE_BIDS = 10_000
 CLOSE_RUNS = 5  # close: median of CLOSE_RUNS
 
@@ -139,13 +140,9 @@ def place_all(engine: Engine, bids: list[PlaceBid]) -> None:
         place(cmd)
 
 
-def best_place_bid_rate(opens: list[OpenListing], bids: list[PlaceBid]) -> float:
-    best = float("inf")
-    for _ in range(REPS):
-        engine = fresh_engine(opens, [b.lender_id for b in bids])
-        best = min(best, timed(place_all, engine, bids)[0])
-        del engine
-    return len(bids) / best
+def place_bid_seconds(opens: list[OpenListing], bids: list[PlaceBid]) -> float:
+    engine = fresh_engine(opens, [b.lender_id for b in bids])
+    return timed(place_all, engine, bids)[0]
 
 
 def add_all(one: SortedList[tuple[int, int]], keys: list[tuple[int, int]]) -> None:
@@ -159,21 +156,28 @@ def add_each(adds: list[Callable[[tuple[int, int]], None]], keys: list[tuple[int
         add(key)
 
 
-def best_sortedlist_rate(data: BidData, per_listing: bool, first_seq: int) -> float:
+def sortedlist_seconds(data: BidData, per_listing: bool, first_seq: int) -> float:
     """Raw SortedList.add of (rate, seq) keys: into one list, or one list per spread listing."""
     keys = [(rate, first_seq + i) for i, rate in enumerate(data.rates)]
-    best = float("inf")
+    if per_listing:
+        lists: list[SortedList[tuple[int, int]]] = [SortedList() for _ in range(SPREAD_LISTINGS)]
+        adds = [lists[j].add for j in data.listing_index]
+        return timed(add_each, adds, keys)[0]
+    one: SortedList[tuple[int, int]] = SortedList()
+    return timed(add_all, one, keys)[0]
+
+
+def best_rates(
+    data: BidData, opens: list[OpenListing], bids: list[PlaceBid]
+) -> tuple[float, float]:
+    """place_bid/s and SortedList.add/s, each the best of REPS, the two taken in turn so that a
+    change in the machine's load reaches both sides of the ratio alike."""
+    per_listing, first_seq = len(opens) > 1, len(opens) + 1
+    place = sortedlist = float("inf")
     for _ in range(REPS):
-        if per_listing:
-            lists: list[SortedList[tuple[int, int]]] = [
-                SortedList() for _ in range(SPREAD_LISTINGS)
-            ]
-            adds = [lists[j].add for j in data.listing_index]
-            best = min(best, timed(add_each, adds, keys)[0])
-        else:
-            one: SortedList[tuple[int, int]] = SortedList()
-            best = min(best, timed(add_all, one, keys)[0])
-    return len(keys) / best
+        place = min(place, place_bid_seconds(opens, bids))
+        sortedlist = min(sortedlist, sortedlist_seconds(data, per_listing, first_seq))
+    return len(bids) / place, len(bids) / sortedlist
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,8 +234,7 @@ def run_case(
     first_seq = len(opens) + 1
     bids = make_bids(data, listing_ids, first_seq)
     n = len(bids)
-    rate = best_place_bid_rate(opens, bids)
-    baseline = best_sortedlist_rate(data, per_listing=len(listing_ids) > 1, first_seq=first_seq)
+    rate, baseline = best_rates(data, opens, bids)
     mem = measure_memory(opens, bids)
     del bids, opens
     gc.collect()
@@ -314,7 +317,7 @@ def main() -> None:
         f"bps uniform  {N_LENDERS:,} lenders  window {WINDOW_US // MICROS_PER_SECOND // 86400} d"
     )
     print(
-        "place/s: best of 3, Engine.place_bid only.  SL.add/s: raw SortedList.add of (rate, seq)"
+        "place/s: best of 5, Engine.place_bid only.  SL.add/s: raw SortedList.add of (rate, seq)"
         " tuples, same data\n"
         "  (spread cases: into one SortedList per listing).  stored = accepted bids kept in the"
         " books\n"

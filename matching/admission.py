@@ -4,6 +4,8 @@ The order of the checks decides which code a request with several faults gets; i
 the API's behaviour and the reference engine follows it.
 """
 
+from functools import lru_cache
+
 from matching import rejections as r
 from matching.book import ListingBook
 from matching.commands import ListingTerms, PlaceBid
@@ -78,17 +80,22 @@ def check_bid(book: ListingBook, cmd: PlaceBid, rules: MarketRules) -> Rejection
             r.RATE_BELOW_GRADE_FLOOR,
             f"grade {terms.grade} lends at {terms.policy.min_rate_bps} bps or more", "min_rate_bps",
         )
-    if book.total >= terms.amount:
-        marginal = book.marginal_rate_bps
-        if marginal is not None and rate >= marginal:
-            return Rejection(
-                r.BID_NOT_COMPETITIVE,
-                f"the listing is fully covered; bid below {marginal} bps",
-                "min_rate_bps", marginal,
-            )
+    if book.total >= terms.amount and rate >= book.rate_below_bps:
+        return not_competitive(book.rate_below_bps)
     if book.live_by_lender is not None:
         return check_lender_share(book, cmd.lender_id, cmd.amount)
     return None
+
+
+@lru_cache(maxsize=4096)
+def not_competitive(marginal_rate_bps: int) -> Rejection:
+    """The refusal of a bid at or above a covered listing's marginal rate: the most common one
+    once a listing is covered, so one (immutable) instance per marginal rate, built once."""
+    return Rejection(
+        r.BID_NOT_COMPETITIVE,
+        f"the listing is fully covered; bid below {marginal_rate_bps} bps",
+        "min_rate_bps", marginal_rate_bps,
+    )
 
 
 def check_lender_share(book: ListingBook, lender_id: str, amount: int) -> Rejection | None:

@@ -26,7 +26,6 @@ from matching.commands import (
     Withdraw,
 )
 from matching.events import (
-    BidOutbid,
     BidPlaced,
     CloseReason,
     Event,
@@ -35,7 +34,7 @@ from matching.events import (
     StandingOrderChanged,
 )
 from matching.ledger import EXTERNAL, Balance, Ledger
-from matching.resolution import cancel, resolve
+from matching.resolution import cancel, release_outbid, resolve
 from matching.rules import MarketRules, required_coverage
 from matching.standing_orders import StandingOrder, StandingOrders, StandingOrderView
 from matching.views import BidView, DepthLevel, ListingSummary, bid_view, depth, summary
@@ -91,7 +90,7 @@ class Engine:
             return rejection
         book = self._add_listing(cmd)
         auto = bid_for_orders(
-            book, self.orders, self.ledger, self.rules, cmd.seq, cmd.at, self._place_auto
+            book, self.orders, self.ledger, self.rules, cmd.seq, cmd.at, self._place
         )
         opened = ListingOpened(
             terms, cmd.seq, cmd.at, len(book.auto_orders or ()), book.auto_amount
@@ -103,26 +102,7 @@ class Engine:
         book = self._books.get(cmd.listing_id)
         if book is None:
             return r.Rejection(r.LISTING_NOT_FOUND, "no open listing with this id")
-        rejection = admission.check_bid(book, cmd, self.rules)
-        if rejection is not None:
-            return rejection
-        lender = self._lenders.setdefault(cmd.lender_id, cmd.lender_id)
-        amount = cmd.amount
-        balance = self.ledger.accounts.get(lender)
-        if balance is None or balance.available < amount:
-            return admission.insufficient_funds(0 if balance is None else balance.available, amount)
-        listing_id, bid_id, seq, at = cmd.listing_id, cmd.bid_id, cmd.seq, cmd.at
-        allocated, pushed_out = book.add(bid_id, lender, amount, cmd.min_rate_bps, seq, at)
-        ledger = self.ledger
-        events: list[Event] = [
-            BidPlaced(listing_id, bid_id, lender, amount, cmd.min_rate_bps, seq, at, allocated),
-            ledger.reserve(balance, lender, amount, listing_id, bid_id, at),
-        ]
-        if pushed_out:
-            self._release_outbid(book, pushed_out, seq, at, events)
-        if book.terms.close_when_funded and book.fully_covered:
-            events.extend(self._close(book, at, "fully_funded"))
-        return events
+        return self._place(book, cmd, None)
 
     def change_standing_order(
         self, cmd: CreateStandingOrder | UpdateStandingOrder | DeleteStandingOrder
@@ -316,49 +296,43 @@ class Engine:
         self._exposure[terms.borrower_id] = self._exposure.get(terms.borrower_id, 0) + terms.amount
         return book
 
-    def _place_auto(self, book: ListingBook, cmd: PlaceBid, order: StandingOrder) -> Outcome:
-        """A standing order's bid, through the same admission, reservation and outbids as any
-        bid. O(log n) (plus O(log n) per bid pushed out, and the resolution if it closes)."""
-        rejection = admission.check_bid(book, cmd, self.rules)
-        if rejection is not None:
-            return rejection
+    def _place(self, book: ListingBook, cmd: PlaceBid, order: StandingOrder | None) -> Outcome:
+        """Any bid, manual or a standing order's (`order`): admission, the reservation, the
+        outbids and, if it completes the book, the close. O(log n), plus O(log n) per bid
+        pushed out and the resolution if it closes."""
+        amount, rate, at = cmd.amount, cmd.min_rate_bps, cmd.at
+        terms = book.terms
+        # The common case, every check of `admission.check_bid` passing, in a few comparisons;
+        # anything else goes through it for the exact rejection (or a share-capped listing's
+        # admission).
+        if not (
+            book.min_rate_bps <= rate < book.rate_below_bps
+            and self.rules.min_bid_amount <= amount <= terms.amount
+            and at < terms.closes_at and book.status == "open" and book.live_by_lender is None
+        ):
+            rejection = admission.check_bid(book, cmd, self.rules)
+            if rejection is not None:
+                return rejection
         lender = self._lenders.setdefault(cmd.lender_id, cmd.lender_id)
-        amount = cmd.amount
         balance = self.ledger.accounts.get(lender)
         if balance is None or balance.available < amount:
             return admission.insufficient_funds(0 if balance is None else balance.available, amount)
-        listing_id, bid_id, seq, at = cmd.listing_id, cmd.bid_id, cmd.seq, cmd.at
-        allocated, pushed_out = book.add(bid_id, lender, amount, cmd.min_rate_bps, seq, at)
-        book.mark_auto(book.bid_count - 1, order.order_id)
-        self.orders.reserve(order, amount)
+        listing_id, bid_id, seq = cmd.listing_id, cmd.bid_id, cmd.seq
+        allocated, pushed_out = book.add(bid_id, lender, amount, rate, seq, at)
+        order_id = None
+        if order is not None:
+            order_id = order.order_id
+            book.mark_auto(book.bid_count - 1, order_id)
+            self.orders.reserve(order, amount)
         events: list[Event] = [
-            BidPlaced(listing_id, bid_id, lender, amount, cmd.min_rate_bps, seq, at, allocated,
-                      order.order_id),
+            BidPlaced(listing_id, bid_id, lender, amount, rate, seq, at, allocated, order_id),
             self.ledger.reserve(balance, lender, amount, listing_id, bid_id, at),
         ]
         if pushed_out:
-            self._release_outbid(book, pushed_out, seq, at, events)
-        if book.terms.close_when_funded and book.fully_covered:
+            release_outbid(book, pushed_out, seq, at, self.ledger, self.orders, events)
+        if terms.close_when_funded and book.fully_covered:
             events.extend(self._close(book, at, "fully_funded"))
         return events
-
-    def _release_outbid(
-        self, book: ListingBook, pushed_out: list[int], seq: int, at: int, events: list[Event]
-    ) -> None:
-        """The bids a new bid pushed out: each outbid and released (and an auto bid's budget
-        given back to its order). O(1) each."""
-        listing_id, ledger = book.terms.listing_id, self.ledger
-        for i in pushed_out:
-            out_id, out_lender, out_amount = book.bid_ids[i], book.lenders[i], book.amounts[i]
-            events.append(BidOutbid(
-                listing_id, out_id, out_lender, out_amount, book.rates[i], book.seqs[i], at, seq
-            ))
-            events.append(
-                ledger.release(out_lender, out_amount, "bid", out_id, listing_id, out_id, at)
-            )
-            if book.auto_orders is not None and i in book.auto_orders:
-                view = self.orders.release(book.auto_orders[i], out_amount)
-                events.append(StandingOrderChanged(view, at))
 
     def _close(self, book: ListingBook, at: int, reason: CloseReason) -> list[Event]:
         terms = book.terms

@@ -1,8 +1,10 @@
 """Closing a book: a loan with fills, a failure or a cancellation, and the money each moves
-(in the ledger, and in the budgets of the standing orders whose auto bids it touches)."""
+(in the ledger, and in the budgets of the standing orders whose auto bids it touches); and the
+money an outbid bid frees while the book is open."""
 
 from matching.book import ListingBook
 from matching.events import (
+    BidOutbid,
     CloseReason,
     Event,
     Fill,
@@ -67,6 +69,23 @@ def release_all(
         if order_id is not None:
             entries.append(StandingOrderChanged(orders.release(order_id, amount), at))
     return entries
+
+
+def release_outbid(
+    book: ListingBook, pushed_out: list[int], seq: int, at: int, ledger: Ledger,
+    orders: StandingOrders, events: list[Event],
+) -> None:
+    """The bids the bid `seq` pushed out: each outbid and released (and an auto bid's budget
+    given back to its order), appended to `events`. O(1) each."""
+    listing_id = book.terms.listing_id
+    for i in pushed_out:
+        out_id, out_lender, out_amount = book.bid_ids[i], book.lenders[i], book.amounts[i]
+        events.append(BidOutbid(
+            listing_id, out_id, out_lender, out_amount, book.rates[i], book.seqs[i], at, seq
+        ))
+        events.append(ledger.release(out_lender, out_amount, "bid", out_id, listing_id, out_id, at))
+        if book.auto_orders is not None and i in book.auto_orders:
+            events.append(StandingOrderChanged(orders.release(book.auto_orders[i], out_amount), at))
 
 
 def disburse(
