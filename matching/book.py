@@ -8,9 +8,8 @@ new bid can only push dearer bids out, never pull one back), so the set *is* the
 """
 
 from array import array
-from bisect import bisect_right, insort
 from collections.abc import Sequence
-from typing import Any, Final, Literal, cast
+from typing import Final, Literal
 
 from sortedcontainers import SortedList
 
@@ -115,25 +114,7 @@ class ListingBook:
         self.placed_at.append(at)
         key = (rate_bps << _INDEX_BITS) | index
         funding = self.funding
-        # SortedList.add without its two method calls: the same steps on its sublists (`_maxes`
-        # the last key of each), with `_expand` only to split an overfull one. With a positional
-        # index built (never on this path) the library's own add keeps it up to date.
-        sl: Any = funding
-        maxes = sl._maxes
-        if maxes and not sl._index:
-            lists = sl._lists
-            pos = bisect_right(maxes, key)
-            if pos == len(maxes):
-                pos -= 1
-                lists[pos].append(key)
-                maxes[pos] = key
-            else:
-                insort(lists[pos], key)
-            if len(lists[pos]) > sl._load << 1:
-                sl._expand(pos)
-            sl._len += 1
-        else:
-            funding.add(key)
+        funding.add(key)
         if self.live_by_lender is not None:
             self.live_by_lender[lender_id] = self.live_by_lender.get(lender_id, 0) + amount
         total = self.total + amount
@@ -295,7 +276,6 @@ class ListingBook:
         assert len(self.bid_ids) == len(self.lenders) == len(self.amounts) == n
         assert len(self.rates) == len(self.placed_at) == n
         assert list(self.seqs) == sorted(set(self.seqs)), "seqs must be strictly increasing"
-        cast(Any, self.funding)._check()  # the library's own check: `add` is inlined above
         funding = list(self.funding)
         assert len(funding) + len(self.outbid) == n, "every bid is in the set or outbid"
         assert sorted(funding + self.outbid) == sorted(self.key_of(i) for i in range(n))
