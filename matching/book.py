@@ -157,7 +157,9 @@ class ListingBook:
             for bid in zip(bid_ids, lenders, amounts, rates, seqs, placed_at, strict=True):
                 self.add(*bid)
             return
-        if not len(bid_ids) == len(lenders) == len(rates) == len(seqs) == len(placed_at):
+        if not len(bid_ids) == len(lenders) == len(amounts) == len(rates) == len(seqs) == len(
+            placed_at
+        ):
             raise ValueError("the stored bids' columns differ in length")
         first = len(self.seqs)
         self.bid_ids.extend(bid_ids)

@@ -5,10 +5,10 @@ the book must come out exactly as the one that took the bids live, whether they 
 from typing import Any
 from unittest.mock import patch
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from matching import Engine, ListingPolicy, OpenListing, StoredBids
+from matching import Deposit, Engine, ListingPolicy, OpenListing, PlaceBid, StoredBids
 from matching.book import ListingBook
 from tests.unit.builders import T0, Market, listing_terms
 
@@ -20,6 +20,7 @@ def book_state(book: ListingBook) -> tuple[Any, ...]:
         list(book.bid_ids), list(book.lenders), list(book.amounts), list(book.rates),
         list(book.seqs), list(book.placed_at), list(book.funding), list(book.outbid),
         book.total, book.live_by_lender, book.auto_orders, book.auto_amount,
+        book.rate_below_bps, book.min_rate_bps,
     )
 
 
@@ -44,6 +45,7 @@ def rebuilt_from(live: Engine, opened: OpenListing, cuts: list[int]) -> Engine:
     for view in live.orders.all_views():
         engine.restore_standing_order(view)
     engine.restore_ticket_numbering(live.orders.last_ticket)
+    engine.restore_entry_numbering(live.ledger.last_entry_id)
     engine.restore_listing(opened)
     book = live._books[opened.terms.listing_id]
     start = 0
@@ -63,16 +65,22 @@ bids = st.lists(
 
 
 @settings(max_examples=200, deadline=None)
+@example(  # bids that cover the listing exactly, then one that is no longer competitive
+    amount=100_000, share_cap_bps=10_000, orders=0, cuts=[],
+    placed=[(50_000, 900, "lender-0"), (50_000, 800, "lender-1")],
+    later=[(10_000, 950, "lender-2")],
+)
 @given(
     amount=st.sampled_from([100_000, 300_000, 1_000_000_000]),
     share_cap_bps=st.sampled_from([10_000, 4_000]),
     orders=st.integers(0, 3),
     placed=bids,
     cuts=st.lists(st.integers(0, 70), max_size=4),
+    later=bids,
 )
 def test_a_book_restored_from_its_stored_bids_is_the_book_that_took_them_live(
     amount: int, share_cap_bps: int, orders: int, placed: list[tuple[int, int, str]],
-    cuts: list[int],
+    cuts: list[int], later: list[tuple[int, int, str]],
 ) -> None:
     market = Market()
     for n in range(orders):
@@ -94,6 +102,13 @@ def test_a_book_restored_from_its_stored_bids_is_the_book_that_took_them_live(
     assert book_state(rebuilt._books[listing_id]) == book_state(live._books[listing_id])
     assert rebuilt.bids(listing_id) == live.bids(listing_id)
     assert rebuilt.summary(listing_id) == live.summary(listing_id)
+    for lender in LENDERS:  # then both take the same later bids alike
+        deposit = Deposit(lender, f"later-{lender}", 10**6, market.now)
+        assert rebuilt.execute(deposit) == live.execute(deposit)
+    for n, (bid_amount, rate, lender) in enumerate(later, start=market.seq + 1):
+        bid = PlaceBid(listing_id, f"later-{n}", lender, bid_amount, rate, n, market.now)
+        assert rebuilt.execute(bid) == live.execute(bid)
+    rebuilt.check_invariants()
 
 
 def test_bids_that_never_cover_the_listing_take_the_fast_path_and_those_that_do_do_not() -> None:
