@@ -9,6 +9,7 @@ from sortedcontainers import SortedList
 
 from matching import admission
 from matching import rejections as r
+from matching.admission import admit_bid  # bound here: it runs once per bid
 from matching.autobid import bid_for_orders
 from matching.book import ListingBook
 from matching.commands import (
@@ -300,19 +301,10 @@ class Engine:
         """Any bid, manual or a standing order's (`order`): admission, the reservation, the
         outbids and, if it completes the book, the close. O(log n), plus O(log n) per bid
         pushed out and the resolution if it closes."""
+        rejection = admit_bid(book, cmd, self.rules)
+        if rejection is not None:
+            return rejection
         amount, rate, at = cmd.amount, cmd.min_rate_bps, cmd.at
-        terms = book.terms
-        # The common case, every check of `admission.check_bid` passing, in a few comparisons;
-        # anything else goes through it for the exact rejection (or a share-capped listing's
-        # admission).
-        if not (
-            book.min_rate_bps <= rate < book.rate_below_bps
-            and self.rules.min_bid_amount <= amount <= terms.amount
-            and at < terms.closes_at and book.status == "open" and book.live_by_lender is None
-        ):
-            rejection = admission.check_bid(book, cmd, self.rules)
-            if rejection is not None:
-                return rejection
         lender = self._lenders.setdefault(cmd.lender_id, cmd.lender_id)
         balance = self.ledger.accounts.get(lender)
         if balance is None or balance.available < amount:
@@ -330,7 +322,7 @@ class Engine:
         ]
         if pushed_out:
             release_outbid(book, pushed_out, seq, at, self.ledger, self.orders, events)
-        if terms.close_when_funded and book.fully_covered:
+        if book.terms.close_when_funded and book.fully_covered:
             events.extend(self._close(book, at, "fully_funded"))
         return events
 
@@ -350,6 +342,4 @@ class Engine:
         book = self._books.get(listing_id)
         if book is None:
             return r.Rejection(r.LISTING_NOT_FOUND, "no open listing with this id")
-        if book.status != "open" or at >= book.terms.closes_at:
-            return r.Rejection(r.LISTING_NOT_OPEN, f"listing is {admission.shown_status(book, at)}")
-        return book
+        return admission.check_open(book, at) or book
