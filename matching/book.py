@@ -15,7 +15,7 @@ from sortedcontainers import SortedList
 
 from matching.commands import ListingTerms
 from matching.events import CloseReason, Fill
-from matching.rules import FULL_BPS
+from matching.rules import FULL_BPS, required_coverage
 
 BidStatus = Literal["active", "outbid", "won", "lost"]
 ListingStatus = Literal["open", "funded", "failed", "cancelled"]
@@ -90,6 +90,17 @@ class ListingBook:
     @property
     def fully_covered(self) -> bool:
         return self.total >= self.terms.amount
+
+    @property
+    def required(self) -> int:
+        """The least coverage that lets the loan go ahead (min_funding_bps of the amount)."""
+        return required_coverage(self.terms.amount, self.terms.min_funding_bps)
+
+    @property
+    def meets_min_funding(self) -> bool:
+        """The loan may go ahead now: something covered, and at least `required`."""
+        covered = self.covered
+        return covered > 0 and covered >= self.required
 
     @property
     def marginal_rate_bps(self) -> int | None:

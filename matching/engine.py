@@ -36,7 +36,7 @@ from matching.events import (
 )
 from matching.ledger import EXTERNAL, Balance, Ledger
 from matching.resolution import cancel, release_outbid, resolve
-from matching.rules import MarketRules, required_coverage
+from matching.rules import MarketRules
 from matching.standing_orders import StandingOrder, StandingOrders, StandingOrderView
 from matching.views import BidView, DepthLevel, ListingSummary, bid_view, depth, summary
 
@@ -124,10 +124,10 @@ class Engine:
         book = self._open_book(cmd.listing_id, cmd.at)
         if isinstance(book, r.Rejection):
             return book
-        required = required_coverage(book.terms.amount, book.terms.min_funding_bps)
-        if book.covered < required or book.covered == 0:
+        if not book.meets_min_funding:
             return r.Rejection(
-                r.BELOW_MIN_FUNDING, f"coverage {book.covered} is below the {required} required"
+                r.BELOW_MIN_FUNDING,
+                f"coverage {book.covered} is below the {book.required} required",
             )
         return self._close(book, cmd.at, "accepted")
 

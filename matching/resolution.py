@@ -15,7 +15,6 @@ from matching.events import (
 )
 from matching.ledger import FEES, RESERVE_POOL, Ledger
 from matching.policy import share_of
-from matching.rules import required_coverage
 from matching.standing_orders import StandingOrders
 
 
@@ -26,12 +25,11 @@ def resolve(
     money: the resolution event first, its ledger entries after. O(n) in the funding set."""
     terms = book.terms
     covered = book.covered
-    required = required_coverage(terms.amount, terms.min_funding_bps)
     book.close_reason = reason
     book.closed_at = at
-    if covered < required or covered == 0:
+    if not book.meets_min_funding:
         book.status = "failed"
-        failed = ListingFailed(terms.listing_id, at, reason, covered, required)
+        failed = ListingFailed(terms.listing_id, at, reason, covered, book.required)
         return [failed, *release_all(book, ledger, orders, at)]
     book.status = "funded"
     clearing: int | None = None
