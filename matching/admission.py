@@ -114,18 +114,26 @@ def not_competitive(marginal_rate_bps: int) -> Rejection:
     )
 
 
-def check_lender_share(book: ListingBook, lender_id: str, amount: int) -> Rejection | None:
-    """One lender's live bids on a listing stay within its share cap: sum ≤ amount × bps."""
+def share_room(book: ListingBook, lender_id: str) -> int:
+    """What the lender may still bid on the listing under its share cap: the most its live bids
+    may sum to (amount × bps, rounded down) less what they hold; the listing's amount if no cap."""
     terms = book.terms
-    live = book.live_amount_of(lender_id) + amount
-    if live * FULL_BPS > terms.amount * terms.policy.max_lender_share_bps:
-        return Rejection(
-            r.LENDER_SHARE_EXCEEDED,
-            f"one lender may hold at most {terms.policy.max_lender_share_bps} bps of this "
-            f"listing; this lender's live bids would reach {live}",
-            "amount",
-        )
-    return None
+    if book.live_by_lender is None:
+        return terms.amount
+    most = terms.amount * terms.policy.max_lender_share_bps // FULL_BPS
+    return most - book.live_amount_of(lender_id)
+
+
+def check_lender_share(book: ListingBook, lender_id: str, amount: int) -> Rejection | None:
+    """One lender's live bids on a listing stay within its share cap (`share_room`)."""
+    if amount <= share_room(book, lender_id):
+        return None
+    return Rejection(
+        r.LENDER_SHARE_EXCEEDED,
+        f"one lender may hold at most {book.terms.policy.max_lender_share_bps} bps of this "
+        f"listing; this lender's live bids would reach {book.live_amount_of(lender_id) + amount}",
+        "amount",
+    )
 
 
 def insufficient_funds(available: int, amount: int) -> Rejection:
