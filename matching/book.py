@@ -163,15 +163,15 @@ class ListingBook:
         out when they came, so they go in as columns and one sorted insert of their keys, with
         no call per bid. Bids that do are added one by one (the outbids follow the rules).
         """
+        if not len(bid_ids) == len(lenders) == len(amounts) == len(rates) == len(seqs) == len(
+            placed_at
+        ):
+            raise ValueError("the stored bids' columns differ in length")
         added = sum(amounts)
         if self.total + added >= self.terms.amount:
             for bid in zip(bid_ids, lenders, amounts, rates, seqs, placed_at, strict=True):
                 self.add(*bid)
             return
-        if not len(bid_ids) == len(lenders) == len(amounts) == len(rates) == len(seqs) == len(
-            placed_at
-        ):
-            raise ValueError("the stored bids' columns differ in length")
         first = len(self.seqs)
         self.bid_ids.extend(bid_ids)
         self.lenders.extend(lenders)
