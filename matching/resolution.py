@@ -82,8 +82,9 @@ def release_outbid(
             listing_id, out_id, out_lender, out_amount, book.rates[i], book.seqs[i], at, seq
         ))
         events.append(ledger.release(out_lender, out_amount, "bid", out_id, listing_id, out_id, at))
-        if book.auto_orders is not None and i in book.auto_orders:
-            events.append(StandingOrderChanged(orders.release(book.auto_orders[i], out_amount), at))
+        order_id = book.standing_order_of(i)
+        if order_id is not None:
+            events.append(StandingOrderChanged(orders.release(order_id, out_amount), at))
 
 
 def disburse(
