@@ -11,6 +11,7 @@ opening stops as soon as the auto-bid cap has less room than the minimum bid.
 import hashlib
 from collections.abc import Callable
 
+from matching.admission import share_room
 from matching.book import ListingBook
 from matching.commands import PlaceBid
 from matching.events import Event, StandingOrderChanged
@@ -37,15 +38,6 @@ def auto_bid_cap(book: ListingBook) -> int:
     """The most all auto bids on a listing may add up to: amount × share, rounded down."""
     terms = book.terms
     return terms.amount * terms.policy.autobid_max_share_bps // FULL_BPS
-
-
-def share_room(book: ListingBook, lender_id: str) -> int:
-    """What the lender may still bid on the listing under its share cap (its amount if none)."""
-    terms = book.terms
-    if book.live_by_lender is None:
-        return terms.amount
-    most = terms.amount * terms.policy.max_lender_share_bps // FULL_BPS
-    return most - book.live_amount_of(lender_id)
 
 
 def bid_for_orders(

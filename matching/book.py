@@ -15,7 +15,7 @@ from sortedcontainers import SortedList
 
 from matching.commands import ListingTerms
 from matching.events import CloseReason, Fill
-from matching.rules import FULL_BPS
+from matching.rules import FULL_BPS, required_coverage
 
 BidStatus = Literal["active", "outbid", "won", "lost"]
 ListingStatus = Literal["open", "funded", "failed", "cancelled"]
@@ -92,6 +92,17 @@ class ListingBook:
         return self.total >= self.terms.amount
 
     @property
+    def required(self) -> int:
+        """The least coverage that lets the loan go ahead (min_funding_bps of the amount)."""
+        return required_coverage(self.terms.amount, self.terms.min_funding_bps)
+
+    @property
+    def meets_min_funding(self) -> bool:
+        """The loan may go ahead now: something covered, and at least `required`."""
+        covered = self.covered
+        return covered > 0 and covered >= self.required
+
+    @property
     def marginal_rate_bps(self) -> int | None:
         """Rate of the last bid in the funding set, None while the book is empty."""
         return self.funding[-1] >> _INDEX_BITS if self.funding else None
@@ -152,15 +163,15 @@ class ListingBook:
         out when they came, so they go in as columns and one sorted insert of their keys, with
         no call per bid. Bids that do are added one by one (the outbids follow the rules).
         """
+        if not len(bid_ids) == len(lenders) == len(amounts) == len(rates) == len(seqs) == len(
+            placed_at
+        ):
+            raise ValueError("the stored bids' columns differ in length")
         added = sum(amounts)
         if self.total + added >= self.terms.amount:
             for bid in zip(bid_ids, lenders, amounts, rates, seqs, placed_at, strict=True):
                 self.add(*bid)
             return
-        if not len(bid_ids) == len(lenders) == len(amounts) == len(rates) == len(seqs) == len(
-            placed_at
-        ):
-            raise ValueError("the stored bids' columns differ in length")
         first = len(self.seqs)
         self.bid_ids.extend(bid_ids)
         self.lenders.extend(lenders)

@@ -9,6 +9,7 @@ from sortedcontainers import SortedList
 
 from matching import admission
 from matching import rejections as r
+from matching.admission import admit_bid  # bound here: it runs once per bid
 from matching.autobid import bid_for_orders
 from matching.book import ListingBook
 from matching.commands import (
@@ -35,7 +36,7 @@ from matching.events import (
 )
 from matching.ledger import EXTERNAL, Balance, Ledger
 from matching.resolution import cancel, release_outbid, resolve
-from matching.rules import MarketRules, required_coverage
+from matching.rules import MarketRules
 from matching.standing_orders import StandingOrder, StandingOrders, StandingOrderView
 from matching.views import BidView, DepthLevel, ListingSummary, bid_view, depth, summary
 
@@ -123,10 +124,10 @@ class Engine:
         book = self._open_book(cmd.listing_id, cmd.at)
         if isinstance(book, r.Rejection):
             return book
-        required = required_coverage(book.terms.amount, book.terms.min_funding_bps)
-        if book.covered < required or book.covered == 0:
+        if not book.meets_min_funding:
             return r.Rejection(
-                r.BELOW_MIN_FUNDING, f"coverage {book.covered} is below the {required} required"
+                r.BELOW_MIN_FUNDING,
+                f"coverage {book.covered} is below the {book.required} required",
             )
         return self._close(book, cmd.at, "accepted")
 
@@ -300,19 +301,10 @@ class Engine:
         """Any bid, manual or a standing order's (`order`): admission, the reservation, the
         outbids and, if it completes the book, the close. O(log n), plus O(log n) per bid
         pushed out and the resolution if it closes."""
+        rejection = admit_bid(book, cmd, self.rules)
+        if rejection is not None:
+            return rejection
         amount, rate, at = cmd.amount, cmd.min_rate_bps, cmd.at
-        terms = book.terms
-        # The common case, every check of `admission.check_bid` passing, in a few comparisons;
-        # anything else goes through it for the exact rejection (or a share-capped listing's
-        # admission).
-        if not (
-            book.min_rate_bps <= rate < book.rate_below_bps
-            and self.rules.min_bid_amount <= amount <= terms.amount
-            and at < terms.closes_at and book.status == "open" and book.live_by_lender is None
-        ):
-            rejection = admission.check_bid(book, cmd, self.rules)
-            if rejection is not None:
-                return rejection
         lender = self._lenders.setdefault(cmd.lender_id, cmd.lender_id)
         balance = self.ledger.accounts.get(lender)
         if balance is None or balance.available < amount:
@@ -330,7 +322,7 @@ class Engine:
         ]
         if pushed_out:
             release_outbid(book, pushed_out, seq, at, self.ledger, self.orders, events)
-        if terms.close_when_funded and book.fully_covered:
+        if book.terms.close_when_funded and book.fully_covered:
             events.extend(self._close(book, at, "fully_funded"))
         return events
 
@@ -350,6 +342,4 @@ class Engine:
         book = self._books.get(listing_id)
         if book is None:
             return r.Rejection(r.LISTING_NOT_FOUND, "no open listing with this id")
-        if book.status != "open" or at >= book.terms.closes_at:
-            return r.Rejection(r.LISTING_NOT_OPEN, f"listing is {admission.shown_status(book, at)}")
-        return book
+        return admission.check_open(book, at) or book

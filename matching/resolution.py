@@ -15,7 +15,6 @@ from matching.events import (
 )
 from matching.ledger import FEES, RESERVE_POOL, Ledger
 from matching.policy import share_of
-from matching.rules import required_coverage
 from matching.standing_orders import StandingOrders
 
 
@@ -26,12 +25,11 @@ def resolve(
     money: the resolution event first, its ledger entries after. O(n) in the funding set."""
     terms = book.terms
     covered = book.covered
-    required = required_coverage(terms.amount, terms.min_funding_bps)
     book.close_reason = reason
     book.closed_at = at
-    if covered < required or covered == 0:
+    if not book.meets_min_funding:
         book.status = "failed"
-        failed = ListingFailed(terms.listing_id, at, reason, covered, required)
+        failed = ListingFailed(terms.listing_id, at, reason, covered, book.required)
         return [failed, *release_all(book, ledger, orders, at)]
     book.status = "funded"
     clearing: int | None = None
@@ -84,8 +82,9 @@ def release_outbid(
             listing_id, out_id, out_lender, out_amount, book.rates[i], book.seqs[i], at, seq
         ))
         events.append(ledger.release(out_lender, out_amount, "bid", out_id, listing_id, out_id, at))
-        if book.auto_orders is not None and i in book.auto_orders:
-            events.append(StandingOrderChanged(orders.release(book.auto_orders[i], out_amount), at))
+        order_id = book.standing_order_of(i)
+        if order_id is not None:
+            events.append(StandingOrderChanged(orders.release(order_id, out_amount), at))
 
 
 def disburse(

@@ -64,14 +64,15 @@ def bid_view(book: ListingBook, index: int) -> BidView:
 
 def depth(book: ListingBook) -> list[DepthLevel]:
     """Aggregate the book by rate level, cheapest first. O(n)."""
-    levels: list[DepthLevel] = []
+    # Summed in plain lists, one DepthLevel per level at the end (not one per bid).
+    levels: list[list[int]] = []
     for index in book.priority_order():
         rate, amount, allocated = book.rates[index], book.amounts[index], book.allocated(index)
-        if levels and levels[-1].rate_bps == rate:
+        if levels and levels[-1][0] == rate:
             top = levels[-1]
-            levels[-1] = DepthLevel(
-                rate, top.amount + amount, top.bid_count + 1, top.allocated_amount + allocated
-            )
+            top[1] += amount
+            top[2] += 1
+            top[3] += allocated
         else:
-            levels.append(DepthLevel(rate, amount, 1, allocated))
-    return levels
+            levels.append([rate, amount, 1, allocated])
+    return [DepthLevel(*level) for level in levels]

@@ -1,6 +1,7 @@
-"""`Engine._place` admits the common bid after a few comparisons and sends every other one to
-`admission.check_bid`: whatever the bid, the engine's answer is the one `check_bid` gives (the
-same rejection, or an admitted bid), at the edges of every check."""
+"""`admission.admit_bid` (the engine's admission) passes the common bid after a few comparisons
+and sends every other one to `admission.check_bid`: whatever the bid, its answer and the
+engine's are the one `check_bid` gives (the same rejection, or an admitted bid), at the edges
+of every check."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -48,6 +49,7 @@ def test_the_engine_answers_every_bid_as_check_bid_does(
         at = max(market.now, T0 + after)
         probe = PlaceBid(terms.listing_id, "probe", lender, amount, rate, market.seq + 1, at)
         expected = admission.check_bid(book, probe, market.engine.rules)
+        assert admission.admit_bid(book, probe, market.engine.rules) == expected
         outcome = market.bid(amount, rate, lender=lender, at=at)
         if expected is None:
             assert isinstance(outcome, list), outcome
