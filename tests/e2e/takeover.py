@@ -14,6 +14,7 @@ import orjson
 
 from matching import ListingFailed, ListingFunded, MarketRules
 from tests.e2e.conftest import ADMIN, ServiceProcess
+from tests.e2e.drill_checks import read_back
 from tests.e2e.drive import (
     Json,
     Replay,
@@ -205,17 +206,8 @@ async def _acknowledged_bids_are_stored(client: httpx.AsyncClient, db: Db,
     assert not missing, f"{len(missing)} acknowledged bids lost, e.g. {missing[:3]}"
     unowned = stored.keys() - {b["id"] for b in acked}
     assert not unowned, f"{len(unowned)} stored bids no answer owned up to"
-    gate = asyncio.Semaphore(16)
-
-    async def read_back(bid: Json) -> None:
-        async with gate:
-            got = await get_json(client, f"/v1/bids/{bid['id']}")
-        assert (got["seq"], got["amount"], got["min_rate_bps"]) == (
-            bid["seq"], bid["amount"], bid["min_rate_bps"]
-        ), (bid, got)
-
-    await asyncio.gather(*(read_back(b) for b in acked))
-    return {"bids_acknowledged": len(acked), "bids_read_back_from_the_new_writer": len(acked),
+    return {"bids_acknowledged": len(acked),
+            "bids_read_back_from_the_new_writer": await read_back(client, acked),
             "answers_503_retried": burst.retried_503,
             "answers_cut_short_by_the_kill": burst.cut_by_the_kill}
 
