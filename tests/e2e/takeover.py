@@ -20,7 +20,6 @@ from tests.e2e.drive import (
     Replay,
     close_due,
     comparable,
-    eventually,
     get_json,
     open_listing,
     reference_bids,
@@ -29,6 +28,7 @@ from tests.e2e.drive import (
     until_closed,
 )
 from tests.e2e.load import Target, check_acknowledgement
+from tests.waiting import eventually
 
 BIDDERS = 32
 RESOLUTIONS = ["listing.funded", "listing.failed", "listing.cancelled"]

@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import UNLIMITED, ServiceProcess
-from tests.e2e.drive import epoch, eventually
+from tests.e2e.drive import epoch
 from tests.money import assert_conserved
+from tests.waiting import eventually
 
 LISTINGS = 2_000
 MAX_ROWS = 2_000  # per journal transaction, small so that the bound shows

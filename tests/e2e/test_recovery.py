@@ -13,13 +13,13 @@ from tests.e2e.drive import (
     Snapshot,
     bid_ok,
     epoch,
-    eventually,
     get_json,
     open_listing,
     place_bid,
     snapshot,
     until_closed,
 )
+from tests.waiting import eventually
 
 
 async def _bid_on(client: httpx.AsyncClient, listing_ids: list[str], rng: random.Random,

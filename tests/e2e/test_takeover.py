@@ -16,10 +16,11 @@ import pytest
 
 from app.database import migration_files
 from tests.e2e.conftest import Fleet, ServiceProcess, _reports
-from tests.e2e.drive import bid_ok, epoch, eventually, get_json, open_listing, place_bid
+from tests.e2e.drive import bid_ok, epoch, get_json, open_listing, place_bid
 from tests.e2e.router import Router
 from tests.e2e.takeover import Takeover, books_match_the_journal, burst_through_router
 from tests.money import assert_conserved
+from tests.waiting import eventually
 
 Db: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
 #: A paused writer is judged gone after 3 s without a heartbeat (the default is 5 s).

@@ -12,8 +12,9 @@ import pytest
 from app.webhooks.egress import EgressRefused, GuardedResolver
 from tests.integration.conftest import ADMIN, running_service
 from tests.integration.helpers import problem
-from tests.integration.test_webhooks import bid, eventually, latest_delivery, open_listing
+from tests.integration.test_webhooks import bid, latest_delivery, open_listing
 from tests.unit.test_egress import FixedResolver
+from tests.waiting import eventually
 
 REFUSED = [
     "http://127.0.0.1:8080/hooks", "http://[::1]/hooks", "https://10.0.0.5/hooks",

@@ -14,7 +14,8 @@ from app.main import create_app
 from app.settings import Settings
 from tests.integration.conftest import SECRETS_KEY, running_service
 from tests.integration.receiver import Receiver, serving
-from tests.integration.test_webhooks import FAST, bid, eventually, open_listing, subscribe
+from tests.integration.test_webhooks import FAST, bid, open_listing, subscribe
+from tests.waiting import eventually
 
 
 async def endpoint_rows(database_url: str) -> list[dict[str, object]]:

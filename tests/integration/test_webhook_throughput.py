@@ -9,7 +9,8 @@ from app.scheduler import run_webhook_retention
 from app.webhooks.store import WebhookStore
 from tests.integration.conftest import running_service
 from tests.integration.receiver import Receiver, serving
-from tests.integration.test_webhooks import FAST, bid, eventually, open_listing, subscribe
+from tests.integration.test_webhooks import FAST, bid, open_listing, subscribe
+from tests.waiting import eventually
 
 
 async def test_one_endpoint_gets_up_to_its_concurrency_in_flight_at_once(

@@ -3,7 +3,6 @@
 import asyncio
 import statistics
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -11,6 +10,7 @@ import httpx
 
 from tests.integration.conftest import ADMIN, running_service
 from tests.integration.receiver import Receiver, free_port, serving
+from tests.waiting import eventually
 
 FAST: dict[str, Any] = {
     "webhook_retry_schedule": "0.2,0.2,0.2", "webhook_timeout_s": 1.0, "webhook_poll_s": 0.1,
@@ -76,13 +76,6 @@ async def reaches(client: httpx.AsyncClient, endpoint: str, status: str) -> dict
 
     await eventually(reached)
     return await latest_delivery(client, endpoint)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_funded_and_failed_listings_are_delivered_signed_and_retried_under_one_id(
