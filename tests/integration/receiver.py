@@ -12,6 +12,8 @@ import uvicorn
 from standardwebhooks import Webhook
 from starlette.types import Receive, Scope, Send
 
+from tests.waiting import eventually
+
 
 @dataclass
 class Receiver:
@@ -54,6 +56,14 @@ class Receiver:
         status = self._answer(body, headers)
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
+
+    async def until_delivered(self, count: int) -> None:
+        """Wait (bounded) until exactly `count` messages were delivered."""
+
+        async def arrived() -> bool:
+            return len(self.delivered) == count
+
+        await eventually(arrived, what=f"{count} deliveries")
 
     def _answer(self, body: bytes, headers: dict[str, str]) -> int:
         try:

@@ -3,7 +3,6 @@
 The first test uses nothing but the HTTP API and the standard library, as an outsider would.
 """
 
-import asyncio
 import hashlib
 import json
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from app.audit.chain import canonical, reference_canonical
 from app.journal import Entry
 from tests.integration.conftest import ADMIN, running_service
 from tests.integration.helpers import open_listing, place_bid
+from tests.waiting import eventually
 
 Json = dict[str, Any]
 
@@ -152,10 +152,7 @@ async def test_a_failed_batch_makes_the_writer_read_the_head_again(database_url:
         async def writable() -> bool:
             return bool(market.writable)
 
-        for _ in range(200):
-            if await writable():
-                break
-            await asyncio.sleep(0.05)
+        await eventually(writable, what="the market writable again after the failed batch")
         await place_bid(client, listing, 100_000, 1500)
         events = await walk_events(client, page=100)
     assert [e["type"] for e in events] == ["listing.opened", "bid.placed"]

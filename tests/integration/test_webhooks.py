@@ -90,11 +90,7 @@ async def test_funded_and_failed_listings_are_delivered_signed_and_retried_under
         await bid(client, funded, 100_000, 1500)
         failed = await open_listing(client)
         await bid(client, failed, 50_000, 1500)
-
-        async def both() -> bool:
-            return len(receiver.delivered) == 2
-
-        await eventually(both)
+        await receiver.until_delivered(2)
         kinds = {d["type"]: d for d in receiver.delivered}
         assert set(kinds) == {"listing.funded", "listing.failed"}
         assert kinds["listing.funded"]["data"]["listing"]["id"] == funded
@@ -140,11 +136,7 @@ async def test_a_receiver_down_all_along_gets_the_event_after_redelivery(databas
         async with serving(receiver, port):
             response = await client.post(f"/v1/events/{event_id}/redeliver", headers=ADMIN)
             assert response.status_code == 202
-
-            async def arrived() -> bool:
-                return len(receiver.delivered) == 1
-
-            await eventually(arrived)
+            await receiver.until_delivered(1)
         assert receiver.delivered[0]["id"] == event_id
 
 
@@ -162,11 +154,7 @@ async def test_pending_retries_resume_after_a_restart(database_url: str) -> None
             await eventually(first_attempt)
         assert not receiver.delivered, "stopped before the retry was due"
         async with running_service(database_url, **slow):
-
-            async def delivered() -> bool:
-                return len(receiver.delivered) == 1
-
-            await eventually(delivered)
+            await receiver.until_delivered(1)
         assert list(receiver.attempts.values()) == [2]
 
 
@@ -205,11 +193,7 @@ async def test_a_hanging_receiver_slows_neither_bidding_nor_other_endpoints(
         assert hanging.in_flight == 4, "the receiver hung all along"
         ratio = statistics.median(during) / statistics.median(baseline)
         assert ratio < 5, f"bids {ratio:.1f}x slower while a receiver hangs"
-
-        async def healthy_got_everything() -> bool:
-            return len(healthy.delivered) == 46
-
-        await eventually(healthy_got_everything)
+        await healthy.until_delivered(46)
         assert not hanging.delivered
 
 
