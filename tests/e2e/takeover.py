@@ -92,7 +92,7 @@ async def burst_through_router(base_url: str, takeover: Takeover, seed: int) -> 
         await asyncio.sleep(rng.uniform(0.5, 1.5))
         takeover.killed_at = burst.killed_at = time.monotonic()
         assert await takeover.killed.kill() == -9
-        await eventually(lambda: _is_ready(takeover.standby), 60, "the standby taking over")
+        await eventually(takeover.standby.ready, 60, "the standby taking over")
         takeover.ready_after_s = time.monotonic() - takeover.killed_at
         await asyncio.sleep(1.0)
         stop.set()
@@ -155,10 +155,6 @@ async def _answered(client: httpx.AsyncClient, request: Json, key: str, content:
         assert time.monotonic() < deadline, "503s for a minute: no writer took over"
         burst.retried_503 += 1
         await asyncio.sleep(0.05)
-
-
-async def _is_ready(service: ServiceProcess) -> bool | None:
-    return True if (await service.readyz())[0] == 200 else None
 
 
 async def books_match_the_journal(service: ServiceProcess, db: Db,

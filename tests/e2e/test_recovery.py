@@ -148,13 +148,13 @@ async def test_a_commit_still_running_when_the_process_was_killed_is_in_the_rebu
         await db.execute(_SLOW_COMMIT)
         in_flight = asyncio.create_task(place_bid(client, listing["id"], 20_000, 900, "zed"))
 
-        async def committing() -> bool | None:
+        async def committing() -> bool:
             running = await db.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
                 " AND pid <> pg_backend_pid()"  # a batch of bids commits in its own statement
                 " AND (query ILIKE 'COMMIT%' OR query ILIKE '%INSERT INTO bids%')"
             )
-            return True if running else None
+            return bool(running)
 
         await eventually(committing, 10, "the bid's COMMIT running")
         await service.kill()
