@@ -94,10 +94,14 @@ async def serving(receiver: Receiver, port: int | None = None) -> AsyncIterator[
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    for _ in range(200):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
+
+    async def listening() -> bool:
+        if task.done():  # it could not bind: raise why
+            task.result()
+            raise AssertionError("the receiver stopped before it listened")
+        return server.started
+
+    await eventually(listening, seconds=2, what="the receiver listening", every=0.01)
     receiver.url = f"http://127.0.0.1:{port}/hooks"
     try:
         yield receiver
