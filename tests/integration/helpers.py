@@ -109,13 +109,13 @@ async def rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def all_events(client: httpx.AsyncClient, **params: Any) -> list[Json]:
-    """The whole event log, walked page by page with the `after` cursor."""
+async def all_events(client: httpx.AsyncClient, page: int = 100, **params: Any) -> list[Json]:
+    """The whole event log, walked `page` at a time with the `after` cursor."""
     found: list[Json] = []
     after = 0
     while True:
-        page = await get_json(client, "/v1/events", after=after, limit=100, **params)
-        found.extend(page["data"])
-        if not page["data"]:
+        body = await get_json(client, "/v1/events", after=after, limit=page, **params)
+        found.extend(body["data"])
+        if not body["data"]:
             return found
-        after = page["next_after"]
+        after = body["next_after"]
