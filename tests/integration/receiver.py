@@ -86,6 +86,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def until_started(server: uvicorn.Server, task: "asyncio.Task[None]", seconds: float) -> None:
+    """Wait (bounded) until `server`, serving in `task`, listens; if it stopped, raise why."""
+
+    async def started() -> bool:
+        if task.done():
+            task.result()
+            raise AssertionError("the server stopped before it listened")
+        return server.started
+
+    await eventually(started, seconds, "the server listening", every=0.01)
+
+
 @asynccontextmanager
 async def serving(receiver: Receiver, port: int | None = None) -> AsyncIterator[Receiver]:
     port = port or free_port()
@@ -94,16 +106,9 @@ async def serving(receiver: Receiver, port: int | None = None) -> AsyncIterator[
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-
-    async def listening() -> bool:
-        if task.done():  # it could not bind: raise why
-            task.result()
-            raise AssertionError("the receiver stopped before it listened")
-        return server.started
-
-    await eventually(listening, seconds=2, what="the receiver listening", every=0.01)
-    receiver.url = f"http://127.0.0.1:{port}/hooks"
     try:
+        await until_started(server, task, 10)
+        receiver.url = f"http://127.0.0.1:{port}/hooks"
         yield receiver
     finally:
         server.should_exit = True
