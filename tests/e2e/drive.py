@@ -73,6 +73,17 @@ def epoch(rfc3339: str) -> float:
     return datetime.fromisoformat(rfc3339).timestamp()
 
 
+async def bid_commit_running(db: "asyncpg.Connection[asyncpg.Record]") -> bool:
+    """Whether another session of this database is inside a COMMIT of bids (a batch of bids
+    commits in its own statement)."""
+    count = await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND pid <> pg_backend_pid() AND state = 'active'"
+        " AND (query ILIKE 'COMMIT%' OR query ILIKE '%INSERT INTO bids%')"
+    )
+    return bool(count)
+
+
 async def until_closed(client: httpx.AsyncClient, listing_id: str, seconds: float) -> Json:
     """The listing once it reads closed; if funded, its loan must read back at once.
 

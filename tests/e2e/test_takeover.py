@@ -16,7 +16,7 @@ import pytest
 
 from app.database import migration_files
 from tests.e2e.conftest import Fleet, ServiceProcess, _reports
-from tests.e2e.drive import bid_ok, epoch, get_json, open_listing, place_bid
+from tests.e2e.drive import bid_commit_running, bid_ok, epoch, get_json, open_listing, place_bid
 from tests.e2e.router import Router
 from tests.e2e.takeover import Takeover, books_match_the_journal, burst_through_router
 from tests.money import assert_conserved
@@ -209,12 +209,7 @@ WHERE locktype = 'advisory' AND granted AND classid = 0 AND objid = 7262006
 
 async def _held_commit(db: Db, held: bool) -> bool:
     """True once some COMMIT is (held) or no COMMIT is any longer (not held) at the gate."""
-    count = await db.fetchval(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND pid <> pg_backend_pid() AND state = 'active'"  # bids commit in their statement
-        " AND (query ILIKE 'COMMIT%' OR query ILIKE '%INSERT INTO bids%')"
-    )
-    return bool(count) == held
+    return await bid_commit_running(db) == held
 
 
 async def _standby(service: ServiceProcess) -> bool:
