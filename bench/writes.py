@@ -27,7 +27,13 @@ from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from burst import database_url, postgres, tree_cpu_s  # noqa: E402  (bench/ is on the path)
+from burst import (  # noqa: E402  (bench/ is on the path)
+    create_databases,
+    database_url,
+    drop_databases,
+    postgres,
+    tree_cpu_s,
+)
 
 from app.auth import Principal  # noqa: E402  (after the path fix, as a script)
 from app.main import create_app  # noqa: E402
@@ -76,13 +82,16 @@ async def _drive(market: Any, ids: list[str], concurrency: int, seconds: float) 
 
 
 async def _run(base: str, pg_pid: int | None, args: argparse.Namespace) -> list[dict[str, Any]]:
-    import asyncpg
-
     name = f"la_writes_{os.getpid()}"
-    admin = await asyncpg.connect(base)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = database_url(base, name)
+    if not await create_databases(base, [name]):
+        raise SystemExit("cannot create the bench database")
+    try:
+        return await _measure(database_url(base, name), pg_pid, args)
+    finally:
+        await drop_databases(base, [name])
+
+
+async def _measure(url: str, pg_pid: int | None, args: argparse.Namespace) -> list[dict[str, Any]]:
     settings = Settings(
         database_url=url, admin_key=SecretStr(ADMIN), rate_limit_per_s=0,
         rate_limit_unauthenticated_per_s=0, access_log=False,
@@ -116,9 +125,6 @@ async def _run(base: str, pg_pid: int | None, args: argparse.Namespace) -> list[
                 }
                 print(json.dumps(row), flush=True)
                 out.append(row)
-    admin = await asyncpg.connect(base)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
     return out
 
 

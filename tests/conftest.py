@@ -4,6 +4,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -53,35 +54,37 @@ async def migrated_template(postgres_server_uri: str) -> str:
     return TEMPLATE
 
 
+@asynccontextmanager
+async def scratch_database(
+    server_uri: str, prefix: str, template: str | None = None
+) -> AsyncIterator[str]:
+    """A database of its own (a copy of `template`, or empty) for one test, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    copy = f" TEMPLATE {template}" if template else ""
+    admin = await asyncpg.connect(server_uri)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}{copy}")
+    finally:
+        await admin.close()
+    try:
+        yield database_uri(server_uri, name)
+    finally:
+        admin = await asyncpg.connect(server_uri)
+        try:
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await admin.close()
+
+
 @pytest.fixture
 async def database_url(postgres_server_uri: str, migrated_template: str) -> AsyncIterator[str]:
     """A fresh, migrated database for one test, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(postgres_server_uri)
-    try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {migrated_template}")
-    finally:
-        await admin.close()
-    yield database_uri(postgres_server_uri, name)
-    admin = await asyncpg.connect(postgres_server_uri)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    async with scratch_database(postgres_server_uri, "t", migrated_template) as url:
+        yield url
 
 
 @pytest.fixture
 async def empty_database_url(postgres_server_uri: str) -> AsyncIterator[str]:
     """A database with nothing in it, not even the migrations."""
-    name = f"e_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(postgres_server_uri)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    yield database_uri(postgres_server_uri, name)
-    admin = await asyncpg.connect(postgres_server_uri)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    async with scratch_database(postgres_server_uri, "e") as url:
+        yield url

@@ -145,6 +145,9 @@ class ServiceProcess:
         body: dict[str, Any] = response.json()
         return response.status_code, body
 
+    async def ready(self) -> bool:
+        return (await self.readyz())[0] == 200
+
     async def restart(self, graceful: bool = False) -> float:
         await (self.stop() if graceful else self.kill())
         return await self.start()

@@ -1,8 +1,6 @@
 """Helpers the end-to-end tests share: talk to the service, wait (bounded), replay the journal."""
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -28,6 +26,7 @@ from matching import (
 from matching.ledger import PLATFORM_ACCOUNTS
 from matching.rejections import Rejection
 from tests.unit.reference import ReferenceEngine
+from tests.waiting import eventually
 
 Json = dict[str, Any]
 T = TypeVar("T")
@@ -74,17 +73,15 @@ def epoch(rfc3339: str) -> float:
     return datetime.fromisoformat(rfc3339).timestamp()
 
 
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], seconds: float, what: str, every: float = 0.05
-) -> T:
-    """Poll `probe` until it returns something other than None; fail after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = await probe()
-        if value is not None:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not reached within {seconds} s"
-        await asyncio.sleep(every)
+async def bid_commit_running(db: "asyncpg.Connection[asyncpg.Record]") -> bool:
+    """Whether another session of this database is inside a COMMIT of bids (a batch of bids
+    commits in its own statement)."""
+    count = await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND pid <> pg_backend_pid() AND state = 'active'"
+        " AND (query ILIKE 'COMMIT%' OR query ILIKE '%INSERT INTO bids%')"
+    )
+    return bool(count)
 
 
 async def until_closed(client: httpx.AsyncClient, listing_id: str, seconds: float) -> Json:

@@ -14,12 +14,12 @@ import orjson
 
 from matching import ListingFailed, ListingFunded, MarketRules
 from tests.e2e.conftest import ADMIN, ServiceProcess
+from tests.e2e.drill_checks import read_back
 from tests.e2e.drive import (
     Json,
     Replay,
     close_due,
     comparable,
-    eventually,
     get_json,
     open_listing,
     reference_bids,
@@ -28,6 +28,7 @@ from tests.e2e.drive import (
     until_closed,
 )
 from tests.e2e.load import Target, check_acknowledgement
+from tests.waiting import eventually
 
 BIDDERS = 32
 RESOLUTIONS = ["listing.funded", "listing.failed", "listing.cancelled"]
@@ -91,7 +92,7 @@ async def burst_through_router(base_url: str, takeover: Takeover, seed: int) -> 
         await asyncio.sleep(rng.uniform(0.5, 1.5))
         takeover.killed_at = burst.killed_at = time.monotonic()
         assert await takeover.killed.kill() == -9
-        await eventually(lambda: _is_ready(takeover.standby), 60, "the standby taking over")
+        await eventually(takeover.standby.ready, 60, "the standby taking over")
         takeover.ready_after_s = time.monotonic() - takeover.killed_at
         await asyncio.sleep(1.0)
         stop.set()
@@ -156,10 +157,6 @@ async def _answered(client: httpx.AsyncClient, request: Json, key: str, content:
         await asyncio.sleep(0.05)
 
 
-async def _is_ready(service: ServiceProcess) -> bool | None:
-    return True if (await service.readyz())[0] == 200 else None
-
-
 async def books_match_the_journal(service: ServiceProcess, db: Db,
                                   burst: Burst | None) -> dict[str, Any]:
     """Every 201 of the burst is stored and read back from `service`, every stored bid was
@@ -205,17 +202,8 @@ async def _acknowledged_bids_are_stored(client: httpx.AsyncClient, db: Db,
     assert not missing, f"{len(missing)} acknowledged bids lost, e.g. {missing[:3]}"
     unowned = stored.keys() - {b["id"] for b in acked}
     assert not unowned, f"{len(unowned)} stored bids no answer owned up to"
-    gate = asyncio.Semaphore(16)
-
-    async def read_back(bid: Json) -> None:
-        async with gate:
-            got = await get_json(client, f"/v1/bids/{bid['id']}")
-        assert (got["seq"], got["amount"], got["min_rate_bps"]) == (
-            bid["seq"], bid["amount"], bid["min_rate_bps"]
-        ), (bid, got)
-
-    await asyncio.gather(*(read_back(b) for b in acked))
-    return {"bids_acknowledged": len(acked), "bids_read_back_from_the_new_writer": len(acked),
+    return {"bids_acknowledged": len(acked),
+            "bids_read_back_from_the_new_writer": await read_back(client, acked),
             "answers_503_retried": burst.retried_503,
             "answers_cut_short_by_the_kill": burst.cut_by_the_kill}
 

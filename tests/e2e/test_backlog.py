@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import UNLIMITED, ServiceProcess
-from tests.e2e.drive import epoch, eventually
+from tests.e2e.drive import epoch
 from tests.money import assert_conserved
+from tests.waiting import eventually
 
 LISTINGS = 2_000
 MAX_ROWS = 2_000  # per journal transaction, small so that the bound shows
@@ -54,9 +55,9 @@ async def test_listings_that_lapsed_during_a_long_outage_resolve_once_in_bounded
     await asyncio.sleep(max(0.0, max(epoch(c) for c in closes) - time.time()) + 0.5)
     await service.start()
 
-    async def all_resolved() -> bool | None:
+    async def all_resolved() -> bool:
         still_open = await db.fetchval("SELECT count(*) FROM listings WHERE status = 'open'")
-        return True if still_open == 0 else None
+        return bool(still_open == 0)
 
     await eventually(all_resolved, 120, "every lapsed listing resolved")
     per_listing = await db.fetch(

@@ -6,11 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from app import database
-from tests.conftest import database_uri
 from tests.e2e.conftest import ROOT
 
 
@@ -33,8 +31,8 @@ def test_the_image_is_built_from_the_code_and_schema_only() -> None:
 
 
 @pytest.mark.slow
-async def test_a_non_editable_install_migrates_a_database_from_any_folder(
-    postgres_server_uri: str, tmp_path: Path
+def test_a_non_editable_install_migrates_a_database_from_any_folder(
+    empty_database_url: str, tmp_path: Path
 ) -> None:
     source = tmp_path / "source"
     for name in docker_build_context():  # exactly what the Docker build sees
@@ -53,27 +51,19 @@ async def test_a_non_editable_install_migrates_a_database_from_any_folder(
     )
     assert installed.returncode == 0, installed.stderr[-3000:]
 
-    name = "t_installed_" + tmp_path.name[-8:].replace("-", "_").lower()
-    admin = await asyncpg.connect(postgres_server_uri)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name}")
-        await admin.execute(f"CREATE DATABASE {name}")
-        elsewhere = tmp_path / "elsewhere"
-        elsewhere.mkdir()
-        migrated = subprocess.run(
-            [str(venv / "bin" / "loan-auction"), "migrate"],
-            cwd=elsewhere, capture_output=True, text=True, timeout=120,
-            env={**env, "DATABASE_URL": database_uri(postgres_server_uri, name)},
-        )
-        assert migrated.returncode == 0, migrated.stderr[-3000:]
-        versions = [f.name.removesuffix(".sql") for f in database.migration_files()]
-        assert migrated.stdout.strip() == "applied: " + ", ".join(versions)
-        where = subprocess.run(
-            [str(venv / "bin" / "python"), "-c", "import app, migrations;"
-             " print(app.__file__); print(migrations.__file__)"],
-            cwd=elsewhere, env=env, capture_output=True, text=True, check=True, timeout=60,
-        )
-        assert all(line.startswith(str(venv)) for line in where.stdout.split()), where.stdout
-    finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    migrated = subprocess.run(
+        [str(venv / "bin" / "loan-auction"), "migrate"],
+        cwd=elsewhere, capture_output=True, text=True, timeout=120,
+        env={**env, "DATABASE_URL": empty_database_url},
+    )
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    versions = [f.name.removesuffix(".sql") for f in database.migration_files()]
+    assert migrated.stdout.strip() == "applied: " + ", ".join(versions)
+    where = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import app, migrations;"
+         " print(app.__file__); print(migrations.__file__)"],
+        cwd=elsewhere, env=env, capture_output=True, text=True, check=True, timeout=60,
+    )
+    assert all(line.startswith(str(venv)) for line in where.stdout.split()), where.stdout

@@ -11,15 +11,16 @@ import httpx
 from tests.e2e.conftest import ServiceProcess
 from tests.e2e.drive import (
     Snapshot,
+    bid_commit_running,
     bid_ok,
     epoch,
-    eventually,
     get_json,
     open_listing,
     place_bid,
     snapshot,
     until_closed,
 )
+from tests.waiting import eventually
 
 
 async def _bid_on(client: httpx.AsyncClient, listing_ids: list[str], rng: random.Random,
@@ -147,16 +148,7 @@ async def test_a_commit_still_running_when_the_process_was_killed_is_in_the_rebu
         first = await bid_ok(client, listing["id"], 10_000, 1000, "ann")
         await db.execute(_SLOW_COMMIT)
         in_flight = asyncio.create_task(place_bid(client, listing["id"], 20_000, 900, "zed"))
-
-        async def committing() -> bool | None:
-            running = await db.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
-                " AND pid <> pg_backend_pid()"  # a batch of bids commits in its own statement
-                " AND (query ILIKE 'COMMIT%' OR query ILIKE '%INSERT INTO bids%')"
-            )
-            return True if running else None
-
-        await eventually(committing, 10, "the bid's COMMIT running")
+        await eventually(lambda: bid_commit_running(db), 10, "the bid's COMMIT running")
         await service.kill()
         with contextlib.suppress(httpx.TransportError):
             await in_flight

@@ -1,6 +1,5 @@
 """Rotating the key for webhook secrets at rest, as docs/operations.md tells an operator to."""
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -71,10 +70,7 @@ async def test_secrets_rotate_re_encrypts_under_the_new_key_and_deliveries_still
                     "amount": 5_000, "min_rate_bps": 1000, "lender_id": "ann",
                 })
                 assert bid.status_code == 201, bid.text
-                for _ in range(200):
-                    if receiver.delivered:
-                        break
-                    await asyncio.sleep(0.05)
+                await receiver.until_delivered(1)
             assert len(receiver.delivered) == 1 and receiver.bad_signatures == 0
         finally:
             if service.running:

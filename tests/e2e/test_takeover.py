@@ -16,10 +16,11 @@ import pytest
 
 from app.database import migration_files
 from tests.e2e.conftest import Fleet, ServiceProcess, _reports
-from tests.e2e.drive import bid_ok, epoch, eventually, get_json, open_listing, place_bid
+from tests.e2e.drive import bid_commit_running, bid_ok, epoch, get_json, open_listing, place_bid
 from tests.e2e.router import Router
 from tests.e2e.takeover import Takeover, books_match_the_journal, burst_through_router
 from tests.money import assert_conserved
+from tests.waiting import eventually
 
 Db: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
 #: A paused writer is judged gone after 3 s without a heartbeat (the default is 5 s).
@@ -99,7 +100,7 @@ async def test_a_paused_writer_commits_nothing_after_the_standby_took_over(
         )
         if how == "lock_session_cut":
             assert await db.fetchval(_CUT_LOCK_SESSION) == 1
-        await eventually(lambda: _ready(new), 30, "the standby taking over")
+        await eventually(new.ready, 30, "the standby taking over")
         after = [await bid_ok(to_new, listing["id"], 100_000, rate, "bea") for rate in (500, 400)]
         await db.execute("UPDATE e2e_gate SET hold = false")
         await eventually(lambda: _held_commit(db, False), 15, "no COMMIT held any more")
@@ -128,7 +129,7 @@ async def test_two_instances_started_at_once_on_an_empty_database_make_one_write
     await asyncio.gather(one.start("either"), two.start("either"))
     states = sorted([(await one.readyz())[0], (await two.readyz())[0]])
     assert states == [200, 503], "exactly one writer"
-    writer, standby = (one, two) if (await one.readyz())[0] == 200 else (two, one)
+    writer, standby = (one, two) if await one.ready() else (two, one)
     conn = await asyncpg.connect(empty_database_url)
     try:
         versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")]
@@ -206,23 +207,14 @@ WHERE locktype = 'advisory' AND granted AND classid = 0 AND objid = 7262006
 """
 
 
-async def _held_commit(db: Db, held: bool) -> bool | None:
+async def _held_commit(db: Db, held: bool) -> bool:
     """True once some COMMIT is (held) or no COMMIT is any longer (not held) at the gate."""
-    count = await db.fetchval(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND pid <> pg_backend_pid() AND state = 'active'"  # bids commit in their statement
-        " AND (query ILIKE 'COMMIT%' OR query ILIKE '%INSERT INTO bids%')"
-    )
-    return True if bool(count) == held else None
+    return await bid_commit_running(db) == held
 
 
-async def _ready(service: ServiceProcess) -> bool | None:
-    return True if (await service.readyz())[0] == 200 else None
-
-
-async def _standby(service: ServiceProcess) -> bool | None:
+async def _standby(service: ServiceProcess) -> bool:
     status, body = await service.readyz()
-    return True if status == 503 and body["code"] == "standby" else None
+    return status == 503 and body["code"] == "standby"
 
 
 async def _count(db: Db, lender: str) -> int:

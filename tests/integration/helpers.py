@@ -2,6 +2,9 @@
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -109,13 +112,62 @@ async def rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def all_events(client: httpx.AsyncClient, **params: Any) -> list[Json]:
-    """The whole event log, walked page by page with the `after` cursor."""
+async def all_events(client: httpx.AsyncClient, page: int = 100, **params: Any) -> list[Json]:
+    """The whole event log, walked `page` at a time with the `after` cursor."""
     found: list[Json] = []
     after = 0
     while True:
-        page = await get_json(client, "/v1/events", after=after, limit=100, **params)
-        found.extend(page["data"])
-        if not page["data"]:
+        body = await get_json(client, "/v1/events", after=after, limit=page, **params)
+        found.extend(body["data"])
+        if not body["data"]:
             return found
-        after = page["next_after"]
+        after = body["next_after"]
+
+
+#: The advisory lock the gated commits wait for.
+GATE_KEY = 150_010
+
+
+@dataclass
+class Gate:
+    """While open is False, a transaction that wrote to the gated table waits at COMMIT."""
+
+    conn: "asyncpg.Connection[asyncpg.Record]"
+    database: str
+
+    async def held_commits(self) -> int:
+        waiting: int = await self.conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
+            " AND wait_event_type = 'Lock' AND wait_event = 'advisory'", self.database,
+        )
+        return waiting
+
+    async def until_a_commit_is_held(self) -> None:
+        async with asyncio.timeout(30):
+            while not await self.held_commits():
+                await asyncio.sleep(0.01)
+
+    async def open(self) -> None:
+        await self.conn.execute("SELECT pg_advisory_unlock($1)", GATE_KEY)
+
+
+@asynccontextmanager
+async def gated(database_url: str, table: str) -> AsyncIterator[Gate]:
+    """Hold every commit that inserted into `table` until the gate opens (a test-only trigger,
+    dropped afterwards)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f"""
+            CREATE OR REPLACE FUNCTION test_commit_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_advisory_xact_lock({GATE_KEY}); RETURN NULL; END $$;
+            CREATE CONSTRAINT TRIGGER test_commit_gate AFTER INSERT ON {table}
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_commit_gate();
+        """)
+        await conn.execute("SELECT pg_advisory_lock($1)", GATE_KEY)
+        try:
+            yield Gate(conn, await conn.fetchval("SELECT current_database()"))
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock_all()")
+            await conn.execute(f"DROP TRIGGER test_commit_gate ON {table}")
+    finally:
+        await conn.close()

@@ -20,6 +20,7 @@ from app.live.lifecycle import Server
 from app.main import create_app
 from app.settings import Settings
 from tests.integration.conftest import ADMIN, ADMIN_KEY, FUNDED_LENDERS, SECRETS_KEY, fund
+from tests.integration.receiver import until_started
 
 Json = dict[str, Any]
 
@@ -43,11 +44,7 @@ async def serving(database_url: str, **overrides: Any) -> AsyncIterator[Running]
     server = Server(config)
     task = asyncio.create_task(server.serve())
     try:
-        async with asyncio.timeout(30):
-            while not server.started:
-                if task.done():
-                    task.result()  # startup failed: raise its error
-                await asyncio.sleep(0.02)
+        await until_started(server, task, 30)
         port = server.servers[0].sockets[0].getsockname()[1]
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=base, headers=ADMIN, timeout=10) as client:

@@ -12,6 +12,8 @@ import uvicorn
 from standardwebhooks import Webhook
 from starlette.types import Receive, Scope, Send
 
+from tests.waiting import eventually
+
 
 @dataclass
 class Receiver:
@@ -55,6 +57,14 @@ class Receiver:
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
+    async def until_delivered(self, count: int) -> None:
+        """Wait (bounded) until exactly `count` messages were delivered."""
+
+        async def arrived() -> bool:
+            return len(self.delivered) == count
+
+        await eventually(arrived, what=f"{count} deliveries")
+
     def _answer(self, body: bytes, headers: dict[str, str]) -> int:
         try:
             payload = Webhook(self.secret).verify(body, headers)
@@ -76,6 +86,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def until_started(server: uvicorn.Server, task: "asyncio.Task[None]", seconds: float) -> None:
+    """Wait (bounded) until `server`, serving in `task`, listens; if it stopped, raise why."""
+
+    async def started() -> bool:
+        if task.done():
+            task.result()
+            raise AssertionError("the server stopped before it listened")
+        return server.started
+
+    await eventually(started, seconds, "the server listening", every=0.01)
+
+
 @asynccontextmanager
 async def serving(receiver: Receiver, port: int | None = None) -> AsyncIterator[Receiver]:
     port = port or free_port()
@@ -84,12 +106,9 @@ async def serving(receiver: Receiver, port: int | None = None) -> AsyncIterator[
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    for _ in range(200):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    receiver.url = f"http://127.0.0.1:{port}/hooks"
     try:
+        await until_started(server, task, 10)
+        receiver.url = f"http://127.0.0.1:{port}/hooks"
         yield receiver
     finally:
         server.should_exit = True

@@ -9,67 +9,17 @@ path) and two writes made in a transaction of their own (an API key, a webhook e
 """
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from uuid import uuid4
 
-import asyncpg
 import httpx
 from fastapi import FastAPI
 
 from tests.integration.conftest import ADMIN
-from tests.integration.helpers import Json, bid_body, open_listing, rows
+from tests.integration.helpers import Json, bid_body, gated, open_listing, rows
 
-GATE_KEY = 150_010  # the advisory lock the gated commits wait for
 #: How long a held commit must go unanswered. The wrong order answers within a few event-loop
 #: turns of the writer's COMMIT starting, long before this.
 UNANSWERED_S = 0.5
-
-
-@dataclass
-class Gate:
-    """While open is False, a transaction that wrote to the gated table waits at COMMIT."""
-
-    conn: "asyncpg.Connection[asyncpg.Record]"
-    database: str
-
-    async def held_commits(self) -> int:
-        waiting: int = await self.conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
-            " AND wait_event_type = 'Lock' AND wait_event = 'advisory'", self.database,
-        )
-        return waiting
-
-    async def until_a_commit_is_held(self) -> None:
-        async with asyncio.timeout(30):
-            while not await self.held_commits():
-                await asyncio.sleep(0.01)
-
-    async def open(self) -> None:
-        await self.conn.execute("SELECT pg_advisory_unlock($1)", GATE_KEY)
-
-
-@asynccontextmanager
-async def gated(database_url: str, table: str) -> AsyncIterator[Gate]:
-    """Hold every commit that inserted into `table` until the gate opens (a test-only trigger,
-    dropped afterwards)."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(f"""
-            CREATE OR REPLACE FUNCTION test_commit_gate() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN PERFORM pg_advisory_xact_lock({GATE_KEY}); RETURN NULL; END $$;
-            CREATE CONSTRAINT TRIGGER test_commit_gate AFTER INSERT ON {table}
-                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_commit_gate();
-        """)
-        await conn.execute("SELECT pg_advisory_lock($1)", GATE_KEY)
-        try:
-            yield Gate(conn, await conn.fetchval("SELECT current_database()"))
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock_all()")
-            await conn.execute(f"DROP TRIGGER test_commit_gate ON {table}")
-    finally:
-        await conn.close()
 
 
 async def answered_only_after_commit(

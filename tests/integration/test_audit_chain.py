@@ -3,7 +3,6 @@
 The first test uses nothing but the HTTP API and the standard library, as an outsider would.
 """
 
-import asyncio
 import hashlib
 import json
 from datetime import UTC, datetime
@@ -16,24 +15,10 @@ import httpx
 from app.audit.chain import canonical, reference_canonical
 from app.journal import Entry
 from tests.integration.conftest import ADMIN, running_service
-from tests.integration.helpers import open_listing, place_bid
+from tests.integration.helpers import all_events, open_listing, place_bid
+from tests.waiting import eventually
 
 Json = dict[str, Any]
-
-
-async def walk_events(client: httpx.AsyncClient, page: int = 3) -> list[Json]:
-    """Every event, through `GET /v1/events`, `page` at a time with the `after` cursor."""
-    events: list[Json] = []
-    after = 0
-    while True:
-        response = await client.get("/v1/events", params={"after": after, "limit": page},
-                                    headers=ADMIN)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        if not body["data"]:
-            return events
-        events.extend(body["data"])
-        after = body["next_after"]
 
 
 def recompute(events: list[Json]) -> list[str]:
@@ -69,7 +54,7 @@ async def test_anyone_recomputes_every_hash_from_the_event_api(database_url: str
     # A currency outside ASCII puts UTF-8 text into every listing's event data.
     async with running_service(database_url, currency="人民币") as (_, client):
         await an_auction_of_every_kind(client)
-        events = await walk_events(client)
+        events = await all_events(client, page=3)
     kinds = {e["type"] for e in events}
     assert {"listing.opened", "bid.placed", "bid.outbid", "listing.funded"} <= kinds
     assert "listing.cancelled" in kinds
@@ -84,7 +69,7 @@ async def test_the_chain_goes_on_across_restarts(database_url: str) -> None:
             listing = (await open_listing(client))["id"]
             await place_bid(client, listing, 100_000, 1500)
     async with running_service(database_url) as (_, client):
-        events = await walk_events(client, page=100)
+        events = await all_events(client)
     assert len(events) == 4
     assert [e["hash"] for e in events] == recompute(events)
 
@@ -107,7 +92,7 @@ async def test_event_data_comes_back_from_jsonb_exactly_as_it_was_hashed(
         for n, data in enumerate([awkward, {"only": "ascii"}, awkward["nested"]]):
             row = (str(uuid4()), "listing.opened", None, at.replace(microsecond=n * 7), data)
             await market.writer.submit(Entry(events=[row]))
-        events = await walk_events(client)
+        events = await all_events(client, page=3)
     assert events[0]["data"] == awkward
     assert events[0]["created_at"] == "2026-11-28T12:00:00Z"
     assert events[1]["created_at"] == "2026-11-28T12:00:00.000007Z"
@@ -119,7 +104,7 @@ async def test_events_stored_before_the_chain_existed_are_chained_at_start(
 ) -> None:
     async with running_service(database_url) as (_, client):
         await an_auction_of_every_kind(client)
-        before = await walk_events(client, page=100)
+        before = await all_events(client)
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("UPDATE events SET hash = NULL WHERE seq > 2")  # as after migrating
@@ -127,7 +112,7 @@ async def test_events_stored_before_the_chain_existed_are_chained_at_start(
         await conn.close()
     async with running_service(database_url) as (_, client):
         listing = (await open_listing(client))["id"]  # the writer continues the backfilled chain
-        after = await walk_events(client, page=100)
+        after = await all_events(client)
     assert after[: len(before)] == before
     assert [e["hash"] for e in after] == recompute(after)
     assert listing in {e["data"].get("id") for e in after}
@@ -152,12 +137,9 @@ async def test_a_failed_batch_makes_the_writer_read_the_head_again(database_url:
         async def writable() -> bool:
             return bool(market.writable)
 
-        for _ in range(200):
-            if await writable():
-                break
-            await asyncio.sleep(0.05)
+        await eventually(writable, what="the market writable again after the failed batch")
         await place_bid(client, listing, 100_000, 1500)
-        events = await walk_events(client, page=100)
+        events = await all_events(client)
     assert [e["type"] for e in events] == ["listing.opened", "bid.placed"]
     assert [e["hash"] for e in events] == recompute(events)
 

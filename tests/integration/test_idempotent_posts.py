@@ -16,6 +16,7 @@ from tests.integration.helpers import (
     Json,
     all_events,
     bid_body,
+    gated,
     get_json,
     listing_body,
     open_listing,
@@ -182,46 +183,19 @@ async def test_a_client_that_leaves_mid_commit_keeps_its_slot_so_the_retry_repla
     listing = await open_listing(client)
     path = f"/v1/listings/{listing['id']}/bids"
     headers = {**ADMIN, "Idempotency-Key": "leaver"}
-    gate = await asyncpg.connect(database_url)
-    try:
-        await _hold_bid_commits(gate)
+    async with gated(database_url, "bids") as gate:
         first = asyncio.create_task(client.post(path, headers=headers, json=bid_body(10_000, 1000)))
-        await _until_a_commit_waits(gate)
+        await gate.until_a_commit_is_held()
         first.cancel()  # the client disconnects while its bid is being committed
         with pytest.raises(asyncio.CancelledError):
             await first
         retry = asyncio.create_task(client.post(path, headers=headers, json=bid_body(10_000, 1000)))
         await asyncio.sleep(0.5)  # time for a wrongly freed slot to act again (never to pass)
-        await gate.execute("SELECT pg_advisory_unlock(4242)")
+        await gate.open()
         again = await asyncio.wait_for(retry, 30)
-    finally:
-        await gate.close()
     assert again.status_code == 201, again.text
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert [str(r["id"]) for r in await rows(database_url, "SELECT id FROM bids")] == [
         again.json()["id"]
     ]
     assert len(await all_events(client, type="bid.placed")) == 1
-
-
-async def _hold_bid_commits(gate: "asyncpg.Connection[asyncpg.Record]") -> None:
-    """Until the gate lock is released, a transaction inserting a bid waits in its commit."""
-    await gate.execute("""
-        CREATE FUNCTION wait_gate() RETURNS trigger LANGUAGE plpgsql AS
-        $$ BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NULL; END $$;
-        CREATE CONSTRAINT TRIGGER wait_gate AFTER INSERT ON bids
-        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION wait_gate();""")
-    await gate.execute("SELECT pg_advisory_lock(4242)")
-
-
-async def _until_a_commit_waits(gate: "asyncpg.Connection[asyncpg.Record]") -> None:
-    for _ in range(600):  # bounded: 30 s
-        waiting = await gate.fetchval(
-            """SELECT count(*) FROM pg_stat_activity
-               WHERE datname = current_database() AND wait_event_type = 'Lock'
-                 AND wait_event = 'advisory'"""
-        )
-        if waiting:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("no commit ever waited at the gate")

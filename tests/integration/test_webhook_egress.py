@@ -12,7 +12,7 @@ import pytest
 from app.webhooks.egress import EgressRefused, GuardedResolver
 from tests.integration.conftest import ADMIN, running_service
 from tests.integration.helpers import problem
-from tests.integration.test_webhooks import bid, eventually, latest_delivery, open_listing
+from tests.integration.test_webhooks import bid, open_listing, reaches
 from tests.unit.test_egress import FixedResolver
 
 REFUSED = [
@@ -91,12 +91,7 @@ async def test_a_name_that_resolves_inward_is_refused_at_delivery_without_connec
         assert created.status_code == 201, "a DNS name is checked when delivering"
         endpoint = created.json()["id"]
         await bid(client, await open_listing(client, duration_s=600), 5_000, 1000)
-
-        async def failed() -> bool:
-            return (await latest_delivery(client, endpoint)).get("status") == "failed"
-
-        await eventually(failed)
-        delivery = await latest_delivery(client, endpoint)
+        delivery = await reaches(client, endpoint, "failed")
     errors = [a["error"] for a in delivery["attempt_log"]]
     assert len(errors) == 2 and all(e.startswith("refused: private address") for e in errors)
     assert "(localhost)" in errors[0]

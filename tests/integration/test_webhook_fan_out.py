@@ -8,7 +8,8 @@ import asyncpg
 
 from tests.integration.conftest import running_service
 from tests.integration.receiver import Receiver, serving
-from tests.integration.test_webhooks import FAST, bid, eventually, open_listing, subscribe
+from tests.integration.test_webhooks import FAST, bid, open_listing, subscribe
+from tests.waiting import eventually
 
 #: No poll during the test: only commits (and adding an endpoint) trigger a fan-out.
 NO_POLL: dict[str, Any] = {**FAST, "webhook_poll_s": 60.0}

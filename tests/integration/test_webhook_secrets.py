@@ -14,7 +14,7 @@ from app.main import create_app
 from app.settings import Settings
 from tests.integration.conftest import SECRETS_KEY, running_service
 from tests.integration.receiver import Receiver, serving
-from tests.integration.test_webhooks import FAST, bid, eventually, open_listing, subscribe
+from tests.integration.test_webhooks import FAST, bid, open_listing, subscribe
 
 
 async def endpoint_rows(database_url: str) -> list[dict[str, object]]:
@@ -32,11 +32,7 @@ async def test_a_signing_secret_is_stored_encrypted_and_still_signs(database_url
     ):
         await subscribe(client, receiver, ["bid.placed"])
         await bid(client, await open_listing(client, duration_s=600), 5_000, 1000)
-
-        async def delivered() -> bool:
-            return len(receiver.delivered) == 1
-
-        await eventually(delivered)
+        await receiver.until_delivered(1)
     assert receiver.bad_signatures == 0
     [row] = await endpoint_rows(database_url)
     key_material = receiver.secret.removeprefix("whsec_")
@@ -63,11 +59,7 @@ async def test_a_clear_text_secret_from_before_is_sealed_at_start_and_keeps_sign
             await conn.close()
         async with running_service(database_url, **FAST) as (_, client):
             await bid(client, await open_listing(client, duration_s=600), 5_000, 1000)
-
-            async def delivered() -> bool:
-                return len(receiver.delivered) == 1
-
-            await eventually(delivered)
+            await receiver.until_delivered(1)
     assert receiver.bad_signatures == 0
     [row] = await endpoint_rows(database_url)
     assert row["secret"] is None

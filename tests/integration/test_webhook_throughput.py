@@ -9,7 +9,8 @@ from app.scheduler import run_webhook_retention
 from app.webhooks.store import WebhookStore
 from tests.integration.conftest import running_service
 from tests.integration.receiver import Receiver, serving
-from tests.integration.test_webhooks import FAST, bid, eventually, open_listing, subscribe
+from tests.integration.test_webhooks import FAST, bid, open_listing, subscribe
+from tests.waiting import eventually
 
 
 async def test_one_endpoint_gets_up_to_its_concurrency_in_flight_at_once(
@@ -33,11 +34,7 @@ async def test_one_endpoint_gets_up_to_its_concurrency_in_flight_at_once(
         await asyncio.sleep(0.3)  # time for a fifth to arrive, were the limit not kept
         assert receiver.most_in_flight == 4
         gate.set()
-
-        async def all_delivered() -> bool:
-            return len(receiver.delivered) == 10
-
-        await eventually(all_delivered)
+        await receiver.until_delivered(10)
     assert receiver.most_in_flight == 4
     assert len({d["seq"] for d in receiver.delivered}) == 10, "each event once (order may vary)"
     assert receiver.bad_signatures == 0

@@ -3,7 +3,6 @@
 import asyncio
 import statistics
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -11,6 +10,7 @@ import httpx
 
 from tests.integration.conftest import ADMIN, running_service
 from tests.integration.receiver import Receiver, free_port, serving
+from tests.waiting import eventually
 
 FAST: dict[str, Any] = {
     "webhook_retry_schedule": "0.2,0.2,0.2", "webhook_timeout_s": 1.0, "webhook_poll_s": 0.1,
@@ -78,13 +78,6 @@ async def reaches(client: httpx.AsyncClient, endpoint: str, status: str) -> dict
     return await latest_delivery(client, endpoint)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
 async def test_funded_and_failed_listings_are_delivered_signed_and_retried_under_one_id(
     database_url: str,
 ) -> None:
@@ -97,11 +90,7 @@ async def test_funded_and_failed_listings_are_delivered_signed_and_retried_under
         await bid(client, funded, 100_000, 1500)
         failed = await open_listing(client)
         await bid(client, failed, 50_000, 1500)
-
-        async def both() -> bool:
-            return len(receiver.delivered) == 2
-
-        await eventually(both)
+        await receiver.until_delivered(2)
         kinds = {d["type"]: d for d in receiver.delivered}
         assert set(kinds) == {"listing.funded", "listing.failed"}
         assert kinds["listing.funded"]["data"]["listing"]["id"] == funded
@@ -147,11 +136,7 @@ async def test_a_receiver_down_all_along_gets_the_event_after_redelivery(databas
         async with serving(receiver, port):
             response = await client.post(f"/v1/events/{event_id}/redeliver", headers=ADMIN)
             assert response.status_code == 202
-
-            async def arrived() -> bool:
-                return len(receiver.delivered) == 1
-
-            await eventually(arrived)
+            await receiver.until_delivered(1)
         assert receiver.delivered[0]["id"] == event_id
 
 
@@ -169,11 +154,7 @@ async def test_pending_retries_resume_after_a_restart(database_url: str) -> None
             await eventually(first_attempt)
         assert not receiver.delivered, "stopped before the retry was due"
         async with running_service(database_url, **slow):
-
-            async def delivered() -> bool:
-                return len(receiver.delivered) == 1
-
-            await eventually(delivered)
+            await receiver.until_delivered(1)
         assert list(receiver.attempts.values()) == [2]
 
 
@@ -212,11 +193,7 @@ async def test_a_hanging_receiver_slows_neither_bidding_nor_other_endpoints(
         assert hanging.in_flight == 4, "the receiver hung all along"
         ratio = statistics.median(during) / statistics.median(baseline)
         assert ratio < 5, f"bids {ratio:.1f}x slower while a receiver hangs"
-
-        async def healthy_got_everything() -> bool:
-            return len(healthy.delivered) == 46
-
-        await eventually(healthy_got_everything)
+        await healthy.until_delivered(46)
         assert not hanging.delivered
 
 
