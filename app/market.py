@@ -52,12 +52,13 @@ from matching.rules import Grade, Pricing
 
 log = logging.getLogger(__name__)
 
-#: A command run through the engine: its events and how to render the answer, or a rejection.
-#: The answer is rendered after the journal entry is built, so it can name the loan it booked.
 #: Listings resolved per journal entry when many are due at once.
 RESOLVE_BATCH = 200
 
-Action = Callable[[], "tuple[list[Event], Callable[[], Reply]] | Rejection"]
+#: A command run through the engine: its events and how to render the answer, or a rejection.
+#: The answer is rendered after the journal entry is built, so it can name the loan it booked.
+Acted = tuple[list[Event], Callable[[], Reply]] | Rejection
+Action = Callable[[], Acted]
 Guard = Callable[[], Awaitable[None]]
 
 
@@ -151,7 +152,7 @@ class Market:
         who.require("borrower", "admin")
         who.require_subject(new.borrower_id)
 
-        def act() -> tuple[list[Event], Callable[[], Reply]] | Rejection:
+        def act() -> Acted:
             at = self.clock.now()
             closes_at = new.closes_at
             if closes_at is None:
@@ -186,7 +187,7 @@ class Market:
         who.require_subject(lender_id)
         listing_id = canonical_id(listing_id)
 
-        def act() -> tuple[list[Event], Callable[[], Reply]] | Rejection:
+        def act() -> Acted:
             command = PlaceBid(
                 listing_id,
                 new_id(),
@@ -241,7 +242,7 @@ class Market:
         if withdrawal:
             who.require_subject(account_id)
 
-        def act() -> tuple[list[Event], Callable[[], Reply]] | Rejection:
+        def act() -> Acted:
             kind = Withdraw if withdrawal else Deposit
             outcome = self.engine.execute(
                 kind(account_id, str(uuid4()), amount, self.clock.now(), reference)
@@ -278,7 +279,7 @@ class Market:
 
     def _close(
         self, command: AcceptEarly | CancelListing
-    ) -> tuple[list[Event], Callable[[], Reply]] | Rejection:
+    ) -> Acted:
         outcome = self.engine.execute(command)
         if isinstance(outcome, Rejection):
             return outcome
