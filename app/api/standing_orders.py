@@ -1,6 +1,7 @@
 """/v1/standing-orders: lenders' automatic bidding (docs/automation.md)."""
 
 from typing import Annotated
+from uuid import uuid4
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -23,7 +24,7 @@ from app.api.schemas import (
     SubjectId,
 )
 from app.idempotency import Reply
-from app.standing_orders.service import NewStandingOrder
+from matching import CreateStandingOrder
 
 router = APIRouter(
     prefix="/v1/standing-orders", tags=["standing orders"], route_class=GuardedRoute
@@ -38,11 +39,11 @@ async def create(body: StandingOrderIn, who: Lender, svc: Svc, idem: Idem) -> Re
     """A lender for itself, or an admin naming the lender. It bids on listings that open from
     now on and match it, in queue order."""
     lender_id = acting_for(who, body.lender_id, "lender_id")
-    new = NewStandingOrder(
-        lender_id, tuple(body.grades), body.term_months_min, body.term_months_max,
-        body.min_rate_bps, body.amount_per_listing, body.budget, body.active,
+    order = CreateStandingOrder(  # seq and at are the market's to set, when it runs
+        str(uuid4()), lender_id, tuple(body.grades), body.term_months_min, body.term_months_max,
+        body.min_rate_bps, body.amount_per_listing, body.budget, seq=0, at=0, active=body.active,
     )
-    return render(await svc.standing_orders.create(who, new, idem))
+    return render(await svc.standing_orders.create(who, order, idem))
 
 
 @router.get("", response_model=StandingOrderPage, responses=problem_responses(422))

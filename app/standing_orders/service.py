@@ -8,16 +8,15 @@ Reads come from the engine, which holds every order not deleted; listing pages f
 
 import base64
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
-from uuid import uuid4
 
 import orjson
 
 from app.auth import Principal
 from app.errors import Invalid, NotFound
 from app.idempotency import IdempotentRequest, Reply
-from app.market import Market, canonical_id
+from app.market import Acted, Guard, Market, canonical_id
 from app.rendering import Json, standing_order_json
 from app.standing_orders.store import StandingOrderStore
 from matching import (
@@ -30,21 +29,8 @@ from matching import (
     UpdateStandingOrder,
 )
 from matching.rejections import STANDING_ORDER_NOT_FOUND
-from matching.rules import Grade
 
-Acted = tuple[list[Event], Callable[[], Reply]] | Rejection
-
-
-@dataclass(frozen=True, slots=True)
-class NewStandingOrder:
-    lender_id: str
-    grades: tuple[Grade, ...]
-    term_months_min: int
-    term_months_max: int
-    min_rate_bps: int
-    amount_per_listing: int
-    budget: int
-    active: bool
+Change = CreateStandingOrder | UpdateStandingOrder | DeleteStandingOrder
 
 
 class StandingOrders:
@@ -55,21 +41,15 @@ class StandingOrders:
     # --- writes -----------------------------------------------------------------------------
 
     async def create(
-        self, who: Principal, new: NewStandingOrder, idem: IdempotentRequest | None
+        self, who: Principal, order: CreateStandingOrder, idem: IdempotentRequest | None
     ) -> Reply:
+        """`order` as asked; its `seq` and `at` are set here, in engine order, when it runs."""
         who.require("lender", "admin")
-        who.require_subject(new.lender_id)
+        who.require_subject(order.lender_id)
         market = self.market
-
-        def act() -> Acted:
-            command = CreateStandingOrder(
-                str(uuid4()), new.lender_id, new.grades, new.term_months_min,
-                new.term_months_max, new.min_rate_bps, new.amount_per_listing, new.budget,
-                market.next_seq(), market.clock.now(), new.active,
-            )
-            return _answer(market.engine.change_standing_order(command), 201)
-
-        return await market.write(idem, act)
+        return await self._change(
+            idem, lambda: replace(order, seq=market.next_seq(), at=market.clock.now()), 201
+        )
 
     async def update(
         self, who: Principal, order_id: str, active: bool | None, budget: int | None,
@@ -78,13 +58,11 @@ class StandingOrders:
         """Pause or resume (`active`), or change the budget; the order keeps its place."""
         who.require("lender", "admin")
         order_id = canonical_id(order_id)
-        market = self.market
-
-        def act() -> Acted:
-            command = UpdateStandingOrder(order_id, active, budget, market.clock.now())
-            return _answer(market.engine.change_standing_order(command), 200)
-
-        return await market.write(idem, act, lambda: self._require_owner(who, order_id))
+        return await self._change(
+            idem,
+            lambda: UpdateStandingOrder(order_id, active, budget, self.market.clock.now()),
+            200, lambda: self._require_owner(who, order_id),
+        )
 
     async def delete(
         self, who: Principal, order_id: str, idem: IdempotentRequest | None
@@ -92,13 +70,10 @@ class StandingOrders:
         """The order bids no more; its live bids stay (bids are binding)."""
         who.require("lender", "admin")
         order_id = canonical_id(order_id)
-        market = self.market
-
-        def act() -> Acted:
-            command = DeleteStandingOrder(order_id, market.clock.now())
-            return _answer(market.engine.change_standing_order(command), 204)
-
-        return await market.write(idem, act, lambda: self._require_owner(who, order_id))
+        return await self._change(
+            idem, lambda: DeleteStandingOrder(order_id, self.market.clock.now()),
+            204, lambda: self._require_owner(who, order_id),
+        )
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -138,6 +113,16 @@ class StandingOrders:
 
     async def _require_owner(self, who: Principal, order_id: str) -> None:
         who.require_subject(self._order(order_id).lender_id)
+
+    async def _change(
+        self, idem: IdempotentRequest | None, command: Callable[[], Change], status: int,
+        guard: Guard | None = None,
+    ) -> Reply:
+        """Run the command `command` makes (inside the write: its seq and time are current)."""
+        market = self.market  # its engine is read when the command runs: a rebuild replaces it
+        return await market.write(
+            idem, lambda: _answer(market.engine.change_standing_order(command()), status), guard
+        )
 
 
 def _answer(outcome: list[Event] | Rejection, status: int) -> Acted:
