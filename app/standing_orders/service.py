@@ -6,17 +6,16 @@ change is committed, and an Idempotency-Key makes a retry safe). The order's own
 Reads come from the engine, which holds every order not deleted; listing pages from Postgres.
 """
 
-import base64
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import orjson
 
 from app.auth import Principal
-from app.errors import Invalid, NotFound
+from app.errors import NotFound
 from app.idempotency import IdempotentRequest, Reply
 from app.market import Acted, Guard, Market, canonical_id
+from app.pagination import decode_cursor, page
 from app.rendering import Json, standing_order_json
 from app.standing_orders.store import StandingOrderStore
 from matching import (
@@ -93,15 +92,13 @@ class StandingOrders:
             lender_id = who.subject
         if lender_id is not None:
             who.require_subject(lender_id)
-        rows = await self.store.page(lender_id, _decode_cursor(cursor), limit)
+        rows = await self.store.page(lender_id, decode_cursor(cursor), limit)
         data = []
         for row in rows:  # the engine's state is the newest; an order deleted meanwhile is gone
             view = self.market.engine.standing_order(str(row["id"]))
             if view is not None:
                 data.append(standing_order_json(view))
-        more = len(rows) == limit
-        next_cursor = _encode_cursor(rows[-1]["seq"]) if more else None
-        return {"data": data, "next_cursor": next_cursor}
+        return page(data, rows, limit)
 
     # --- internals --------------------------------------------------------------------------
 
@@ -133,21 +130,3 @@ def _answer(outcome: list[Event] | Rejection, status: int) -> Acted:
     body = b"" if status == 204 else orjson.dumps(standing_order_json(changed.order))
     return outcome, lambda: Reply(status, body)
 
-
-def _encode_cursor(seq: Any) -> str:
-    return base64.urlsafe_b64encode(str(seq).encode()).decode()
-
-
-def _decode_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    try:
-        seq = int(base64.urlsafe_b64decode(cursor.encode()).decode())
-        if not 0 <= seq < 2**63:
-            raise ValueError(seq)
-        return seq
-    except (ValueError, UnicodeDecodeError):
-        raise Invalid(
-            "invalid_cursor", "cursor is not one this API returned",
-            extra={"errors": [{"field": "cursor", "message": "malformed cursor"}]},
-        ) from None
