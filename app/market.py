@@ -20,7 +20,7 @@ from app.auth import Principal
 from app.clock import Clock
 from app.errors import ApiError, Conflict, NotFound, Unavailable, from_rejection
 from app.idempotency import Idempotency, IdempotentRequest, Reply, is_outcome
-from app.ids import new_id
+from app.ids import new_id, parse_id
 from app.journal import BatchStats, Entry, JournalWriter
 from app.metrics import Metrics
 from app.outcomes import EntryBuilder
@@ -379,7 +379,7 @@ class Market:
 
     async def _closed_or_missing(self, listing_id: str) -> ApiError:
         """The engine forgets closed listings; Postgres tells closed from never-existed."""
-        row = await self.store.listing(_uuid(listing_id))
+        row = await self.store.listing(_listing_uuid(listing_id))
         if row is None:
             return NotFound(LISTING_NOT_FOUND, "no listing with this id")
         return Conflict(LISTING_NOT_OPEN, f"listing is {row['status']}")
@@ -390,7 +390,7 @@ class Market:
         if summary is not None:
             who.require_subject(summary.terms.borrower_id)
             return
-        row = await self.store.listing(_uuid(listing_id))
+        row = await self.store.listing(_listing_uuid(listing_id))
         if row is None:
             raise NotFound(LISTING_NOT_FOUND, "no listing with this id")
         who.require_subject(row["borrower_id"])
@@ -428,15 +428,12 @@ def canonical_id(value: str) -> str:
         return value
 
 
+def _listing_uuid(value: str) -> UUID:
+    return parse_id(value, LISTING_NOT_FOUND, "no listing with this id")
+
+
 def _reply(status: int, body: dict[str, Any]) -> Reply:
     return Reply(status, orjson.dumps(body))
-
-
-def _uuid(value: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise NotFound(LISTING_NOT_FOUND, "no listing with this id") from None
 
 
 def _consume(future: "asyncio.Future[None]") -> None:
