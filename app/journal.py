@@ -30,6 +30,7 @@ _LISTING_COLUMNS = (
     "id", "seq", "borrower_id", "amount", "term_months", "max_rate_bps", "grade", "closes_at",
     "min_funding_bps", "close_when_funded", "pricing", "opened_at", "floor_rate_bps",
     "service_fee_bps", "reserve_bps", "max_lender_share_bps", "loan_id",
+    "autobid_max_share_bps", "auto_bid_count", "auto_bid_amount",
 )
 _LOAN_COLUMNS = (
     "id", "listing_id", "borrower_id", "principal", "rate_bps", "term_months", "pricing",
@@ -352,6 +353,8 @@ async def _event_head(conn: "Connection") -> tuple[int, str]:
 
 async def _copy(conn: "Connection", table: str, columns: tuple[str, ...], rows: list[Row]) -> None:
     if rows:
+        # COPY ignores a record's extra fields: a column missing here would be lost silently.
+        assert len(rows[0]) == len(columns), f"{table}: {len(rows[0])} values, {columns}"
         await conn.copy_records_to_table(table, records=rows, columns=columns)
 
 

@@ -20,7 +20,7 @@ from app.auth import Principal
 from app.clock import Clock
 from app.errors import ApiError, Conflict, NotFound, Unavailable, from_rejection
 from app.idempotency import Idempotency, IdempotentRequest, Reply, is_outcome
-from app.ids import new_id
+from app.ids import new_id, parse_id
 from app.journal import BatchStats, Entry, JournalWriter
 from app.metrics import Metrics
 from app.outcomes import EntryBuilder
@@ -52,12 +52,13 @@ from matching.rules import Grade, Pricing
 
 log = logging.getLogger(__name__)
 
-#: A command run through the engine: its events and how to render the answer, or a rejection.
-#: The answer is rendered after the journal entry is built, so it can name the loan it booked.
 #: Listings resolved per journal entry when many are due at once.
 RESOLVE_BATCH = 200
 
-Action = Callable[[], "tuple[list[Event], Callable[[], Reply]] | Rejection"]
+#: A command run through the engine: its events and how to render the answer, or a rejection.
+#: The answer is rendered after the journal entry is built, so it can name the loan it booked.
+Acted = tuple[list[Event], Callable[[], Reply]] | Rejection
+Action = Callable[[], Acted]
 Guard = Callable[[], Awaitable[None]]
 
 
@@ -151,7 +152,7 @@ class Market:
         who.require("borrower", "admin")
         who.require_subject(new.borrower_id)
 
-        def act() -> tuple[list[Event], Callable[[], Reply]] | Rejection:
+        def act() -> Acted:
             at = self.clock.now()
             closes_at = new.closes_at
             if closes_at is None:
@@ -186,7 +187,7 @@ class Market:
         who.require_subject(lender_id)
         listing_id = canonical_id(listing_id)
 
-        def act() -> tuple[list[Event], Callable[[], Reply]] | Rejection:
+        def act() -> Acted:
             command = PlaceBid(
                 listing_id,
                 new_id(),
@@ -241,7 +242,7 @@ class Market:
         if withdrawal:
             who.require_subject(account_id)
 
-        def act() -> tuple[list[Event], Callable[[], Reply]] | Rejection:
+        def act() -> Acted:
             kind = Withdraw if withdrawal else Deposit
             outcome = self.engine.execute(
                 kind(account_id, str(uuid4()), amount, self.clock.now(), reference)
@@ -278,7 +279,7 @@ class Market:
 
     def _close(
         self, command: AcceptEarly | CancelListing
-    ) -> tuple[list[Event], Callable[[], Reply]] | Rejection:
+    ) -> Acted:
         outcome = self.engine.execute(command)
         if isinstance(outcome, Rejection):
             return outcome
@@ -378,7 +379,7 @@ class Market:
 
     async def _closed_or_missing(self, listing_id: str) -> ApiError:
         """The engine forgets closed listings; Postgres tells closed from never-existed."""
-        row = await self.store.listing(_uuid(listing_id))
+        row = await self.store.listing(_listing_uuid(listing_id))
         if row is None:
             return NotFound(LISTING_NOT_FOUND, "no listing with this id")
         return Conflict(LISTING_NOT_OPEN, f"listing is {row['status']}")
@@ -389,7 +390,7 @@ class Market:
         if summary is not None:
             who.require_subject(summary.terms.borrower_id)
             return
-        row = await self.store.listing(_uuid(listing_id))
+        row = await self.store.listing(_listing_uuid(listing_id))
         if row is None:
             raise NotFound(LISTING_NOT_FOUND, "no listing with this id")
         who.require_subject(row["borrower_id"])
@@ -427,15 +428,12 @@ def canonical_id(value: str) -> str:
         return value
 
 
+def _listing_uuid(value: str) -> UUID:
+    return parse_id(value, LISTING_NOT_FOUND, "no listing with this id")
+
+
 def _reply(status: int, body: dict[str, Any]) -> Reply:
     return Reply(status, orjson.dumps(body))
-
-
-def _uuid(value: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise NotFound(LISTING_NOT_FOUND, "no listing with this id") from None
 
 
 def _consume(future: "asyncio.Future[None]") -> None:

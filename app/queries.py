@@ -2,11 +2,11 @@
 
 from datetime import date
 from typing import Any
-from uuid import UUID
 
 from app.auth import Principal
 from app.clock import format_utc
 from app.errors import NotFound
+from app.ids import parse_id
 from app.market import Market, canonical_id
 from app.pagination import decode_cursor, page
 from app.rendering import (
@@ -76,7 +76,7 @@ class Queries:
 
     async def bid(self, who: Principal, bid_id: str) -> Json:
         who.require("lender", "admin")  # a borrower key with the same subject is not the owner
-        row = await self.store.bid(_uuid(bid_id, "bid_not_found"))
+        row = await self.store.bid(parse_id(bid_id, "bid_not_found"))
         if row is None:
             raise NotFound("bid_not_found", "no bid with this id")
         who.require_subject(row["lender_id"])
@@ -91,7 +91,7 @@ class Queries:
         return page(_as_seen_by(who, [await self._bid_live(r) for r in rows]), rows, limit)
 
     async def loan(self, who: Principal, loan_id: str, with_fill_schedules: bool) -> Json:
-        found = await self.store.loan(_uuid(loan_id, "loan_not_found"))
+        found = await self.store.loan(parse_id(loan_id, "loan_not_found"))
         if found is None:
             raise NotFound("loan_not_found", "no loan with this id")
         loan, fills = found
@@ -130,7 +130,7 @@ class Queries:
         }
 
     async def event(self, event_id: str) -> Json:
-        row = await self.store.event(_uuid(event_id, "event_not_found"))
+        row = await self.store.event(parse_id(event_id, "event_not_found"))
         if row is None:
             raise NotFound("event_not_found", "no event with this id")
         return event_from_row(row)
@@ -138,7 +138,7 @@ class Queries:
     # --- internals --------------------------------------------------------------------------
 
     async def _listing_row(self, listing_id: str) -> Any:
-        row = await self.store.listing(_uuid(listing_id, "listing_not_found"))
+        row = await self.store.listing(parse_id(listing_id, "listing_not_found"))
         if row is None:
             raise NotFound("listing_not_found", "no listing with this id")
         return row
@@ -195,10 +195,3 @@ def _rows(schedule: list[Instalment]) -> list[Json]:
 
 def _day(d: date) -> str:
     return d.isoformat()
-
-
-def _uuid(value: str, not_found_code: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise NotFound(not_found_code, "no such id") from None

@@ -11,6 +11,7 @@ from app.api.deps import (
     Lender,
     Services,
     Svc,
+    acting_for,
     parse_body,
     problem_responses,
     render,
@@ -19,7 +20,6 @@ from app.api.deps import (
 from app.api.guard import GuardedRoute
 from app.api.schemas import SUBJECT_PATTERN, BidList, BidOut, BidPage, DepthOut, PlaceBidIn
 from app.auth import Principal
-from app.errors import Invalid
 from app.idempotency import IdempotentRequest, Reply
 
 router = APIRouter(tags=["bids"], route_class=GuardedRoute)
@@ -52,10 +52,7 @@ async def bid_reply(
 ) -> Reply:
     """The body read by the same `PlaceBidIn` model, with FastAPI's rules (`parse_body`)."""
     bid = parse_body(PlaceBidIn, content_type, body)
-    lender_id = bid.lender_id or (who.subject if who.role == "lender" else None)
-    if lender_id is None:
-        raise Invalid("validation_error", "an admin must name the lender_id",
-                      extra={"errors": [{"field": "lender_id", "message": "required for admin"}]})
+    lender_id = acting_for(who, bid.lender_id, "lender_id")
     return await svc.market.place_bid(who, listing_id, lender_id, bid.amount, bid.min_rate_bps,
                                       idem)
 

@@ -115,6 +115,17 @@ Svc = Annotated[Services, Depends(services)]
 Idem = Annotated[IdempotentRequest | None, Depends(idempotent)]
 
 
+def acting_for(who: Principal, named: str | None, field: str) -> str:
+    """Whom a write is for: the subject the body names, else the caller's own; an admin acts
+    for no one of its own, so it must name one (422 on `field`)."""
+    if named:
+        return named
+    if who.role == "admin":
+        raise Invalid("validation_error", f"an admin must name the {field}",
+                      extra={"errors": [{"field": field, "message": "required for admin"}]})
+    return who.subject
+
+
 def render_json(body: object, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status, media_type="application/json")
 

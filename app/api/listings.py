@@ -5,11 +5,19 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from app.api.deps import AnyKey, Borrower, Idem, Svc, problem_responses, render, render_json
+from app.api.deps import (
+    AnyKey,
+    Borrower,
+    Idem,
+    Svc,
+    acting_for,
+    problem_responses,
+    render,
+    render_json,
+)
 from app.api.guard import GuardedRoute
 from app.api.schemas import GradeIn, ListingOut, ListingPage, OpenListingIn
 from app.clock import to_micros
-from app.errors import Invalid
 from app.market import NewListing
 
 router = APIRouter(prefix="/v1/listings", tags=["listings"], route_class=GuardedRoute)
@@ -20,10 +28,7 @@ router = APIRouter(prefix="/v1/listings", tags=["listings"], route_class=Guarded
     summary="Open a listing",
 )
 async def open_listing(body: OpenListingIn, who: Borrower, svc: Svc, idem: Idem) -> Response:
-    borrower_id = body.borrower_id or (who.subject if who.role == "borrower" else None)
-    if borrower_id is None:
-        raise Invalid("validation_error", "an admin must name the borrower_id",
-                      extra={"errors": [{"field": "borrower_id", "message": "required for admin"}]})
+    borrower_id = acting_for(who, body.borrower_id, "borrower_id")
     new = NewListing(
         borrower_id, body.amount, body.term_months, body.max_rate_bps, body.grade,
         None if body.closes_at is None else to_micros(body.closes_at), body.duration_s,

@@ -1,11 +1,20 @@
 """/v1/standing-orders: lenders' automatic bidding (docs/automation.md)."""
 
 from typing import Annotated
+from uuid import uuid4
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from app.api.deps import Idem, Lender, Svc, problem_responses, render, render_json
+from app.api.deps import (
+    Idem,
+    Lender,
+    Svc,
+    acting_for,
+    problem_responses,
+    render,
+    render_json,
+)
 from app.api.guard import GuardedRoute
 from app.api.schemas import (
     StandingOrderIn,
@@ -14,9 +23,8 @@ from app.api.schemas import (
     StandingOrderPatch,
     SubjectId,
 )
-from app.errors import Invalid
 from app.idempotency import Reply
-from app.standing_orders.service import NewStandingOrder
+from matching import CreateStandingOrder
 
 router = APIRouter(
     prefix="/v1/standing-orders", tags=["standing orders"], route_class=GuardedRoute
@@ -30,15 +38,12 @@ router = APIRouter(
 async def create(body: StandingOrderIn, who: Lender, svc: Svc, idem: Idem) -> Response:
     """A lender for itself, or an admin naming the lender. It bids on listings that open from
     now on and match it, in queue order."""
-    lender_id = body.lender_id or (None if who.role == "admin" else who.subject)
-    if lender_id is None:
-        raise Invalid("validation_error", "an admin must name the lender_id",
-                      extra={"errors": [{"field": "lender_id", "message": "required for admin"}]})
-    new = NewStandingOrder(
-        lender_id, tuple(body.grades), body.term_months_min, body.term_months_max,
-        body.min_rate_bps, body.amount_per_listing, body.budget, body.active,
+    lender_id = acting_for(who, body.lender_id, "lender_id")
+    order = CreateStandingOrder(  # seq and at are the market's to set, when it runs
+        str(uuid4()), lender_id, tuple(body.grades), body.term_months_min, body.term_months_max,
+        body.min_rate_bps, body.amount_per_listing, body.budget, seq=0, at=0, active=body.active,
     )
-    return render(await svc.standing_orders.create(who, new, idem))
+    return render(await svc.standing_orders.create(who, order, idem))
 
 
 @router.get("", response_model=StandingOrderPage, responses=problem_responses(422))

@@ -27,6 +27,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from app.fence import store
 from app.fence.role import Role, State
+from app.waits import event_or_timeout
 
 if TYPE_CHECKING:
     from app.fence.store import Conn
@@ -132,9 +133,7 @@ class Fence:
         conn.add_termination_listener(self._on_closed)
         try:
             while True:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.timings.heartbeat_s):  # not wait_for: see
-                        await self._lost.wait()  # app/tasks.py
+                await event_or_timeout(self._lost, self.timings.heartbeat_s)
                 epoch = self.epoch
                 if epoch is None:
                     raise FenceLost("the writer fence was lost")

@@ -24,6 +24,7 @@ from uuid import UUID, uuid4
 from app.auth import Principal, Role
 from app.clock import format_utc
 from app.errors import Invalid, NotFound, Unauthorized
+from app.ids import parse_id
 from app.keys.store import KeyStore
 from app.pagination import Json, decode_cursor, page
 from app.ratelimit import RateLimiter
@@ -131,7 +132,8 @@ class Keys:
 
     async def revoke(self, key_id: str) -> None:
         """Idempotent. The key is refused from the caller's very next request."""
-        digest = await self.store.revoke(_uuid(key_id), datetime.now(UTC))
+        key = parse_id(key_id, "api_key_not_found", "no API key with this id")
+        digest = await self.store.revoke(key, datetime.now(UTC))
         if digest is None:
             raise NotFound("api_key_not_found", "no API key with this id")
         self._forget(bytes(digest))
@@ -244,10 +246,3 @@ def _key_json(row: Any) -> Json:
         "last_used_at": moment("last_used_at"), "expires_at": moment("expires_at"),
         "revoked_at": moment("revoked_at"),
     }
-
-
-def _uuid(value: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise NotFound("api_key_not_found", "no API key with this id") from None

@@ -7,18 +7,18 @@
 How a stream resumes, goes live and ends is `app/live/stream.py`.
 """
 
-from uuid import UUID
-
 import asyncpg
 
 from app.auth import Principal
 from app.errors import NotFound, Unavailable
+from app.ids import parse_id
 from app.live.frames import Viewer
 from app.live.hub import Hub
 from app.live.store import LiveStore
 from app.live.stream import Stream
 from app.live.subscriber import Subscriber
 from app.market import Market, canonical_id
+from matching.rejections import LISTING_NOT_FOUND
 
 
 class Live:
@@ -49,13 +49,11 @@ class Live:
         return Stream(self.hub, self.store, self.market, sub, last_event_id)
 
     async def _listing_row(self, listing_id: str) -> asyncpg.Record:
-        try:
-            key = UUID(listing_id)
-        except ValueError:
-            raise NotFound("listing_not_found", "no listing with this id") from None
-        row = await self.market.store.listing(key)
+        row = await self.market.store.listing(
+            parse_id(listing_id, LISTING_NOT_FOUND, "no listing with this id")
+        )
         if row is None:
-            raise NotFound("listing_not_found", "no listing with this id")
+            raise NotFound(LISTING_NOT_FOUND, "no listing with this id")
         return row
 
 

@@ -6,18 +6,16 @@ change is committed, and an Idempotency-Key makes a retry safe). The order's own
 Reads come from the engine, which holds every order not deleted; listing pages from Postgres.
 """
 
-import base64
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-from uuid import uuid4
+from dataclasses import replace
 
 import orjson
 
 from app.auth import Principal
-from app.errors import Invalid, NotFound
+from app.errors import NotFound
 from app.idempotency import IdempotentRequest, Reply
-from app.market import Market, canonical_id
+from app.market import Acted, Guard, Market, canonical_id
+from app.pagination import decode_cursor, page
 from app.rendering import Json, standing_order_json
 from app.standing_orders.store import StandingOrderStore
 from matching import (
@@ -30,21 +28,8 @@ from matching import (
     UpdateStandingOrder,
 )
 from matching.rejections import STANDING_ORDER_NOT_FOUND
-from matching.rules import Grade
 
-Acted = tuple[list[Event], Callable[[], Reply]] | Rejection
-
-
-@dataclass(frozen=True, slots=True)
-class NewStandingOrder:
-    lender_id: str
-    grades: tuple[Grade, ...]
-    term_months_min: int
-    term_months_max: int
-    min_rate_bps: int
-    amount_per_listing: int
-    budget: int
-    active: bool
+Change = CreateStandingOrder | UpdateStandingOrder | DeleteStandingOrder
 
 
 class StandingOrders:
@@ -55,21 +40,15 @@ class StandingOrders:
     # --- writes -----------------------------------------------------------------------------
 
     async def create(
-        self, who: Principal, new: NewStandingOrder, idem: IdempotentRequest | None
+        self, who: Principal, order: CreateStandingOrder, idem: IdempotentRequest | None
     ) -> Reply:
+        """`order` as asked; its `seq` and `at` are set here, in engine order, when it runs."""
         who.require("lender", "admin")
-        who.require_subject(new.lender_id)
+        who.require_subject(order.lender_id)
         market = self.market
-
-        def act() -> Acted:
-            command = CreateStandingOrder(
-                str(uuid4()), new.lender_id, new.grades, new.term_months_min,
-                new.term_months_max, new.min_rate_bps, new.amount_per_listing, new.budget,
-                market.next_seq(), market.clock.now(), new.active,
-            )
-            return _answer(market.engine.change_standing_order(command), 201)
-
-        return await market.write(idem, act)
+        return await self._change(
+            idem, lambda: replace(order, seq=market.next_seq(), at=market.clock.now()), 201
+        )
 
     async def update(
         self, who: Principal, order_id: str, active: bool | None, budget: int | None,
@@ -78,13 +57,11 @@ class StandingOrders:
         """Pause or resume (`active`), or change the budget; the order keeps its place."""
         who.require("lender", "admin")
         order_id = canonical_id(order_id)
-        market = self.market
-
-        def act() -> Acted:
-            command = UpdateStandingOrder(order_id, active, budget, market.clock.now())
-            return _answer(market.engine.change_standing_order(command), 200)
-
-        return await market.write(idem, act, lambda: self._require_owner(who, order_id))
+        return await self._change(
+            idem,
+            lambda: UpdateStandingOrder(order_id, active, budget, self.market.clock.now()),
+            200, lambda: self._require_owner(who, order_id),
+        )
 
     async def delete(
         self, who: Principal, order_id: str, idem: IdempotentRequest | None
@@ -92,13 +69,10 @@ class StandingOrders:
         """The order bids no more; its live bids stay (bids are binding)."""
         who.require("lender", "admin")
         order_id = canonical_id(order_id)
-        market = self.market
-
-        def act() -> Acted:
-            command = DeleteStandingOrder(order_id, market.clock.now())
-            return _answer(market.engine.change_standing_order(command), 204)
-
-        return await market.write(idem, act, lambda: self._require_owner(who, order_id))
+        return await self._change(
+            idem, lambda: DeleteStandingOrder(order_id, self.market.clock.now()),
+            204, lambda: self._require_owner(who, order_id),
+        )
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -118,15 +92,13 @@ class StandingOrders:
             lender_id = who.subject
         if lender_id is not None:
             who.require_subject(lender_id)
-        rows = await self.store.page(lender_id, _decode_cursor(cursor), limit)
+        rows = await self.store.page(lender_id, decode_cursor(cursor), limit)
         data = []
         for row in rows:  # the engine's state is the newest; an order deleted meanwhile is gone
             view = self.market.engine.standing_order(str(row["id"]))
             if view is not None:
                 data.append(standing_order_json(view))
-        more = len(rows) == limit
-        next_cursor = _encode_cursor(rows[-1]["seq"]) if more else None
-        return {"data": data, "next_cursor": next_cursor}
+        return page(data, rows, limit)
 
     # --- internals --------------------------------------------------------------------------
 
@@ -139,6 +111,16 @@ class StandingOrders:
     async def _require_owner(self, who: Principal, order_id: str) -> None:
         who.require_subject(self._order(order_id).lender_id)
 
+    async def _change(
+        self, idem: IdempotentRequest | None, command: Callable[[], Change], status: int,
+        guard: Guard | None = None,
+    ) -> Reply:
+        """Run the command `command` makes (inside the write: its seq and time are current)."""
+        market = self.market  # its engine is read when the command runs: a rebuild replaces it
+        return await market.write(
+            idem, lambda: _answer(market.engine.change_standing_order(command()), status), guard
+        )
+
 
 def _answer(outcome: list[Event] | Rejection, status: int) -> Acted:
     if isinstance(outcome, Rejection):
@@ -148,21 +130,3 @@ def _answer(outcome: list[Event] | Rejection, status: int) -> Acted:
     body = b"" if status == 204 else orjson.dumps(standing_order_json(changed.order))
     return outcome, lambda: Reply(status, body)
 
-
-def _encode_cursor(seq: Any) -> str:
-    return base64.urlsafe_b64encode(str(seq).encode()).decode()
-
-
-def _decode_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    try:
-        seq = int(base64.urlsafe_b64decode(cursor.encode()).decode())
-        if not 0 <= seq < 2**63:
-            raise ValueError(seq)
-        return seq
-    except (ValueError, UnicodeDecodeError):
-        raise Invalid(
-            "invalid_cursor", "cursor is not one this API returned",
-            extra={"errors": [{"field": "cursor", "message": "malformed cursor"}]},
-        ) from None

@@ -13,6 +13,7 @@ import orjson
 
 from app.clock import format_utc
 from app.errors import Invalid, NotFound
+from app.ids import parse_id
 from app.metrics import Metrics
 from app.settings import Settings
 from app.webhooks.dispatcher import DispatchConfig, Dispatcher
@@ -73,23 +74,23 @@ class Webhooks:
         return {"data": [_endpoint(r) for r in await self.store.endpoints()]}
 
     async def get(self, endpoint_id: str) -> dict[str, Any]:
-        row = await self.store.endpoint(_uuid(endpoint_id, "webhook_endpoint_not_found"))
+        row = await self.store.endpoint(_endpoint_id(endpoint_id))
         if row is None:
             raise NotFound("webhook_endpoint_not_found", "no webhook endpoint with this id")
         return _endpoint(row)
 
     async def delete(self, endpoint_id: str) -> None:
-        if not await self.store.delete_endpoint(_uuid(endpoint_id, "webhook_endpoint_not_found")):
+        if not await self.store.delete_endpoint(_endpoint_id(endpoint_id)):
             raise NotFound("webhook_endpoint_not_found", "no webhook endpoint with this id")
 
     async def deliveries(self, endpoint_id: str, limit: int) -> dict[str, Any]:
         await self.get(endpoint_id)
-        rows = await self.store.deliveries(_uuid(endpoint_id, "webhook_endpoint_not_found"), limit)
+        rows = await self.store.deliveries(_endpoint_id(endpoint_id), limit)
         return {"data": [_delivery(r) for r in rows]}
 
     async def redeliver(self, event_id: str, conn: "Connection | None" = None) -> dict[str, Any]:
         """Queue a known event again (the caller checked it exists)."""
-        rows = await self.store.redeliver(_uuid(event_id, "event_not_found"), conn)
+        rows = await self.store.redeliver(parse_id(event_id, "event_not_found"), conn)
         self.dispatcher.nudge()
         return {
             "data": [
@@ -159,12 +160,9 @@ def _delivery(row: Any) -> dict[str, Any]:
     }
 
 
+def _endpoint_id(value: str) -> UUID:
+    return parse_id(value, "webhook_endpoint_not_found")
+
+
 def _time(moment: datetime | None) -> str | None:
     return None if moment is None else format_utc(moment)
-
-
-def _uuid(value: str, code: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise NotFound(code, "no such id") from None
