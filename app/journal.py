@@ -354,7 +354,8 @@ async def _event_head(conn: "Connection") -> tuple[int, str]:
 async def _copy(conn: "Connection", table: str, columns: tuple[str, ...], rows: list[Row]) -> None:
     if rows:
         # COPY ignores a record's extra fields: a column missing here would be lost silently.
-        assert len(rows[0]) == len(columns), f"{table}: {len(rows[0])} values, {columns}"
+        if len(rows[0]) != len(columns):
+            raise ValueError(f"{table}: {len(rows[0])} values for the columns {columns}")
         await conn.copy_records_to_table(table, records=rows, columns=columns)
 
 

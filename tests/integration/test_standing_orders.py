@@ -113,6 +113,15 @@ async def test_the_auto_bid_share_comes_from_the_settings_and_stays_with_the_lis
         listing = await open_listing(client)
         assert listing["policy"]["autobid_max_share_bps"] == 5_000
         assert listing["auto_bids"] == {"count": 1, "amount": 150_000}
+    stored = await rows(
+        database_url, "SELECT autobid_max_share_bps, auto_bid_count, auto_bid_amount"
+        " FROM listings WHERE id = $1", UUID(listing["id"]),
+    )
+    assert [tuple(row) for row in stored] == [(5_000, 1, 150_000)]
+    async with running_service(database_url, autobid_max_share_bps=8_000) as (_, client):
+        rebuilt = await get_json(client, f"/v1/listings/{listing['id']}")
+        assert rebuilt["policy"]["autobid_max_share_bps"] == 5_000
+        assert rebuilt["auto_bids"] == {"count": 1, "amount": 150_000}
 
 
 @pytest.mark.parametrize(
