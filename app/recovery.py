@@ -72,12 +72,12 @@ def standing_order(row: Any) -> StandingOrderView:
 async def rebuild(store: Store, rules: MarketRules) -> tuple[Engine, int]:
     """A fresh engine holding every open book and every balance, and the highest seq stored."""
     await settle(store)
-    with _collector_paused():
+    with collector_paused():
         return await _replay(store, rules)
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """The rebuild makes a few objects per book and per listing and frees none of them, so the
     cyclic GC's passes over them are wasted work (~20 % of a rebuild)."""
     was_enabled = gc.isenabled()
