@@ -41,16 +41,17 @@ class RecoveryError(Exception):
 
 
 def open_command(row: Any) -> OpenListing:
+    """An open listing as the store reads it for recovery (ids as text, times in epoch µs)."""
     policy = ListingPolicy(
         row["floor_rate_bps"], row["service_fee_bps"], row["reserve_bps"],
         row["max_lender_share_bps"], row["autobid_max_share_bps"],
     )
     terms = ListingTerms(
-        str(row["id"]), row["borrower_id"], row["amount"], row["term_months"],
-        row["max_rate_bps"], row["grade"], to_micros(row["closes_at"]), row["min_funding_bps"],
-        row["close_when_funded"], row["pricing"], policy, loan_id=str(row["loan_id"]),
+        row["id"], row["borrower_id"], row["amount"], row["term_months"], row["max_rate_bps"],
+        row["grade"], row["closes_at"], row["min_funding_bps"], row["close_when_funded"],
+        row["pricing"], policy, loan_id=str(row["loan_id"]),
     )
-    return OpenListing(terms, row["seq"], to_micros(row["opened_at"]))
+    return OpenListing(terms, row["seq"], row["opened_at"])
 
 
 def bid_command(row: Any) -> PlaceBid:
