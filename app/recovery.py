@@ -41,17 +41,29 @@ class RecoveryError(Exception):
 
 
 def open_command(row: Any) -> OpenListing:
-    """An open listing as the store reads it for recovery (ids as text, times in epoch µs)."""
+    """An open listing from a `listings` row as stored (a uuid id, timestamptz times)."""
+    return _open_listing(
+        row, str(row["id"]), to_micros(row["closes_at"]), to_micros(row["opened_at"])
+    )
+
+
+def _recovered_listing(row: Any) -> OpenListing:
+    """An open listing as the store reads it for recovery (the id as text, times in epoch µs:
+    no uuid or datetime object made per listing only to be converted back)."""
+    return _open_listing(row, row["id"], row["closes_at"], row["opened_at"])
+
+
+def _open_listing(row: Any, listing_id: str, closes_at: int, opened_at: int) -> OpenListing:
     policy = ListingPolicy(
         row["floor_rate_bps"], row["service_fee_bps"], row["reserve_bps"],
         row["max_lender_share_bps"], row["autobid_max_share_bps"],
     )
     terms = ListingTerms(
-        row["id"], row["borrower_id"], row["amount"], row["term_months"], row["max_rate_bps"],
-        row["grade"], row["closes_at"], row["min_funding_bps"], row["close_when_funded"],
+        listing_id, row["borrower_id"], row["amount"], row["term_months"], row["max_rate_bps"],
+        row["grade"], closes_at, row["min_funding_bps"], row["close_when_funded"],
         row["pricing"], policy, loan_id=str(row["loan_id"]),
     )
-    return OpenListing(terms, row["seq"], row["opened_at"])
+    return OpenListing(terms, row["seq"], opened_at)
 
 
 def bid_command(row: Any) -> PlaceBid:
@@ -105,7 +117,7 @@ async def _replay(store: Store, rules: MarketRules) -> tuple[Engine, int]:
         # Listings first, in seq order, then each book's bids in seq order: a bid only touches
         # its own book, so this is the same state as replaying everything in seq order.
         for row in stored.listings:
-            engine.restore_listing(open_command(row))
+            engine.restore_listing(_recovered_listing(row))
         read = time.perf_counter()
         bids = await _restore_books(engine, stored.books)
     replayed = time.perf_counter()
