@@ -47,6 +47,7 @@ from app.middleware import Edge, EdgeMiddleware
 from app.policy import policy_json
 from app.queries import Queries
 from app.ratelimit import RateLimiter
+from app.recovery import collector_paused
 from app.scheduler import run_deadlines, run_housekeeping, run_webhook_retention
 from app.settings import Settings
 from app.standing_orders.service import StandingOrders
@@ -180,7 +181,9 @@ async def _running(
     journal = asyncio.create_task(writer.run(), name="journal")
     background: list[asyncio.Task[None]] = []
     try:
-        await market.recover()
+        with collector_paused():  # the rebuilt books go to the frozen generation unscanned
+            await market.recover()
+            gc.freeze()  # startup objects (modules, routes, rebuilt books) leave the GC's scans
         retention = settings.webhook_retention_days * 86_400
         for name, work in (
             ("deadlines", run_deadlines(market)),
@@ -190,7 +193,6 @@ async def _running(
             ("webhook-retention", run_webhook_retention(webhooks.store, retention)),
         ):
             background.append(asyncio.create_task(work, name=name))
-        gc.freeze()  # startup objects (modules, routes, rebuilt books) leave the GC's scans
         gc.set_threshold(20_000, 20, 20)  # per-request garbage dies young; collect it less often
         metrics.set_writer(True)
         log.info("ready", extra={"open_listings": len(market.engine.open_listing_ids())})

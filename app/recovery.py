@@ -41,16 +41,29 @@ class RecoveryError(Exception):
 
 
 def open_command(row: Any) -> OpenListing:
+    """An open listing from a `listings` row as stored (a uuid id, timestamptz times)."""
+    return _open_listing(
+        row, str(row["id"]), to_micros(row["closes_at"]), to_micros(row["opened_at"])
+    )
+
+
+def _recovered_listing(row: Any) -> OpenListing:
+    """An open listing as the store reads it for recovery (the id as text, times in epoch µs:
+    no uuid or datetime object made per listing only to be converted back)."""
+    return _open_listing(row, row["id"], row["closes_at"], row["opened_at"])
+
+
+def _open_listing(row: Any, listing_id: str, closes_at: int, opened_at: int) -> OpenListing:
     policy = ListingPolicy(
         row["floor_rate_bps"], row["service_fee_bps"], row["reserve_bps"],
         row["max_lender_share_bps"], row["autobid_max_share_bps"],
     )
     terms = ListingTerms(
-        str(row["id"]), row["borrower_id"], row["amount"], row["term_months"],
-        row["max_rate_bps"], row["grade"], to_micros(row["closes_at"]), row["min_funding_bps"],
-        row["close_when_funded"], row["pricing"], policy, loan_id=str(row["loan_id"]),
+        listing_id, row["borrower_id"], row["amount"], row["term_months"], row["max_rate_bps"],
+        row["grade"], closes_at, row["min_funding_bps"], row["close_when_funded"],
+        row["pricing"], policy, loan_id=str(row["loan_id"]),
     )
-    return OpenListing(terms, row["seq"], to_micros(row["opened_at"]))
+    return OpenListing(terms, row["seq"], opened_at)
 
 
 def bid_command(row: Any) -> PlaceBid:
@@ -72,12 +85,12 @@ def standing_order(row: Any) -> StandingOrderView:
 async def rebuild(store: Store, rules: MarketRules) -> tuple[Engine, int]:
     """A fresh engine holding every open book and every balance, and the highest seq stored."""
     await settle(store)
-    with _collector_paused():
+    with collector_paused():
         return await _replay(store, rules)
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """The rebuild makes a few objects per book and per listing and frees none of them, so the
     cyclic GC's passes over them are wasted work (~20 % of a rebuild)."""
     was_enabled = gc.isenabled()
@@ -104,7 +117,7 @@ async def _replay(store: Store, rules: MarketRules) -> tuple[Engine, int]:
         # Listings first, in seq order, then each book's bids in seq order: a bid only touches
         # its own book, so this is the same state as replaying everything in seq order.
         for row in stored.listings:
-            engine.restore_listing(open_command(row))
+            engine.restore_listing(_recovered_listing(row))
         read = time.perf_counter()
         bids = await _restore_books(engine, stored.books)
     replayed = time.perf_counter()

@@ -3,8 +3,9 @@
 Plain SQL, plain rows: the store knows tables, not rules.
 """
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -34,9 +35,20 @@ FROM bids b JOIN listings l ON l.id = b.listing_id
 WHERE l.status = 'open'
 GROUP BY b.listing_id
 """
-#: Books per round trip: the rows of one fetch are replayed before the next comes, so the
-#: memory they pass through is reused rather than held for the whole journal.
-_BOOKS_PER_FETCH = 500
+#: Books per round trip (see `_read_ahead`): the memory they pass through is reused rather
+#: than held for the whole journal. Small enough that a fetch sent ahead fits in the socket's
+#: buffers while the last one replays (at 500 Postgres waited on the socket: no overlap).
+_BOOKS_PER_FETCH = 200
+#: What recovery needs of each open listing, in seq order; ids as text and times as epoch µs,
+#: as the books come (no UUID or datetime object per listing to convert back).
+_OPEN_LISTINGS = """
+SELECT id::text AS id, seq, borrower_id, amount, term_months, max_rate_bps, grade,
+       (extract(epoch FROM closes_at) * 1000000)::bigint AS closes_at, min_funding_bps,
+       close_when_funded, pricing, (extract(epoch FROM opened_at) * 1000000)::bigint AS opened_at,
+       floor_rate_bps, service_fee_bps, reserve_bps, max_lender_share_bps, autobid_max_share_bps,
+       loan_id::text AS loan_id
+FROM listings WHERE status = 'open' ORDER BY seq
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +109,7 @@ class Store:
         every account's balances, each borrower's funded principal, the last ledger entry. The
         books are read while the caller iterates them, inside the snapshot's transaction."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            listings = await conn.fetch("SELECT * FROM listings WHERE status = 'open' ORDER BY seq")
+            listings = await conn.fetch(_OPEN_LISTINGS)
             accounts = await conn.fetch("SELECT id, available, reserved FROM accounts")
             funded = await conn.fetch(
                 "SELECT borrower_id, sum(principal)::bigint AS principal FROM loans"
@@ -110,10 +122,13 @@ class Store:
             last_ticket = await conn.fetchval(
                 "SELECT coalesce(max(ticket), 0) FROM standing_orders"
             )
-            yield StoredMarket(
-                listings, conn.cursor(_OPEN_BOOKS, prefetch=_BOOKS_PER_FETCH),
-                accounts, funded, int(last_entry), orders, int(last_ticket),
-            )
+            books = _read_ahead(conn, _OPEN_BOOKS, _BOOKS_PER_FETCH)
+            try:
+                yield StoredMarket(
+                    listings, books, accounts, funded, int(last_entry), orders, int(last_ticket)
+                )
+            finally:
+                await books.aclose()
 
     async def max_seq(self) -> int:
         value = await self.pool.fetchval(
@@ -182,3 +197,26 @@ class Store:
             "DELETE FROM idempotency_keys WHERE created_at < $1", moment
         )
         return int(status.split()[-1])
+
+
+async def _read_ahead(
+    conn: "Connection", query: str, per_fetch: int
+) -> AsyncGenerator[Record, None]:
+    """The rows of `query`, `per_fetch` at a time, the next fetch already sent while the caller
+    goes through this one's rows: Postgres makes the next batch meanwhile, on its own core."""
+    cursor = await conn.cursor(query)
+    pending = asyncio.ensure_future(cursor.fetch(per_fetch))
+    try:
+        while True:
+            rows = await pending
+            if len(rows) < per_fetch:
+                for row in rows:
+                    yield row
+                return
+            pending = asyncio.ensure_future(cursor.fetch(per_fetch))
+            await asyncio.sleep(0)  # the fetch goes out before the caller takes the rows
+            for row in rows:
+                yield row
+    finally:  # left early (an error): the connection is free again once the fetch is back
+        with contextlib.suppress(Exception):
+            await pending

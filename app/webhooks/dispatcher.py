@@ -21,26 +21,26 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-import aiohttp
-import httpx
 import orjson
 from standardwebhooks import Webhook
 
 from app.metrics import Metrics
 from app.rendering import event_from_row
 from app.waits import event_or_timeout
-from app.webhooks.egress import EgressRefused, GuardedResolver, literal_refusal
+from app.webhooks.egress import InvalidURL, literal_refusal
 from app.webhooks.sealing import SecretBox
 from app.webhooks.store import Attempt, WebhookStore
+
+if TYPE_CHECKING:
+    from app.webhooks.client import WebhookClient
 
 log = logging.getLogger(__name__)
 
 _FAN_OUT_BATCH = 1000
 _SHUTDOWN_GRACE_S = 2.0
-_READ_LIMIT = 64 * 1024  # a receiver's answer is read this far (to reuse the connection), no more
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,7 @@ class Dispatcher:
         self._stopping = False
         self._signers: dict[str, Webhook] = {}
         self._refusals: dict[str, str | None] = {}  # literal-address checks, by URL
-        self._http: aiohttp.ClientSession | None = None
+        self._client: WebhookClient | None = None  # made at the first delivery
 
     def nudge(self) -> None:
         """New events were committed: fan them out now."""
@@ -90,13 +90,6 @@ class Dispatcher:
         self._added_until = time.monotonic() + self.config.poll_s
 
     async def run(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=self.config.max_in_flight, resolver=GuardedResolver(self.config.allow_private)
-        )
-        self._http = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
-            auto_decompress=False, skip_auto_headers=("User-Agent",),
-        )
         recorder = asyncio.create_task(self._record_forever(), name="webhook-outcomes")
         try:
             while True:
@@ -119,7 +112,8 @@ class Dispatcher:
             await asyncio.wait([recorder], timeout=_SHUTDOWN_GRACE_S)
             recorder.cancel()
             await asyncio.gather(recorder, return_exceptions=True)
-            await self._http.close()
+            if self._client is not None:
+                await self._client.close()
 
     async def _round(self) -> None:
         now = time.monotonic()
@@ -208,22 +202,17 @@ class Dispatcher:
                 event["id"], at, body.decode()
             ),
         }
-        assert self._http is not None, "delivering only while running"
-        try:
-            async with self._http.post(
-                url, data=body, headers=headers, allow_redirects=False
-            ) as response:
-                await _read_a_little(response)
-                ok = 200 <= response.status < 300
-                return response.status, None if ok else f"HTTP {response.status}"
-        except aiohttp.ClientConnectorDNSError as error:
-            if isinstance(error.os_error, EgressRefused):
-                return None, str(error.os_error)
-            return None, f"{type(error).__name__}: {error}"[:500]
-        except TimeoutError:
-            return None, f"timed out after {self.config.timeout_s} s"
-        except (aiohttp.ClientError, OSError, ValueError) as error:
-            return None, f"{type(error).__name__}: {error}"[:500]
+        return await self._http().post(url, body, headers)
+
+    def _http(self) -> "WebhookClient":
+        if self._client is None:
+            # aiohttp (~70 ms to import) at the first delivery: most starts never deliver
+            from app.webhooks.client import WebhookClient
+
+            self._client = WebhookClient(
+                self.config.max_in_flight, self.config.timeout_s, self.config.allow_private
+            )
+        return self._client
 
     def _literal_refusal(self, url: str) -> str | None:
         """A URL naming an address skips the resolver: check it here (cached per URL)."""
@@ -232,7 +221,7 @@ class Dispatcher:
                 self._refusals.clear()
             try:
                 self._refusals[url] = literal_refusal(url, self.config.allow_private)
-            except httpx.InvalidURL as error:  # stored before URLs were checked this strictly
+            except InvalidURL as error:  # stored before URLs were checked this strictly
                 self._refusals[url] = f"invalid URL: {error}"
         return self._refusals[url]
 
@@ -264,13 +253,3 @@ class Dispatcher:
         for attempt in finished:
             if attempt.status_code == 410:
                 await self.store.disable_endpoint(attempt.endpoint_id, "receiver answered 410 Gone")
-
-
-async def _read_a_little(response: aiohttp.ClientResponse) -> None:
-    """Read a small answer so the connection can be reused; stop at a large one."""
-    read = 0
-    async for chunk in response.content.iter_chunked(16 * 1024):
-        read += len(chunk)
-        if read > _READ_LIMIT:
-            return
-

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 import asyncpg
-import httpx
 import orjson
 
 from app.clock import format_utc
@@ -17,7 +16,7 @@ from app.ids import parse_id
 from app.metrics import Metrics
 from app.settings import Settings
 from app.webhooks.dispatcher import DispatchConfig, Dispatcher
-from app.webhooks.egress import literal_refusal
+from app.webhooks.egress import InvalidURL, literal_refusal
 from app.webhooks.sealing import SecretBox, secret_box
 from app.webhooks.store import WebhookStore
 
@@ -44,7 +43,7 @@ class Webhooks:
     ) -> dict[str, Any]:
         try:
             refused = literal_refusal(url, self.allow_private)
-        except httpx.InvalidURL as error:
+        except InvalidURL as error:
             raise Invalid(
                 "validation_error", f"url is not a valid URL: {error}",
                 extra={"errors": [{"field": "url", "message": str(error)}]},

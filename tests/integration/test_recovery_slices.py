@@ -1,14 +1,19 @@
 """Recovery replays each stored book in slices (a turn of the event loop between them): with a
 slice of two bids, the books rebuilt from Postgres equal the live ones field by field, for
-books that were covered with bids pushed out, auto bids, and a listing capping lenders' shares."""
+books that were covered with bids pushed out, auto bids, and a listing capping lenders' shares.
+The books come a fetch ahead (the next fetch in flight while one replays): one book a fetch
+gives the same books, and a replay that fails with a fetch in flight leaves the connection
+usable and its own error standing."""
 
 from typing import Any
 from unittest.mock import patch
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
-from app import recovery
+from app import recovery, store
+from matching import Engine
 from matching.book import ListingBook
 from tests.integration.conftest import ADMIN, running_service
 from tests.integration.helpers import open_listing, place_bid
@@ -67,3 +72,29 @@ async def test_books_rebuilt_in_slices_equal_the_live_books(database_url: str) -
         await bid_in_turn(client, capped, lenders=3)
         assert app.state.services.market.engine._books[capped].live_by_lender
         await assert_rebuilt_books_equal_live(app, open_books=3)
+
+
+async def test_books_read_one_a_fetch_with_the_next_fetch_ahead_equal_the_live_books(
+    database_url: str,
+) -> None:
+    async with running_service(database_url) as (app, client):
+        for _ in range(3):
+            await bid_in_turn(client, (await open_listing(client, amount=100_000))["id"], 2)
+        with patch.object(store, "_BOOKS_PER_FETCH", 1):
+            await assert_rebuilt_books_equal_live(app, open_books=3)
+
+
+async def test_a_replay_failing_with_a_fetch_in_flight_leaves_the_connection_usable(
+    database_url: str,
+) -> None:
+    async with running_service(database_url) as (app, client):
+        for _ in range(3):
+            await place_bid(client, (await open_listing(client))["id"], 5_000, 1_000)
+        live = app.state.services.market
+        failing = patch.object(Engine, "restore_bids", side_effect=ValueError("replay failed"))
+        with patch.object(store, "_BOOKS_PER_FETCH", 1), failing:
+            with pytest.raises(ValueError, match="replay failed"):
+                await recovery.rebuild(live.store, live.rules)
+        assert await live.store.pool.fetchval("SELECT 1") == 1
+        rebuilt, _ = await recovery.rebuild(live.store, live.rules)
+        assert sorted(rebuilt.open_listing_ids()) == sorted(live.engine.open_listing_ids())

@@ -9,7 +9,8 @@ import aiohttp
 import httpx
 import pytest
 
-from app.webhooks.egress import EgressRefused, GuardedResolver
+from app.webhooks.client import GuardedResolver
+from app.webhooks.egress import EgressRefused
 from tests.integration.conftest import ADMIN, running_service
 from tests.integration.helpers import problem
 from tests.integration.test_webhooks import bid, open_listing, reaches

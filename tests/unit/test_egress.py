@@ -6,7 +6,8 @@ import socket
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from app.webhooks.egress import EgressRefused, GuardedResolver, literal_address, refusal
+from app.webhooks.client import GuardedResolver
+from app.webhooks.egress import EgressRefused, literal_address, refusal
 
 INWARD = [
     "127.0.0.1", "127.8.9.10", "10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1",
