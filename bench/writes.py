@@ -9,8 +9,9 @@ webhook dispatcher, the live hub), listings and lenders made through the API in-
 `concurrency` coroutines each awaiting one bid at a time for `seconds` per listing count.
 With `--asgi` each bid goes in as uvicorn hands it to the app (raw ASGI messages, one lender
 key per lender), so the figure adds the bid fast lane (or, with the lane off, FastAPI's route)
-to the service: the server's CPU per bid less uvicorn's own. Prints, per listing count, accepted bids/s, this process's CPU and Postgres' CPU per bid (µs),
-and the mean group-commit batch; the last line is one JSON object.
+to the service: the server's CPU per bid less uvicorn's own. Prints, per listing count,
+accepted bids/s, this process's CPU and Postgres' CPU per bid (µs), and the mean group-commit
+batch; the last line is one JSON object.
 """
 
 import argparse
@@ -101,7 +102,7 @@ async def _drive_asgi(app: Any, keys: list[str], ids: list[str], concurrency: in
             }
             status = 0
 
-            async def receive() -> dict[str, Any]:
+            async def receive(body: bytes = body) -> dict[str, Any]:
                 return {"type": "http.request", "body": body, "more_body": False}
 
             async def send(message: dict[str, Any]) -> None:
