@@ -93,6 +93,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     from app.keys import admin
     from app.live.lifecycle import Server
     from app.main import create_app
+    from app.serving import OneWriteHttpTools
 
     logs.configure()
     if settings.admin_key is None:  # the key goes to an owner-only file, never to a log
@@ -114,6 +115,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        http=OneWriteHttpTools,  # a response's head and body in one write
     )
     Server(config).run()  # uvicorn's, ending the event streams first when it stops
 

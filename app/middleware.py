@@ -5,7 +5,6 @@ and the bid fast lane (`app.api.lean`) applies the same `Edge` to the one route 
 
 import contextvars
 import logging
-import os
 import time
 from typing import Any
 
@@ -14,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import PROBLEM_JSON, PayloadTooLarge
+from app.ids import random_hex
 from app.metrics import Metrics
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -39,7 +39,7 @@ class Edge:
 
     def request_id(self, given: str | None) -> str:
         """The caller's X-Request-ID, or a new one; set for this request's log lines."""
-        rid = given or os.urandom(12).hex()
+        rid = given or random_hex(24)
         request_id.set(rid)
         return rid
 

@@ -1,14 +1,17 @@
 """The write path without HTTP: bids straight into `Market.place_bid`, through the engine, the
 journal and Postgres, to find what durability costs apart from the web stack.
 
-    python bench/writes.py [--seconds 5] [--listings 1,100] [--concurrency 64]
+    python bench/writes.py [--seconds 5] [--listings 1,100] [--concurrency 64] [--asgi]
 
 One process: an embedded PostgreSQL in a temporary folder (or DATABASE_URL, a fresh database
 in it), the service's app with its real lifespan (the writer fence, the journal writer, the
 webhook dispatcher, the live hub), listings and lenders made through the API in-process, then
 `concurrency` coroutines each awaiting one bid at a time for `seconds` per listing count.
-Prints, per listing count, accepted bids/s, this process's CPU and Postgres' CPU per bid (µs),
-and the mean group-commit batch; the last line is one JSON object.
+With `--asgi` each bid goes in as uvicorn hands it to the app (raw ASGI messages, one lender
+key per lender), so the figure adds the bid fast lane (or, with the lane off, FastAPI's route)
+to the service: the server's CPU per bid less uvicorn's own. Prints, per listing count,
+accepted bids/s, this process's CPU and Postgres' CPU per bid (µs), and the mean group-commit
+batch; the last line is one JSON object.
 """
 
 import argparse
@@ -62,6 +65,61 @@ async def _prepare(client: httpx.AsyncClient, count: int) -> list[str]:
     return ids
 
 
+async def _keys(client: httpx.AsyncClient) -> list[str]:
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    keys = []
+    for n in range(LENDERS):
+        response = await client.post("/v1/api-keys", headers=headers,
+                                     json={"role": "lender", "subject": f"w-lender-{n}"})
+        response.raise_for_status()
+        keys.append(str(response.json()["key"]))
+    return keys
+
+
+async def _drive_asgi(app: Any, keys: list[str], ids: list[str], concurrency: int,
+                      seconds: float) -> int:
+    """Bids as uvicorn delivers them: a scope, one `http.request` message, the answer sent."""
+    stop = time.perf_counter() + seconds
+    done = 0
+
+    async def worker(c: int) -> None:
+        nonlocal done
+        auth = f"Bearer {keys[c % LENDERS]}".encode()
+        n = 0
+        while time.perf_counter() < stop:
+            rate = 500 + (c * 7919 + n * 131) % 3000
+            body = b'{"amount":5000,"min_rate_bps":%d}' % rate
+            path = f"/v1/listings/{ids[(c + n) % len(ids)]}/bids"
+            scope = {
+                "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+                "http_version": "1.1", "server": ("127.0.0.1", 8000),
+                "client": ("127.0.0.1", 40000 + c), "scheme": "http", "method": "POST",
+                "root_path": "", "path": path, "raw_path": path.encode(), "query_string": b"",
+                "headers": [(b"host", b"127.0.0.1:8000"), (b"authorization", auth),
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())],
+                "state": {},
+            }
+            status = 0
+
+            async def receive(body: bytes = body) -> dict[str, Any]:
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            async def send(message: dict[str, Any]) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+
+            await app(scope, receive, send)
+            if status != 201:
+                raise RuntimeError(f"bid answered {status}")
+            n += 1
+            done += 1
+
+    await asyncio.gather(*(worker(c) for c in range(concurrency)))
+    return done
+
+
 async def _drive(market: Any, ids: list[str], concurrency: int, seconds: float) -> int:
     lenders = [Principal("lender", f"w-lender-{n}") for n in range(LENDERS)]
     stop = time.perf_counter() + seconds
@@ -103,14 +161,21 @@ async def _measure(url: str, pg_pid: int | None, args: argparse.Namespace) -> li
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             market = app.state.services.market
+            keys = await _keys(client) if args.asgi else []
+
+            async def drive(ids: list[str], seconds: float) -> int:
+                if args.asgi:
+                    return await _drive_asgi(app, keys, ids, args.concurrency, seconds)
+                return await _drive(market, ids, args.concurrency, seconds)
+
             for count in args.listings:
                 ids = await _prepare(client, count)
-                await _drive(market, ids, args.concurrency, 0.5)  # warm-up
+                await drive(ids, 0.5)  # warm-up
                 batches = app.state.metrics.journal_batch.collect()[0].samples
                 before = {s.name: s.value for s in batches}
                 cpu0, pg0, t0 = time.process_time(), tree_cpu_s(pg_pid) if pg_pid else 0.0, \
                     time.perf_counter()
-                done = await _drive(market, ids, args.concurrency, args.seconds)
+                done = await drive(ids, args.seconds)
                 wall = time.perf_counter() - t0
                 cpu, pg = time.process_time() - cpu0, (tree_cpu_s(pg_pid) if pg_pid else 0) - pg0
                 after = {s.name: s.value for s in app.state.metrics.journal_batch.collect()[0]
@@ -133,6 +198,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--listings", default="1,100")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--asgi", action="store_true",
+                        help="bids as raw ASGI requests (the fast lane), not service calls")
     args = parser.parse_args()
     args.listings = [int(c) for c in args.listings.split(",")]
     load = os.getloadavg()

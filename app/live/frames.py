@@ -32,27 +32,35 @@ class Viewer:
 class Frame:
     """An event and its SSE bytes. Each rendering is made on first use, then shared. O(size)."""
 
-    __slots__ = ("seq", "type", "listing_id", "_fields", "_full", "_masked", "_lenders")
+    __slots__ = ("seq", "type", "listing_id", "_fields", "_row", "_full", "_masked", "_lenders")
 
-    def __init__(self, fields: dict[str, Any]) -> None:
-        self.seq: int = fields["seq"]
-        self.type: str = fields["type"]
-        listing_id = fields["listing_id"]
+    def __init__(
+        self, seq: int, kind: str, listing_id: Any, fields: dict[str, Any] | None,
+        row: Sequence[Any] = (),
+    ) -> None:
+        self.seq = seq
+        self.type = kind
         self.listing_id = None if listing_id is None else str(listing_id)
         self._fields = fields
+        self._row = row  # a committed row, named (`_named`) only if the frame is rendered
         self._full: bytes | None = None
         self._masked: bytes | None = None
         self._lenders: frozenset[str] | None = None
 
     @classmethod
     def committed(cls, row: Sequence[Any]) -> "Frame":
-        """From a row of a committed journal entry; its `data` is JSON text."""
-        return cls(dict(zip(_EVENT_COLUMNS, row, strict=True)))
+        """From a row of a committed journal entry; its `data` is JSON text. Every committed
+        event becomes a frame, and most are never rendered (no stream), so naming the row's
+        columns waits for the first rendering."""
+        if len(row) != len(_EVENT_COLUMNS):
+            raise ValueError(f"an event row has {len(_EVENT_COLUMNS)} columns, not {len(row)}")
+        return cls(row[0], row[2], row[3], None, row)
 
     @classmethod
     def stored(cls, record: Any) -> "Frame":
         """From an `events` row read back from Postgres; its `data` is decoded."""
-        return cls(dict(record.items()))
+        fields = dict(record.items())
+        return cls(fields["seq"], fields["type"], fields["listing_id"], fields)
 
     @property
     def resolves(self) -> bool:
@@ -68,7 +76,7 @@ class Frame:
     @property
     def full(self) -> bytes:
         if self._full is None:
-            data = self._fields["data"]
+            data = self._named()["data"]
             self._full = self._render(orjson.Fragment(data) if isinstance(data, str) else data)
         return self._full
 
@@ -87,12 +95,17 @@ class Frame:
             self._lenders = frozenset(found) if found else _NO_LENDERS
         return self._lenders
 
+    def _named(self) -> dict[str, Any]:
+        if self._fields is None:
+            self._fields = dict(zip(_EVENT_COLUMNS, self._row, strict=True))
+        return self._fields
+
     def _data(self) -> Any:
-        data = self._fields["data"]
+        data = self._named()["data"]
         return orjson.loads(data) if isinstance(data, str) else data
 
     def _render(self, data: Any) -> bytes:
-        event: Json = event_from_row({**self._fields, "data": data})
+        event: Json = event_from_row({**self._named(), "data": data})
         return b"id: %d\nevent: %s\ndata: %s\n\n" % (
             self.seq, self.type.encode(), orjson.dumps(event)
         )

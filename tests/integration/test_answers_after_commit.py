@@ -91,3 +91,25 @@ async def test_a_new_webhook_endpoint_is_answered_only_once_its_commit_is_done(
     stored = await rows(database_url, "SELECT url FROM webhook_endpoints WHERE id = $1::uuid",
                         response.json()["id"])
     assert [r["url"] for r in stored] == ["https://hooks.invalid/after-commit"]
+
+
+async def test_a_bid_whose_client_leaves_mid_commit_is_stored_and_the_journal_goes_on(
+    both_lanes: tuple[FastAPI, httpx.AsyncClient], database_url: str,
+) -> None:
+    """Without an Idempotency-Key the request awaits the writer's own future (no shield): the
+    cancel reaches that future, and the writer must still write the entry and carry on."""
+    client = both_lanes[1]
+    listing = await open_listing(client)
+    path = f"/v1/listings/{listing['id']}/bids"
+    async with gated(database_url, "bids") as gate:
+        leaver = asyncio.create_task(client.post(path, json=bid_body(10_000, 1000),
+                                                 headers=ADMIN))
+        await gate.until_a_commit_is_held()
+        leaver.cancel()
+        done, _ = await asyncio.wait([leaver], timeout=30)
+        assert done and leaver.cancelled()
+        await gate.open()
+    after = await client.post(path, json=bid_body(20_000, 1100), headers=ADMIN)
+    assert after.status_code == 201, after.text
+    stored = await rows(database_url, "SELECT amount FROM bids ORDER BY seq")
+    assert [r["amount"] for r in stored] == [10_000, 20_000]

@@ -1,11 +1,12 @@
 """The bid path's shortcuts give what the long way gives: ids shaped as `str(uuid4())`, and a
 just-placed bid rendered from its event as the engine's view of it renders."""
 
+import os
 import random
 import re
 import uuid
 
-from app.ids import new_id
+from app.ids import new_id, random_hex
 from app.rendering import bid_from_view, placed_bid_json
 from matching import BidPlaced, Rejection
 from matching.events import Resolution
@@ -22,6 +23,21 @@ def test_a_new_id_is_a_random_version_4_uuid_in_its_canonical_spelling() -> None
         assert (str(parsed), parsed.version, parsed.variant) == (made, 4, uuid.RFC_4122)
         assert _UUID4.fullmatch(made)
     assert {made[19] for made in ids} == set("89ab")  # the variant's two free bits vary
+
+
+def test_a_forked_child_never_hands_out_its_parents_buffered_random_ids() -> None:
+    new_id()  # the parent's buffer now holds random bytes for the ids to come
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child process
+        os.write(write, (new_id() + random_hex(24)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    from_child = os.read(read, 100).decode()
+    os.close(read)
+    assert len(from_child) == 60
+    assert from_child != new_id() + random_hex(24)
 
 
 def test_a_placed_bid_renders_from_its_event_as_from_the_engine_view_while_open() -> None:
