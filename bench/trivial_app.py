@@ -89,9 +89,12 @@ def main() -> None:
         return
     import uvicorn
 
-    # The same flags as `loan-auction serve` (app/cli.py).
+    from app.serving import OneWriteHttpTools
+
+    # The same flags as `loan-auction serve` (app/cli.py), its one-write HTTP protocol included:
+    # the baseline gets every saving below the app that the service gets.
     uvicorn.run(create_app(), host=args.host, port=args.port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=10)
+                timeout_graceful_shutdown=10, http=OneWriteHttpTools)
 
 
 if __name__ == "__main__":

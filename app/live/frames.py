@@ -49,7 +49,7 @@ class Frame:
 
     @classmethod
     def committed(cls, row: Sequence[Any]) -> "Frame":
-        """From a row of a committed journal entry; its `data` is JSON text. Every committed
+        """From a row of a committed journal entry; its `data` is the object. Every committed
         event becomes a frame, and most are never rendered (no stream), so naming the row's
         columns waits for the first rendering."""
         if len(row) != len(_EVENT_COLUMNS):
