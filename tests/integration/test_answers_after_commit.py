@@ -109,7 +109,10 @@ async def test_a_bid_whose_client_leaves_mid_commit_is_stored_and_the_journal_go
         done, _ = await asyncio.wait([leaver], timeout=30)
         assert done and leaver.cancelled()
         await gate.open()
-    after = await client.post(path, json=bid_body(20_000, 1100), headers=ADMIN)
+    # Bounded: a writer that died on the cancelled future would leave this unanswered.
+    after = await asyncio.wait_for(
+        client.post(path, json=bid_body(20_000, 1100), headers=ADMIN), 30
+    )
     assert after.status_code == 201, after.text
     stored = await rows(database_url, "SELECT amount FROM bids ORDER BY seq")
     assert [r["amount"] for r in stored] == [10_000, 20_000]
