@@ -109,7 +109,42 @@ async def test_a_bid_whose_client_leaves_mid_commit_is_stored_and_the_journal_go
         done, _ = await asyncio.wait([leaver], timeout=30)
         assert done and leaver.cancelled()
         await gate.open()
-    after = await client.post(path, json=bid_body(20_000, 1100), headers=ADMIN)
+    # Bounded: a writer that died on the cancelled future would leave this unanswered.
+    after = await asyncio.wait_for(
+        client.post(path, json=bid_body(20_000, 1100), headers=ADMIN), 30
+    )
     assert after.status_code == 201, after.text
     stored = await rows(database_url, "SELECT amount FROM bids ORDER BY seq")
     assert [r["amount"] for r in stored] == [10_000, 20_000]
+
+
+async def test_a_funding_bid_whose_client_leaves_mid_commit_keeps_readers_waiting(
+    both_lanes: tuple[FastAPI, httpx.AsyncClient], database_url: str,
+) -> None:
+    """A bid that funds its listing resolves it: readers wait (`Market.settled`) on the same
+    commit the bid did. Its client leaving must not end that wait before the loan is stored."""
+    client = both_lanes[1]
+    listing = await open_listing(client, amount=100_000, close_when_funded=True)
+    path = f"/v1/listings/{listing['id']}"
+    async with gated(database_url, "loans") as gate:
+        leaver = asyncio.create_task(client.post(f"{path}/bids", json=bid_body(100_000, 1000),
+                                                 headers=ADMIN))
+        reader: asyncio.Task[httpx.Response] | None = None
+        try:
+            await gate.until_a_commit_is_held()
+            leaver.cancel()
+            done, _ = await asyncio.wait([leaver], timeout=30)
+            assert done and leaver.cancelled()
+            reader = asyncio.create_task(client.get(path, headers=ADMIN))
+            done, _ = await asyncio.wait([reader], timeout=UNANSWERED_S)
+            assert not done, f"read {reader.result().text} before the loan was committed"
+            assert await gate.held_commits() == 1, "the commit was still held"
+        finally:
+            await gate.open()
+        assert reader is not None
+        response = await reader
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "funded"
+    stored = await rows(database_url, "SELECT principal FROM loans WHERE listing_id = $1::uuid",
+                        listing["id"])
+    assert [r["principal"] for r in stored] == [100_000]

@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import Response, StreamingResponse
 
-from app.serving import OneWriteHttpTools
+from app.serving import HeldHeads, OneWriteHttpTools
 
 
 def _app() -> FastAPI:
@@ -36,7 +37,19 @@ def _app() -> FastAPI:
     return app
 
 
-async def test_the_one_write_protocol_serves_whole_streamed_and_empty_answers() -> None:
+async def test_the_one_write_protocol_serves_whole_streamed_and_empty_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The protocol swaps uvicorn's `self.transport`, an internal: if uvicorn stops writing
+    # through it, the answers still come but no longer through `HeldHeads`. Fail loudly then.
+    through: list[bytes] = []
+    write = HeldHeads.write
+
+    def recorded(held: HeldHeads, data: bytes) -> None:
+        through.append(data)
+        write(held, data)
+
+    monkeypatch.setattr(HeldHeads, "write", recorded)
     config = uvicorn.Config(_app(), host="127.0.0.1", port=0, http=OneWriteHttpTools,
                             log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
@@ -57,6 +70,21 @@ async def test_the_one_write_protocol_serves_whole_streamed_and_empty_answers() 
             assert (empty.status_code, empty.content) == (204, b"")
             head = await client.head("/stream")
             assert head.status_code == 405
+        heads = [data for data in through if data.startswith(b"HTTP/1.1 201 ")]
+        assert len(heads) == 20, "uvicorn no longer writes through the protocol's transport"
+        # A client that waits for `100 Continue` before it sends the body gets it, then the
+        # answer (the interim head is held at most one turn of the loop).
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                     b"content-length: 7\r\nexpect: 100-continue\r\n\r\n")
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b'{"n":7}')
+        final = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert final.startswith(b"HTTP/1.1 201 "), final
+        assert await asyncio.wait_for(reader.readexactly(7), 10) == b'{"n":7}'
+        writer.close()
+        await writer.wait_closed()
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, 10)
