@@ -25,7 +25,7 @@ from pydantic import SecretStr
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from burst import create_databases, database_url, drop_databases, postgres  # noqa: E402
-from writes import ADMIN, LENDERS, _keys, _prepare  # noqa: E402
+from writes import ADMIN, LENDERS, _keys, _prepare, asgi_bid  # noqa: E402
 
 from app.main import create_app  # noqa: E402  (after the path fix, as a script)
 from app.settings import Settings  # noqa: E402
@@ -47,28 +47,9 @@ async def _bids(app: Any, keys: list[str], listing_id: str, per_worker: int) -> 
         auth = f"Bearer {keys[c % LENDERS]}".encode()
         for n in range(per_worker):
             body = b'{"amount":5000,"min_rate_bps":%d}' % (500 + (c * 7919 + n * 131) % 3000)
-            scope = {
-                "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-                "http_version": "1.1", "server": ("127.0.0.1", 8000),
-                "client": ("127.0.0.1", 40000 + c), "scheme": "http", "method": "POST",
-                "root_path": "", "path": path, "raw_path": path.encode(), "query_string": b"",
-                "headers": [(b"host", b"127.0.0.1:8000"), (b"authorization", auth),
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())],
-                "state": {},
-            }
-            statuses: list[int] = []
-
-            async def receive(body: bytes = body) -> dict[str, Any]:
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            async def send(message: dict[str, Any], statuses: list[int] = statuses) -> None:
-                if message["type"] == "http.response.start":
-                    statuses.append(message["status"])
-
-            await app(scope, receive, send)
-            if statuses != [201]:
-                raise RuntimeError(f"bid answered {statuses}")
+            status = await asgi_bid(app, path, auth, body, 40000 + c)
+            if status != 201:
+                raise RuntimeError(f"bid answered {status}")
 
     await asyncio.gather(*(worker(c) for c in range(WORKERS)))
 

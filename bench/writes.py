@@ -90,27 +90,7 @@ async def _drive_asgi(app: Any, keys: list[str], ids: list[str], concurrency: in
             rate = 500 + (c * 7919 + n * 131) % 3000
             body = b'{"amount":5000,"min_rate_bps":%d}' % rate
             path = f"/v1/listings/{ids[(c + n) % len(ids)]}/bids"
-            scope = {
-                "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-                "http_version": "1.1", "server": ("127.0.0.1", 8000),
-                "client": ("127.0.0.1", 40000 + c), "scheme": "http", "method": "POST",
-                "root_path": "", "path": path, "raw_path": path.encode(), "query_string": b"",
-                "headers": [(b"host", b"127.0.0.1:8000"), (b"authorization", auth),
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())],
-                "state": {},
-            }
-            status = 0
-
-            async def receive(body: bytes = body) -> dict[str, Any]:
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            async def send(message: dict[str, Any]) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-
-            await app(scope, receive, send)
+            status = await asgi_bid(app, path, auth, body, 40000 + c)
             if status != 201:
                 raise RuntimeError(f"bid answered {status}")
             n += 1
@@ -118,6 +98,31 @@ async def _drive_asgi(app: Any, keys: list[str], ids: list[str], concurrency: in
 
     await asyncio.gather(*(worker(c) for c in range(concurrency)))
     return done
+
+
+async def asgi_bid(app: Any, path: str, auth: bytes, body: bytes, client_port: int) -> int:
+    """One bid as raw ASGI messages, as uvicorn would pass it; the answer's status."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1", "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", client_port), "scheme": "http", "method": "POST",
+        "root_path": "", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"authorization", auth),
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode())],
+        "state": {},
+    }
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(scope, receive, send)
+    return statuses[0] if statuses else 0
 
 
 async def _drive(market: Any, ids: list[str], concurrency: int, seconds: float) -> int:
