@@ -381,11 +381,21 @@ class Market:
         assert view is not None
         return bid_from_view(view)
 
+    async def stored_listing(self, listing_id: str) -> Any:
+        """The listing's row in Postgres, closed or open; 404 `listing_not_found` without one
+        (an id that is not a UUID names none)."""
+        detail = "no listing with this id"
+        row = await self.store.listing(parse_id(listing_id, LISTING_NOT_FOUND, detail))
+        if row is None:
+            raise NotFound(LISTING_NOT_FOUND, detail)
+        return row
+
     async def _closed_or_missing(self, listing_id: str) -> ApiError:
         """The engine forgets closed listings; Postgres tells closed from never-existed."""
-        row = await self.store.listing(_listing_uuid(listing_id))
-        if row is None:
-            return NotFound(LISTING_NOT_FOUND, "no listing with this id")
+        try:
+            row = await self.stored_listing(listing_id)
+        except NotFound as missing:
+            return missing
         return Conflict(LISTING_NOT_OPEN, f"listing is {row['status']}")
 
     async def _require_owner(self, who: Principal, listing_id: str) -> None:
@@ -394,9 +404,7 @@ class Market:
         if summary is not None:
             who.require_subject(summary.terms.borrower_id)
             return
-        row = await self.store.listing(_listing_uuid(listing_id))
-        if row is None:
-            raise NotFound(LISTING_NOT_FOUND, "no listing with this id")
+        row = await self.stored_listing(listing_id)
         who.require_subject(row["borrower_id"])
         raise Conflict(LISTING_NOT_OPEN, f"listing is {row['status']}")
 
@@ -430,10 +438,6 @@ def canonical_id(value: str) -> str:
         return str(UUID(value))
     except ValueError:
         return value
-
-
-def _listing_uuid(value: str) -> UUID:
-    return parse_id(value, LISTING_NOT_FOUND, "no listing with this id")
 
 
 def _reply(status: int, body: dict[str, Any]) -> Reply:

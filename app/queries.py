@@ -32,7 +32,7 @@ class Queries:
         await self.market.settled(listing_id)
         if self.market.engine.summary(listing_id) is not None:
             return self.market.entries.listing_json(listing_id)
-        return listing_from_row(await self._listing_row(listing_id), self.currency)
+        return listing_from_row(await self.market.stored_listing(listing_id), self.currency)
 
     async def listings(
         self, status: str | None, grade: str | None, cursor: str | None, limit: int
@@ -47,7 +47,7 @@ class Queries:
         views = self.market.engine.bids(listing_id)
         if views is not None:
             return {"data": _as_seen_by(who, [bid_from_view(v) for v in views])}
-        row = await self._listing_row(listing_id)
+        row = await self.market.stored_listing(listing_id)
         bids = [bid_from_row(b) for b in await self.store.listing_bids(row["id"])]
         return {"data": _as_seen_by(who, bids)}
 
@@ -57,7 +57,7 @@ class Queries:
         levels = self.market.engine.depth(listing_id)
         if levels is not None:
             return {"data": [depth_level(level) for level in levels]}
-        row = await self._listing_row(listing_id)
+        row = await self.market.stored_listing(listing_id)
         merged: dict[int, Json] = {}
         for bid in await self.store.listing_bids(row["id"]):
             level = merged.setdefault(
@@ -136,12 +136,6 @@ class Queries:
         return event_from_row(row)
 
     # --- internals --------------------------------------------------------------------------
-
-    async def _listing_row(self, listing_id: str) -> Any:
-        row = await self.store.listing(parse_id(listing_id, "listing_not_found"))
-        if row is None:
-            raise NotFound("listing_not_found", "no listing with this id")
-        return row
 
     async def _listing_or_live(self, row: Any) -> Json:
         listing_id = str(row["id"])

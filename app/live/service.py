@@ -7,18 +7,15 @@
 How a stream resumes, goes live and ends is `app/live/stream.py`.
 """
 
-import asyncpg
 
 from app.auth import Principal
-from app.errors import NotFound, Unavailable
-from app.ids import parse_id
+from app.errors import Unavailable
 from app.live.frames import Viewer
 from app.live.hub import Hub
 from app.live.store import LiveStore
 from app.live.stream import Stream
 from app.live.subscriber import Subscriber
 from app.market import Market, canonical_id
-from matching.rejections import LISTING_NOT_FOUND
 
 
 class Live:
@@ -37,7 +34,7 @@ class Live:
         """Any key may watch a listing (as any read); lenders' ids are masked for non-admins."""
         listing_id = canonical_id(listing_id)
         if self.market.engine.summary(listing_id) is None:
-            row = await self._listing_row(listing_id)
+            row = await self.market.stored_listing(listing_id)
             if row["status"] == "open":  # in Postgres, not yet in the books: still recovering
                 raise Unavailable("the service is rebuilding its books; retry shortly")
         sub = Subscriber(listing_id, viewer(who))
@@ -47,14 +44,6 @@ class Live:
         who.require("admin")
         sub = Subscriber(None, Viewer(True, None))
         return Stream(self.hub, self.store, self.market, sub, last_event_id)
-
-    async def _listing_row(self, listing_id: str) -> asyncpg.Record:
-        row = await self.market.store.listing(
-            parse_id(listing_id, LISTING_NOT_FOUND, "no listing with this id")
-        )
-        if row is None:
-            raise NotFound(LISTING_NOT_FOUND, "no listing with this id")
-        return row
 
 
 def viewer(who: Principal) -> Viewer:

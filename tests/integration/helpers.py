@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 
 from tests.integration.conftest import ADMIN
+from tests.waiting import eventually
 
 PROBLEM_JSON = "application/problem+json"
 Json = dict[str, Any]
@@ -143,9 +144,10 @@ class Gate:
         return waiting
 
     async def until_a_commit_is_held(self) -> None:
-        async with asyncio.timeout(30):
-            while not await self.held_commits():
-                await asyncio.sleep(0.01)
+        async def held() -> bool:
+            return await self.held_commits() > 0
+
+        await eventually(held, 30, "a commit held at the gate", every=0.01)
 
     async def open(self) -> None:
         await self.conn.execute("SELECT pg_advisory_unlock($1)", GATE_KEY)

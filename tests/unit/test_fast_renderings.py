@@ -6,6 +6,7 @@ import random
 import re
 import uuid
 
+from app import ids
 from app.ids import new_id, random_hex
 from app.rendering import bid_from_view, placed_bid_json
 from matching import BidPlaced, Rejection
@@ -26,7 +27,8 @@ def test_a_new_id_is_a_random_version_4_uuid_in_its_canonical_spelling() -> None
 
 
 def test_a_forked_child_never_hands_out_its_parents_buffered_random_ids() -> None:
-    new_id()  # the parent's buffer now holds random bytes for the ids to come
+    ids._random.clear()
+    new_id()  # a fresh buffer: the parent holds random bytes for many ids to come
     read, write = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the child process
