@@ -11,6 +11,7 @@ from uuid import uuid4
 
 import asyncpg
 import httpx
+import pytest
 
 from app.audit.chain import canonical, reference_canonical
 from app.journal import Entry
@@ -142,6 +143,31 @@ async def test_a_failed_batch_makes_the_writer_read_the_head_again(database_url:
         events = await all_events(client)
     assert [e["type"] for e in events] == ["listing.opened", "bid.placed"]
     assert [e["hash"] for e in events] == recompute(events)
+
+
+@pytest.mark.parametrize("stored", [
+    "A" * 64, "g" * 64, "a" * 63, "a" * 65, "a" * 63 + "\n", "é" * 64, "a" * 62 + "-1", "",
+])
+async def test_postgres_refuses_a_hash_that_is_not_64_lowercase_hex_digits(
+    database_url: str, stored: str
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        with pytest.raises(asyncpg.CheckViolationError, match="events_hash_check"):
+            await _store_event_with_hash(conn, 1, stored)
+        await _store_event_with_hash(conn, 2, "0123456789abcdef" * 4)
+        await _store_event_with_hash(conn, 3, None)  # stored before the chain, until backfilled
+    finally:
+        await conn.close()
+
+
+async def _store_event_with_hash(
+    conn: "asyncpg.Connection[asyncpg.Record]", seq: int, stored: str | None
+) -> None:
+    await conn.execute(
+        "INSERT INTO events (seq, id, type, created_at, data, hash)"
+        " VALUES ($1, $2, 'listing.opened', now(), '{}', $3)", seq, uuid4(), stored,
+    )
 
 
 def test_the_fast_encoder_writes_exactly_what_the_definition_writes() -> None:
