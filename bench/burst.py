@@ -485,7 +485,8 @@ async def metric_value(client: httpx.AsyncClient, service: Service, name: str) -
 
 
 async def open_listings(
-    client: httpx.AsyncClient, service: Service, admin: str, count: int, window_s: int
+    client: httpx.AsyncClient, service: Service, admin: str, count: int, window_s: int,
+    amount: int = LISTING_AMOUNT,
 ) -> list[str]:
     async def one(n: int) -> str:
         response = await client.post(
@@ -493,7 +494,7 @@ async def open_listings(
             headers={"Authorization": f"Bearer {admin}"},
             json={
                 "borrower_id": f"bench-borrower-{n}",
-                "amount": LISTING_AMOUNT,
+                "amount": amount,
                 "term_months": 12,
                 "max_rate_bps": MAX_RATE_BPS,
                 "grade": "B",

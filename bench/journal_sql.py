@@ -1,0 +1,153 @@
+"""Postgres' CPU per stored bid for the journal's batch statement alone, without the service.
+
+    python bench/journal_sql.py [--batch 32] [--batches 400] [--listings 1] [--rounds 2]
+                                [--variant NAME=FILE.sql ...]
+
+One embedded PostgreSQL (or DATABASE_URL's server); for each variant a fresh database, migrated,
+then the variant's SQL (none for `schema`, the migrations as they are), one open listing or
+more, and `--batches` batches of `--batch` bids written with the journal's own statement
+(`app.journal._APPEND`: bids, `bid.placed` events, reserve ledger entries, the lender's balance)
+on one connection, as the writer sends them. The first 20 batches warm up; the rest are timed:
+the backend's CPU (from /proc, so Linux only) per bid, and the wall time per batch. Variants
+run in turn, `--rounds` times, so a change in the machine's load reaches each alike. Rows are
+built before timing; only Postgres' work is measured.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from burst import database_url, postgres  # noqa: E402  (bench/ is on the path)
+
+from app.database import migrate  # noqa: E402  (after the path fix, as a script)
+from app.journal import _APPEND  # noqa: E402
+
+WARMUP = 20
+LENDER = "bench-lender"
+_NO_IDEMPOTENCY: list[list[Any]] = [[], [], [], [], [], []]
+
+
+def backend_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def batch_args(listings: list[str], first: int, size: int, at: str) -> list[str]:
+    """The statement's four JSON arguments for bids `first` to `first + size - 1`, as the
+    journal encodes them (app/outcomes.py builds the same rows)."""
+    bids, events, ledger = [], [], []
+    for n in range(first, first + size):
+        bid, listing = str(uuid.uuid4()), listings[n % len(listings)]
+        bids.append([bid, listing, LENDER, 5_000, random.randint(1, 3_600), n, at, None])
+        data = {"id": bid, "listing_id": listing, "lender_id": LENDER, "amount": 5_000,
+                "min_rate_bps": 1_500, "seq": n, "allocated_amount": 5_000, "placed_at": at,
+                "source": "manual"}
+        events.append([n, str(uuid.uuid4()), "bid.placed", listing, at, data, "0" * 64])
+        ledger.append([n, "reserve", LENDER, f"{LENDER}:reserved", 5_000, "bid", bid, listing,
+                       bid, None, at])
+    balance = [[LENDER, 10**15, 5_000 * (first + size), at]]
+    return [orjson.dumps(rows).decode() for rows in (bids, events, ledger, balance)]
+
+
+async def open_listings(conn: "asyncpg.Connection[asyncpg.Record]", count: int) -> list[str]:
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    for seq, listing in enumerate(ids, 1):
+        await conn.execute(
+            """INSERT INTO listings (id, seq, borrower_id, amount, term_months, max_rate_bps,
+                   grade, closes_at, min_funding_bps, close_when_funded, pricing, opened_at,
+                   loan_id)
+               VALUES ($1, $2, 'bench-borrower', 1000000000, 12, 3600, 'B',
+                   now() + interval '1 day', 10000, false, 'pay_as_bid', now(), $3)""",
+            listing, seq, uuid.uuid4(),
+        )
+    return ids
+
+
+async def measure(uri: str, sql: str | None, args: argparse.Namespace) -> dict[str, float]:
+    conn = await asyncpg.connect(uri)
+    try:
+        await migrate(conn)  # type: ignore[arg-type]
+        if sql:
+            await conn.execute(sql)
+        listings = await open_listings(conn, args.listings)
+        at = datetime.now(UTC).isoformat()
+        batches = [batch_args(listings, 1 + k * args.batch, args.batch, at)
+                   for k in range(args.batches)]
+        pid = int(await conn.fetchval("SELECT pg_backend_pid()"))
+        for k, batch in enumerate(batches):
+            if k == WARMUP:
+                cpu, wall = backend_cpu_s(pid), time.perf_counter()
+            await conn.fetchval(_APPEND, 0, *batch, *_NO_IDEMPOTENCY)
+        timed = args.batches - WARMUP
+        return {
+            "postgres_us_per_bid": (backend_cpu_s(pid) - cpu) / (timed * args.batch) * 1e6,
+            "ms_per_batch": (time.perf_counter() - wall) / timed * 1e3,
+        }
+    finally:
+        await conn.close()
+
+
+async def run(base: str, variants: dict[str, str | None], args: argparse.Namespace) -> list[
+    dict[str, Any]
+]:
+    admin = await asyncpg.connect(base)
+    rows: list[dict[str, Any]] = []
+    try:
+        for round_ in range(args.rounds):
+            for name, sql in variants.items():
+                db = f"la_journal_sql_{os.getpid()}_{round_}_{len(rows)}"
+                await admin.execute(f'CREATE DATABASE "{db}"')
+                try:
+                    figures = await measure(database_url(base, db), sql, args)
+                finally:
+                    await admin.execute(f'DROP DATABASE "{db}" WITH (FORCE)')
+                row = {"variant": name, "round": round_ + 1, **{
+                    k: round(v, 2) for k, v in figures.items()}}
+                print(f"{name:>16}  round {round_ + 1}: {row['postgres_us_per_bid']:6.1f} µs of"
+                      f" Postgres CPU per bid, {row['ms_per_batch']:.2f} ms per batch", flush=True)
+                rows.append(row)
+    finally:
+        await admin.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batches", type=int, default=400)
+    parser.add_argument("--listings", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=FILE.sql",
+                        help="SQL run after the migrations (repeatable)")
+    args = parser.parse_args()
+    if args.batches <= WARMUP:
+        raise SystemExit(f"--batches must exceed the {WARMUP} warm-up batches")
+    variants: dict[str, str | None] = {"schema": None}
+    for spec in args.variant:
+        name, _, file = spec.partition("=")
+        variants[name] = Path(file).read_text()
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="loan-auction-journal-sql-") as tmp, postgres(
+        Path(tmp)
+    ) as (base, _):
+        rows = asyncio.run(run(base, variants, args))
+    print(json.dumps({"runs": rows, "batch": args.batch, "listings": args.listings,
+                      "loadavg_before": load_before, "loadavg_after": os.getloadavg()}))
+
+
+if __name__ == "__main__":
+    main()
