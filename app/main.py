@@ -3,9 +3,10 @@ take the writer fence, rebuild the books, serve (or wait as a standby while anot
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 from fastapi import FastAPI
@@ -36,6 +37,7 @@ from app.fence.role import Role
 from app.fence.store import application_name
 from app.fence.supervisor import Supervisor, supervised
 from app.journal import BatchStats, Entry, JournalWriter
+from app.journal.lane import AppendLane
 from app.keys import admin
 from app.keys.service import Keys, record_usage_every
 from app.keys.store import KeyStore
@@ -158,6 +160,8 @@ async def _running(
         on_commit,
         on_failure,
         fence=fence,
+        open_lane=_lane_opener(settings, fence),
+        timeout_s=settings.db_timeout_s * 6,  # as the pool's command timeout
     )
     market.writer = writer
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
@@ -224,6 +228,15 @@ async def _stop_writing(
         log.error("the journal batch in flight did not finish while stepping down")
     finally:
         await cancel_and_wait([journal])
+
+
+def _lane_opener(settings: Settings, fence: Fence) -> Callable[[], AppendLane] | None:
+    """The journal's libpq lane, named like the pool's sessions so a takeover ends it too."""
+    if not settings.journal_lane:
+        return None
+    return functools.partial(
+        AppendLane.open, fence.uri, application_name(fence.instance), settings.db_timeout_s
+    )
 
 
 def _address_limiter(settings: Settings) -> RateLimiter:

@@ -39,6 +39,10 @@ class Metrics:
             buckets=_BATCH_BUCKETS,
             registry=r,
         )
+        self.journal_batches = Counter(
+            "loan_auction_journal_batches", "Group commits, by connection",
+            ["connection"], registry=r,
+        )
         self.journal_commit = Histogram(
             "loan_auction_journal_commit_seconds",
             "Group commit latency",
@@ -91,6 +95,7 @@ class Metrics:
     def journal_committed(self, stats: BatchStats) -> None:
         self.journal_batch.observe(stats.entries)
         self.journal_commit.observe(stats.seconds)
+        self.journal_batches.labels("lane" if stats.on_lane else "asyncpg").inc()
 
 
 

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = 48 * 3600
     #: Serve POST /v1/listings/{id}/bids past FastAPI's per-request machinery (same answers).
     bid_fast_lane: bool = True
+    #: Write batches of bids on a libpq connection the journal polls as entries arrive, rather
+    #: than on asyncpg's, whose replies wait for a turn of the busy loop (same rows either way).
+    journal_lane: bool = True
     #: One JSON line per request on stderr; benchmarks turn it off.
     access_log: bool = True
     #: Per API key, on by default; a platform raises them, a benchmark or a trusted gateway

@@ -6,11 +6,11 @@
 One embedded PostgreSQL (or DATABASE_URL's server); for each variant a fresh database, migrated,
 then the variant's SQL (none for `schema`, the migrations as they are), one open listing or
 more, and `--batches` batches of `--batch` bids written with the journal's own statement
-(`app.journal._APPEND`: bids, `bid.placed` events, reserve ledger entries, the lender's balance)
-on one connection, as the writer sends them. The first 20 batches warm up; the rest are timed:
-the backend's CPU (from /proc, so Linux only) per bid, and the wall time per batch. Variants
-run in turn, `--rounds` times, so a change in the machine's load reaches each alike. Rows are
-built before timing; only Postgres' work is measured.
+(`app.journal.statements.APPEND`: bids, `bid.placed` events, reserve ledger entries, the
+lender's balance) on one connection, as the writer sends them. The first 20 batches warm up;
+the rest are timed: the backend's CPU (from /proc, so Linux only) per bid, and the wall time
+per batch. Variants run in turn, `--rounds` times, so a change in the machine's load reaches
+each alike. Rows are built before timing; only Postgres' work is measured.
 """
 
 import argparse
@@ -34,11 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from burst import database_url, postgres  # noqa: E402  (bench/ is on the path)
 
 from app.database import migrate  # noqa: E402  (after the path fix, as a script)
-from app.journal import _APPEND  # noqa: E402
+from app.journal.statements import APPEND  # noqa: E402
 
 WARMUP = 20
 LENDER = "bench-lender"
-_NO_IDEMPOTENCY: list[list[Any]] = [[], [], [], [], [], []]
 
 
 def backend_cpu_s(pid: int) -> float:
@@ -91,7 +90,7 @@ async def measure(uri: str, sql: str | None, args: argparse.Namespace) -> dict[s
         for k, batch in enumerate(batches):
             if k == WARMUP:
                 cpu, wall = backend_cpu_s(pid), time.perf_counter()
-            await conn.fetchval(_APPEND, 0, *batch, *_NO_IDEMPOTENCY)
+            await conn.fetchval(APPEND, 0, *batch, "[]")
         timed = args.batches - WARMUP
         return {
             "postgres_us_per_bid": (backend_cpu_s(pid) - cpu) / (timed * args.batch) * 1e6,

@@ -9,6 +9,7 @@ Variants (the rest of the command line goes to `loan-auction`):
   that shows what the audit chain costs.
 """
 
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -42,6 +43,7 @@ def main(argv: list[str]) -> None:
     variant, rest = argv[0], argv[1:]
     if variant == "journal-off":
         journal.JournalWriter._write = _store_nothing  # type: ignore[method-assign,assignment]
+        os.environ["LOAN_AUCTION_JOURNAL_LANE"] = "false"  # every batch through `_write`
     elif variant == "chain-off":
         chain.chain_rows = _number_only
     else:

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from app.journal import _EVENT_COLUMNS  # the layout of a committed event row, seq first
+from app.journal.statements import EVENT_COLUMNS  # a committed event row, seq first
 from app.masking import mask_id
 from app.rendering import Json, event_from_row
 
@@ -52,8 +52,8 @@ class Frame:
         """From a row of a committed journal entry; its `data` is the object. Every committed
         event becomes a frame, and most are never rendered (no stream), so naming the row's
         columns waits for the first rendering."""
-        if len(row) != len(_EVENT_COLUMNS):
-            raise ValueError(f"an event row has {len(_EVENT_COLUMNS)} columns, not {len(row)}")
+        if len(row) != len(EVENT_COLUMNS):
+            raise ValueError(f"an event row has {len(EVENT_COLUMNS)} columns, not {len(row)}")
         return cls(row[0], row[2], row[3], None, row)
 
     @classmethod
@@ -97,7 +97,7 @@ class Frame:
 
     def _named(self) -> dict[str, Any]:
         if self._fields is None:
-            self._fields = dict(zip(_EVENT_COLUMNS, self._row, strict=True))
+            self._fields = dict(zip(EVENT_COLUMNS, self._row, strict=True))
         return self._fields
 
     def _data(self) -> Any:

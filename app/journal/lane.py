@@ -1,0 +1,90 @@
+"""The batch-of-bids statement on a non-blocking libpq connection (psycopg's `pq` module).
+
+asyncpg hands a reply to its caller on a later turn of the event loop, after the requests
+already queued for that turn: on a busy loop a commit waited there ~1 ms, a third of the
+commit cycle, with Postgres idle (BENCHMARKS.md, issue 14 fourth pass). The writer instead asks
+this connection whether its statement is done each time the loop hands the writer an entry,
+and when the socket turns readable, so the next batch leaves as soon as the last one commits.
+
+Only `APPEND` runs here, one statement at a time, in autocommit: its reply means committed.
+"""
+
+import select
+
+import psycopg
+from psycopg import errors, pq
+from psycopg.conninfo import make_conninfo
+
+from app.journal.statements import APPEND
+
+_STATEMENT = b"journal_append"
+
+
+class AppendLane:
+    """One libpq connection with `APPEND` prepared. Not thread-safe: the event loop's only."""
+
+    def __init__(self, conn: pq.abc.PGconn, timeout_s: float) -> None:
+        self._conn = conn
+        self._timeout_s = timeout_s
+        #: The socket's descriptor, kept: libpq reports none once the connection is lost, and
+        #: the event loop's reader must still be removed then.
+        self.socket = int(conn.socket)
+        self._results: list[pq.abc.PGresult] = []
+
+    @classmethod
+    def open(cls, uri: str, application_name: str, timeout_s: float) -> "AppendLane":
+        """Connect and prepare the statement. Blocks: run it in an executor."""
+        conninfo = make_conninfo(
+            uri, application_name=application_name, connect_timeout=max(1, round(timeout_s))
+        )
+        conn = pq.PGconn.connect(conninfo.encode())
+        try:
+            if conn.status != pq.ConnStatus.OK:
+                raise psycopg.OperationalError(conn.get_error_message())
+            prepared = conn.prepare(_STATEMENT, APPEND.encode())
+            if prepared.status != pq.ExecStatus.COMMAND_OK:
+                raise errors.error_from_result(prepared)
+            conn.nonblocking = 1
+        except BaseException:
+            conn.finish()
+            raise
+        return cls(conn, timeout_s)
+
+    def send(self, params: list[bytes | None]) -> None:
+        """Start the statement (text parameters); `poll` tells when it is done."""
+        conn = self._conn
+        self._results = []
+        conn.send_query_prepared(_STATEMENT, params)
+        while conn.flush():  # the socket took part of it: wait until it takes the rest
+            if not select.select([], [self.socket], [], self._timeout_s)[1]:
+                raise TimeoutError("Postgres took no more of the batch")
+
+    def poll(self) -> int | None:
+        """The statement's count once it is done (committed), None while it runs. Raises the
+        statement's error, or the connection's. O(1) syscalls: one non-blocking read."""
+        conn = self._conn
+        conn.consume_input()
+        while not conn.is_busy():
+            result = conn.get_result()
+            if result is None:
+                return self._count()
+            self._results.append(result)
+        return None
+
+    def drain(self) -> None:
+        """Read what arrived with no statement running (a notice, or the server ending the
+        session, which raises here)."""
+        self._conn.consume_input()
+
+    def close(self) -> None:
+        self._conn.finish()
+
+    def _count(self) -> int:
+        results, self._results = self._results, []
+        for result in results:
+            if result.status != pq.ExecStatus.TUPLES_OK:
+                raise errors.error_from_result(result)
+        value = results[-1].get_value(0, 0) if results else None
+        if value is None:
+            raise psycopg.InterfaceError("the journal statement returned no count")
+        return int(value)

@@ -1,0 +1,372 @@
+"""The journal writer: the one writer that turns what the engine decided into Postgres rows.
+
+Group commit: every entry submitted while a batch is in flight rides in the next one, so a
+burst of bids costs one statement and one commit, not one transaction each. Entries are written
+in submission order, which is engine order, so event `seq` order is the order things happened.
+A request is answered only after its entry's batch commits.
+
+Two connections, one batch at a time, so the order holds across them: batches that only append
+(bids, their events, ledger entries, balances, idempotency keys) go on the libpq lane
+(`lane.py`), which the writer polls whenever an entry arrives; anything else (listings opened
+or resolved, loans, standing orders) goes in an asyncpg transaction from the writer's task.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import asyncpg
+import orjson
+from asyncpg.pool import PoolConnectionProxy
+
+from app.audit import chain
+from app.fence.fence import Fence
+from app.journal import statements as sql
+from app.journal.entry import BatchStats, Entry, Row
+from app.journal.lane import AppendLane
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    Connection = PoolConnectionProxy[asyncpg.Record]
+
+Batch = list[tuple[Entry, "asyncio.Future[None]"]]
+#: A statement takes a few hundred µs at the least: polling sooner only costs a syscall.
+_POLL_AFTER_S = 0.0003
+#: After a lane failed to open, batches take the task's path this long before the next try.
+_LANE_RETRY_S = 5.0
+
+
+class ResolvedTwice(Exception):
+    """A listing was already closed in Postgres: a bug, the batch is rolled back."""
+
+
+@dataclass(slots=True)
+class _OnLane:
+    """The batch the lane is running, and the chain head it leaves once committed."""
+
+    batch: Batch
+    merged: Entry
+    events: list[Row]
+    head: tuple[int, str]
+    sent_at: float
+    deadline: asyncio.TimerHandle
+
+
+class JournalWriter:
+    """Owns the write path to Postgres. `submit` is called from the event loop, in engine order."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        max_batch: int,
+        max_rows: int,
+        on_commit: Callable[[Entry, BatchStats], None],
+        on_failure: Callable[[BaseException], Awaitable[None]],
+        *,
+        fence: Fence,
+        open_lane: Callable[[], AppendLane] | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._pool = pool
+        self._fence = fence
+        self._closed: BaseException | None = None
+        self._max_batch = max_batch
+        self._max_rows = max_rows
+        self._on_commit = on_commit
+        self._on_failure = on_failure
+        self._open_lane = open_lane
+        self._timeout_s = timeout_s
+        self._pending: Batch = []
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        #: (seq, hash) of the newest event committed: the audit chain's head. Read from
+        #: Postgres after a start or a failed batch.
+        self._head: tuple[int, str] | None = None
+        self._conn: Connection | None = None
+        self._lane: AppendLane | None = None
+        self._on_lane: _OnLane | None = None
+        #: A batch taken for the lane that needs the task's transaction instead.
+        self._handed: tuple[Batch, Entry] | None = None
+        self._lane_retry_at = 0.0  # monotonic: no new lane before then, after one failed to open
+        self._writing = False  # the task has a batch in flight
+        self._recovering = False  # a batch failed: nothing goes out until the rebuild is done
+
+    def submit(self, entry: Entry) -> asyncio.Future[None]:
+        """Queue an entry; the future completes when it is committed (or fails)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._closed is not None:
+            future.set_exception(self._closed)
+            return future
+        self._pending.append((entry, future))
+        self._idle.clear()
+        on_lane = self._on_lane
+        if on_lane is None:
+            self._wakeup.set()
+        elif time.perf_counter() - on_lane.sent_at > _POLL_AFTER_S:
+            self._poll_lane()
+        return future
+
+    def fail_pending(self, error: BaseException) -> None:
+        """Fail everything not yet written: it was computed on state Postgres does not have."""
+        pending, self._pending = self._pending, []
+        _fail_futures(pending, error)
+        self._idle_if_done()
+
+    def close(self, error: BaseException) -> None:
+        """Take no more writes: fail what is queued and everything submitted from now on.
+        A batch in flight finishes (or fails) on its own; `flushed` waits for it."""
+        self._closed = error
+        self.fail_pending(error)
+        self._wakeup.set()
+
+    async def flushed(self) -> None:
+        """Wait until every submitted entry is committed or failed."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            on_lane, self._on_lane = self._on_lane, None
+            if on_lane is not None:  # stopped mid-statement: the outcome is unknown here
+                _fail_futures(on_lane.batch, RuntimeError("the journal stopped mid-batch"))
+            self._drop_lane()
+            await self._drop_connection()  # the pool closes only once it has it back
+
+    async def _run(self) -> None:
+        # No waiting for stragglers: the next batch goes out as soon as the last one commits.
+        # A 1 ms gather here cost a third of the bid rate once a batch took one round trip (a
+        # sleep on a busy loop lasts ~3.7 ms; BENCHMARKS.md, issue 14 third pass).
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._on_lane is None and not self._recovering:
+                handed, self._handed = self._handed, None
+                if handed is None and not self._pending:
+                    break
+                batch, merged = handed or self._take()
+                if handed is None and merged.appends_only() and await self._lane_ready():
+                    self._send_on_lane(batch, merged)
+                    break
+                self._writing = True
+                try:
+                    await self._write_batch(batch, merged)
+                finally:
+                    self._writing = False
+            self._idle_if_done()
+
+    def _take(self) -> tuple[Batch, Entry]:
+        """The oldest pending entries, up to `max_batch` of them and `max_rows` rows (but never
+        fewer than one entry): a backlog of big entries commits in bounded transactions."""
+        rows = taken = 0
+        for entry, _ in self._pending[: self._max_batch]:
+            rows += entry.rows()
+            if taken and rows > self._max_rows:
+                break
+            taken += 1
+        batch = self._pending[:taken]
+        del self._pending[:taken]
+        return batch, Entry.merge(entry for entry, _ in batch)
+
+    def _idle_if_done(self) -> None:
+        if not (self._pending or self._on_lane or self._handed or self._writing):
+            self._idle.set()
+
+    # --- the task's path: asyncpg, in a transaction unless the batch only appends -----------
+
+    async def _write_batch(self, batch: Batch, merged: Entry) -> None:
+        started = time.perf_counter()
+        try:
+            await self._write(merged)
+        except Exception as error:  # any failure: nothing in this batch is durable
+            self._fail(batch, error)
+            return
+        self._committed(batch, merged, started, on_lane=False)
+
+    async def _write(self, e: Entry) -> None:
+        conn = await self._connection()
+        try:
+            if e.appends_only():
+                await self._append(conn, e)
+                return
+            async with conn.transaction():
+                await self._fence.check(conn)  # first: a takeover waits for this transaction
+                await sql.copy_rows(conn, "listings", sql.LISTING_COLUMNS, e.listings)
+                if e.standing_orders:  # before the bids: an auto bid names its order
+                    latest = {row[0]: row for row in e.standing_orders}
+                    await conn.execute(
+                        sql.STORE_STANDING_ORDERS, *sql.columns(list(latest.values()), 16)
+                    )
+                await self._append(conn, e)
+                await sql.copy_rows(conn, "loans", sql.LOAN_COLUMNS, e.loans)
+                await sql.copy_rows(conn, "fills", sql.FILL_COLUMNS, e.fills)
+                if e.settled_bids:
+                    await conn.execute(sql.SETTLE_BIDS, *sql.columns(e.settled_bids, 3))
+                if e.closes:
+                    status = await conn.execute(sql.CLOSE_LISTINGS, *sql.columns(e.closes, 8))
+                    if status != f"UPDATE {len(e.closes)}":
+                        raise ResolvedTwice(f"{status} for {len(e.closes)} closes")
+        except BaseException:
+            await self._drop_connection()
+            raise
+
+    async def _append(self, conn: "Connection", e: Entry) -> None:
+        """Bids, events (numbered and chained here), ledger entries, balances, idempotency."""
+        if self._head is None:
+            self._head = await sql.event_head(conn)
+        events, head = self._chain(e)
+        found = await conn.fetchval(sql.APPEND, self._fence.epoch, *sql.append_rows(e, events))
+        self._fence.confirm(bool(found))
+        e.events = events
+        self._head = head
+
+    def _chain(self, e: Entry) -> tuple[list[Row], tuple[int, str]]:
+        assert self._head is not None
+        events, seq, head = chain.chain_rows(*self._head, e.events)
+        return events, (seq, head)
+
+    async def _connection(self) -> "Connection":
+        """The writer keeps one connection while it works: no acquire, and no reset query on
+        a release, per batch."""
+        if self._conn is None:
+            self._conn = await self._pool.acquire()
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._pool.release(conn)
+
+    # --- the lane: driven from `submit` and the socket's readiness, no task in between ---------
+
+    async def _lane_ready(self) -> bool:
+        """A lane is open (opened now if need be) and the chain head is known. A head read
+        means the last batch on the task's connection reached Postgres, so it is worth
+        (re)connecting; until then batches take the task's path."""
+        if self._lane is not None:
+            return True
+        now = time.monotonic()
+        if self._open_lane is None or self._head is None or now < self._lane_retry_at:
+            return False
+        try:
+            lane = await asyncio.get_running_loop().run_in_executor(None, self._open_lane)
+        except Exception as error:  # noqa: BLE001 - the task's path carries on without it
+            log.warning("journal lane unavailable", extra={"error": repr(error)})
+            self._lane_retry_at = now + _LANE_RETRY_S
+            return False
+        asyncio.get_running_loop().add_reader(lane.socket, self._lane_readable)
+        self._lane = lane
+        return True
+
+    def _send_on_lane(self, batch: Batch, merged: Entry) -> None:
+        assert self._lane is not None
+        started = time.perf_counter()
+        events, head = self._chain(merged)
+        epoch = self._fence.epoch
+        params = [None if epoch is None else str(epoch).encode()]
+        params += [orjson.dumps(rows) for rows in sql.append_rows(merged, events)]
+        try:
+            self._lane.send(params)
+        except Exception as error:  # noqa: BLE001 - any failure: the batch is not durable
+            self._drop_lane()
+            self._fail(batch, error)
+            return
+        deadline = asyncio.get_running_loop().call_later(self._timeout_s, self._lane_timed_out)
+        self._on_lane = _OnLane(batch, merged, events, head, started, deadline)
+
+    def _lane_readable(self) -> None:
+        if self._on_lane is not None:
+            self._poll_lane()
+            return
+        try:
+            assert self._lane is not None
+            self._lane.drain()
+        except Exception as error:  # noqa: BLE001 - the session ended: reconnect when needed
+            log.warning("journal lane closed", extra={"error": repr(error)})
+            self._drop_lane()
+
+    def _poll_lane(self) -> None:
+        on_lane, lane = self._on_lane, self._lane
+        assert on_lane is not None and lane is not None
+        try:
+            found = lane.poll()
+            if found is None:
+                return
+            self._fence.confirm(bool(found))
+        except Exception as error:  # noqa: BLE001 - any failure: the batch is not durable
+            self._lane_failed(error)
+            return
+        self._on_lane = None
+        on_lane.deadline.cancel()
+        on_lane.merged.events = on_lane.events
+        self._head = on_lane.head
+        self._committed(on_lane.batch, on_lane.merged, on_lane.sent_at, on_lane=True)
+        self._next_on_lane()
+
+    def _next_on_lane(self) -> None:
+        """Send what is pending at once; a batch that does not only append goes to the task."""
+        if not self._pending:
+            self._wakeup.set()  # the task marks the writer idle
+            return
+        batch, merged = self._take()
+        if merged.appends_only():
+            self._send_on_lane(batch, merged)
+        else:
+            self._handed = batch, merged
+            self._wakeup.set()
+
+    def _lane_timed_out(self) -> None:
+        self._lane_failed(TimeoutError(f"no commit within {self._timeout_s} s"))
+
+    def _lane_failed(self, error: BaseException) -> None:
+        on_lane, self._on_lane = self._on_lane, None
+        assert on_lane is not None
+        on_lane.deadline.cancel()
+        self._drop_lane()  # a session that failed a statement may be in any state: a new one
+        self._fail(on_lane.batch, error)
+
+    def _drop_lane(self) -> None:
+        lane, self._lane = self._lane, None
+        if lane is not None:
+            asyncio.get_running_loop().remove_reader(lane.socket)
+            lane.close()
+
+    # --- outcomes -----------------------------------------------------------------------------
+
+    def _committed(self, batch: Batch, merged: Entry, started: float, *, on_lane: bool) -> None:
+        seconds = time.perf_counter() - started
+        self._on_commit(merged, BatchStats(len(batch), seconds, on_lane))
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    def _fail(self, batch: Batch, error: BaseException) -> None:
+        """Nothing in `batch` is durable, and what is pending was computed on top of it: fail
+        both, then hold every write until the market has rebuilt from Postgres."""
+        self._head = None
+        log.error("journal batch failed", extra={"entries": len(batch), "error": repr(error)})
+        _fail_futures(batch, error)
+        handed, self._handed = self._handed, None
+        if handed is not None:
+            _fail_futures(handed[0], error)
+        self.fail_pending(error)
+        self._recovering = True
+        asyncio.get_running_loop().create_task(self._recover(error), name="journal-recovery")
+
+    async def _recover(self, error: BaseException) -> None:
+        try:
+            await self._on_failure(error)
+        finally:
+            self._recovering = False
+            self._wakeup.set()
+
+
+def _fail_futures(batch: Batch, error: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error)

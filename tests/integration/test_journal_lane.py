@@ -1,0 +1,113 @@
+"""The journal's libpq lane (app/journal/lane.py): batches that only append go on it, the rest on
+asyncpg; what it stores is what the asyncpg path stores, and losing it loses no acknowledged bid."""
+
+import asyncio
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.journal import JournalWriter
+from tests.integration.conftest import ADMIN, running_service
+from tests.integration.helpers import bid_body, open_listing, place_bid
+from tests.waiting import eventually
+
+
+def batches(app: FastAPI, connection: str) -> float:
+    """Group commits so far on `connection` ("lane" or "asyncpg"), from the service's metrics."""
+    value = app.state.metrics.registry.get_sample_value(
+        "loan_auction_journal_batches_total", {"connection": connection}
+    )
+    return float(value or 0)
+
+
+def writer_of(app: FastAPI) -> JournalWriter:
+    writer = app.state.services.market.writer
+    assert isinstance(writer, JournalWriter)
+    return writer
+
+
+@pytest.mark.parametrize("journal_lane", [True, False], ids=["lane", "no_lane"])
+async def test_bids_go_on_the_lane_and_listings_on_asyncpg_unless_the_lane_is_off(
+    database_url: str, journal_lane: bool
+) -> None:
+    async with running_service(database_url, journal_lane=journal_lane) as (app, client):
+        listing = (await open_listing(client, amount=5_000_000))["id"]
+        await asyncio.gather(*(place_bid(client, listing, 100_000, 900 + n) for n in range(20)))
+        on_lane, on_asyncpg = batches(app, "lane"), batches(app, "asyncpg")
+        count = (await client.get(f"/v1/listings/{listing}", headers=ADMIN)).json()["bid_count"]
+    assert count == 20
+    assert on_asyncpg >= 1  # the listing, and the first write of a term (it reads the chain head)
+    assert (on_lane >= 1) is journal_lane
+
+
+async def test_an_idempotent_bid_written_on_the_lane_replays_the_same_answer_after_a_restart(
+    database_url: str,
+) -> None:
+    """The key's row (its hash and body as bytes) goes through the lane's JSON as base64."""
+    keyed = {**ADMIN, "Idempotency-Key": "bid-on-the-lane"}
+    async with running_service(database_url) as (app, client):
+        listing = (await open_listing(client))["id"]
+        path = f"/v1/listings/{listing}/bids"
+        before = batches(app, "lane")
+        first = await client.post(path, headers=keyed, json=bid_body(100_000, 1_500))
+        assert first.status_code == 201, first.text
+        assert batches(app, "lane") == before + 1
+    async with running_service(database_url, fund_lenders=False) as (_, client):
+        again = await client.post(path, headers=keyed, json=bid_body(100_000, 1_500))
+        changed = await client.post(path, headers=keyed, json=bid_body(100_000, 1_400))
+    assert (again.status_code, again.content) == (201, first.content)
+    assert changed.status_code == 422  # the same key with another body: the stored hash differs
+    assert changed.json()["code"] == "idempotency_key_reused"
+
+
+async def test_a_lane_whose_session_ends_is_replaced_and_every_acknowledged_bid_is_stored(
+    database_url: str,
+) -> None:
+    async with running_service(database_url) as (app, client):
+        writer = writer_of(app)
+        listing = (await open_listing(client))["id"]
+        await place_bid(client, listing, 100_000, 1_500)
+        await place_bid(client, listing, 100_000, 1_400)
+        lane = writer._lane
+        assert lane is not None, "the second bid's batch opened the lane"
+        await _terminate(database_url, lane._conn.backend_pid)
+        acknowledged = await _bid_until_acknowledged(client, listing, count=10)
+        assert writer._lane is not None and writer._lane is not lane, "a new lane"
+        assert batches(app, "lane") >= 2
+    conn = await asyncpg.connect(database_url)
+    try:
+        stored = {str(r["id"]) for r in await conn.fetch("SELECT id FROM bids")}
+    finally:
+        await conn.close()
+    assert set(acknowledged) <= stored
+
+
+async def _terminate(database_url: str, pid: int) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await conn.close()
+
+
+async def _bid_until_acknowledged(
+    client: httpx.AsyncClient, listing: str, count: int
+) -> list[str]:
+    """Bid until `count` bids are acknowledged; a 503 (the batch on the ended session, or the
+    rebuild after it) is retried, as a client would."""
+    acknowledged: list[str] = []
+
+    async def one_more() -> bool:
+        response = await client.post(
+            f"/v1/listings/{listing}/bids", headers=ADMIN,
+            json=bid_body(100_000, 1_300 - len(acknowledged)),
+        )
+        assert response.status_code in (201, 503), response.text
+        if response.status_code == 201:
+            acknowledged.append(response.json()["id"])
+        return len(acknowledged) >= count
+
+    await eventually(one_more, what=f"{count} bids acknowledged after the lane's session ended")
+    return acknowledged
