@@ -248,10 +248,12 @@ class JournalWriter:
         """A lane is open (opened now if need be) and the chain head is known. A head read
         means the last batch on the task's connection reached Postgres, so it is worth
         (re)connecting; until then batches take the task's path."""
+        if self._head is None:  # a failed batch forgot it, lane or not: the task reads it
+            return False
         if self._lane is not None:
             return True
         now = time.monotonic()
-        if self._open_lane is None or self._head is None or now < self._lane_retry_at:
+        if self._open_lane is None or now < self._lane_retry_at:
             return False
         try:
             lane = await asyncio.get_running_loop().run_in_executor(None, self._open_lane)
