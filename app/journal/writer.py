@@ -94,7 +94,8 @@ class JournalWriter:
         self._handed: tuple[Batch, Entry] | None = None
         self._lane_retry_at = 0.0  # monotonic: no new lane before then, after one failed to open
         self._writing = False  # the task has a batch in flight
-        self._recovering = False  # a batch failed: nothing goes out until the rebuild is done
+        self._recovering = False  # a batch failed: nothing goes out until `on_failure` returns
+        self._recovery: asyncio.Task[None] | None = None  # held: the loop keeps only a weak ref
 
     def submit(self, entry: Entry) -> asyncio.Future[None]:
         """Queue an entry; the future completes when it is committed (or fails)."""
@@ -358,12 +359,17 @@ class JournalWriter:
             _fail_futures(handed[0], error)
         self.fail_pending(error)
         self._recovering = True
-        asyncio.get_running_loop().create_task(self._recover(error), name="journal-recovery")
+        self._recovery = asyncio.get_running_loop().create_task(
+            self._recover(error), name="journal-recovery"
+        )
 
     async def _recover(self, error: BaseException) -> None:
         try:
             await self._on_failure(error)
         finally:
+            # Submitted before the market heard (this task's first turn): computed on the batch
+            # that failed, so it fails too, as when `on_failure` ran in the same step.
+            self.fail_pending(error)
             self._recovering = False
             self._wakeup.set()
 
