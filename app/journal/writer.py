@@ -135,7 +135,14 @@ class JournalWriter:
         finally:
             on_lane, self._on_lane = self._on_lane, None
             if on_lane is not None:  # stopped mid-statement: the outcome is unknown here
-                _fail_futures(on_lane.batch, RuntimeError("the journal stopped mid-batch"))
+                on_lane.deadline.cancel()
+                _fail_futures(on_lane.batch, _stopped())
+            handed, self._handed = self._handed, None
+            if handed is not None:
+                _fail_futures(handed[0], _stopped())
+            self.close(_stopped())  # nothing would write what is queued, or comes later
+            if self._recovery is not None:  # part of the task's work, as when it awaited it
+                self._recovery.cancel()
             self._drop_lane()
             await self._drop_connection()  # the pool closes only once it has it back
 
@@ -151,12 +158,15 @@ class JournalWriter:
                 if handed is None and not self._pending:
                     break
                 batch, merged = handed or self._take()
-                if handed is None and merged.appends_only() and await self._lane_ready():
-                    self._send_on_lane(batch, merged)
-                    break
-                self._writing = True
+                self._writing = True  # from here: opening a lane awaits too
                 try:
+                    if handed is None and merged.appends_only() and await self._lane_ready():
+                        self._send_on_lane(batch, merged)
+                        break
                     await self._write_batch(batch, merged)
+                except asyncio.CancelledError:
+                    _fail_futures(batch, _stopped())
+                    raise
                 finally:
                     self._writing = False
             self._idle_if_done()
@@ -372,6 +382,10 @@ class JournalWriter:
             self.fail_pending(error)
             self._recovering = False
             self._wakeup.set()
+
+
+def _stopped() -> RuntimeError:
+    return RuntimeError("the journal stopped")
 
 
 def _fail_futures(batch: Batch, error: BaseException) -> None:
