@@ -214,10 +214,18 @@ async def test_the_lane_sends_text_as_utf8_whatever_the_sessions_default_encodin
         entry = an_event(note="prêt à 5 % — 日本")
         event_id = entry.events[0][0]
         await writer.submit(entry)
-        assert batches(app, "lane") >= 2
+        keyed = [(k.encode(), v.encode()) for k, v in ADMIN.items()]
+        keyed.append((b"Idempotency-Key", "clé-ü".encode("latin-1")))  # a header is latin-1
+        response = await client.post(
+            f"/v1/listings/{listing}/bids", headers=keyed, json=bid_body(100_000, 1_400)
+        )
+        assert response.status_code == 201, response.text
+        assert batches(app, "lane") >= 3
     conn = await asyncpg.connect(database_url)
     try:
         data = await conn.fetchval("SELECT data FROM events WHERE id = $1", event_id)
+        keys = await conn.fetch("SELECT key FROM idempotency_keys")
     finally:
         await conn.close()
     assert data == '{"note": "prêt à 5 % — 日本"}'
+    assert [row["key"] for row in keys] == ["clé-ü"]
