@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.fence.store import application_name
 from app.journal import Entry, JournalWriter
 from app.journal.lane import AppendLane
 from tests.integration.conftest import ADMIN, running_service
@@ -229,3 +230,23 @@ async def test_the_lane_sends_text_as_utf8_whatever_the_sessions_default_encodin
         await conn.close()
     assert data == '{"note": "prêt à 5 % — 日本"}'
     assert [row["key"] for row in keys] == ["clé-ü"]
+
+
+
+async def test_a_takeover_would_end_the_lanes_session_with_the_pools(database_url: str) -> None:
+    """A takeover ends the old writer's sessions by application_name (`evict`): the lane's is
+    among them. Evicting for real here would also stop this writer and close the lane anyway."""
+    async with running_service(database_url) as (app, client):
+        writer = writer_of(app)
+        listing = (await open_listing(client))["id"]
+        await place_bid(client, listing, 100_000, 1_500)
+        assert writer._lane is not None
+        conn = await asyncpg.connect(database_url)
+        try:
+            named = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name = $1", application_name(writer._fence.instance),
+            )
+        finally:
+            await conn.close()
+        assert writer._lane._conn.backend_pid in {row["pid"] for row in named}
