@@ -279,11 +279,11 @@ class JournalWriter:
     def _send_on_lane(self, batch: Batch, merged: Entry) -> None:
         assert self._lane is not None
         started = time.perf_counter()
-        events, head = self._chain(merged)
         epoch = self._fence.epoch
-        params = [None if epoch is None else str(epoch).encode()]
-        params += [orjson.dumps(rows) for rows in sql.append_rows(merged, events)]
-        try:
+        try:  # encoding too: a row it cannot take fails the batch, as on the task's path
+            events, head = self._chain(merged)
+            params = [None if epoch is None else str(epoch).encode()]
+            params += [orjson.dumps(rows) for rows in sql.append_rows(merged, events)]
             self._lane.send(params)
         except Exception as error:  # noqa: BLE001 - any failure: the batch is not durable
             self._drop_lane()

@@ -250,3 +250,23 @@ async def test_a_takeover_would_end_the_lanes_session_with_the_pools(database_ur
         finally:
             await conn.close()
         assert writer._lane._conn.backend_pid in {row["pid"] for row in named}
+
+
+async def test_an_entry_the_lane_cannot_encode_fails_like_on_the_task_path(
+    database_url: str,
+) -> None:
+    """Encoding it was outside the lane's failure path: the journal's task died, the request
+    waited for ever. It fails, and the writer goes on after the rebuild."""
+    async with running_service(database_url) as (app, client):
+        writer = writer_of(app)
+        listing = (await open_listing(client))["id"]
+        await place_bid(client, listing, 100_000, 1_500)
+        assert writer._lane is not None
+        with pytest.raises(TypeError):
+            await asyncio.wait_for(writer.submit(Entry(bids=[(object(),)])), timeout=10)
+
+        async def rebuilt() -> bool:
+            return not writer._recovering and bool(app.state.services.market.writable)
+
+        await eventually(rebuilt, what="the books rebuilt")
+        await asyncio.wait_for(place_bid(client, listing, 100_000, 1_400), timeout=10)
