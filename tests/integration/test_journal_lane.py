@@ -270,3 +270,25 @@ async def test_an_entry_the_lane_cannot_encode_fails_like_on_the_task_path(
 
         await eventually(rebuilt, what="the books rebuilt")
         await asyncio.wait_for(place_bid(client, listing, 100_000, 1_400), timeout=10)
+
+
+async def test_bids_take_the_pool_while_the_lane_cannot_open(database_url: str) -> None:
+    async with running_service(database_url) as (app, client):
+        writer = writer_of(app)
+        listing = (await open_listing(client))["id"]
+        writer._drop_lane()
+        tries: list[int] = []
+
+        def refused() -> AppendLane:
+            tries.append(1)
+            raise OSError("no lane today")
+
+        writer._open_lane = refused
+        before = batches(app, "asyncpg")
+        for rate in (1_500, 1_400, 1_300):
+            await asyncio.wait_for(place_bid(client, listing, 100_000, rate), timeout=10)
+        assert writer._lane is None
+        assert tries == [1], "one try, then none until the retry delay"
+        assert batches(app, "asyncpg") >= before + 3
+        count = (await client.get(f"/v1/listings/{listing}", headers=ADMIN)).json()["bid_count"]
+    assert count == 3
