@@ -34,8 +34,9 @@ class AppendLane:
     @classmethod
     def open(cls, uri: str, application_name: str, timeout_s: float) -> "AppendLane":
         """Connect and prepare the statement. Blocks: run it in an executor."""
-        conninfo = make_conninfo(
-            uri, application_name=application_name, connect_timeout=max(1, round(timeout_s))
+        conninfo = make_conninfo(  # UTF-8 as asyncpg's: libpq's default follows PGCLIENTENCODING
+            uri, application_name=application_name, connect_timeout=max(1, round(timeout_s)),
+            client_encoding="UTF8",
         )
         conn = pq.PGconn.connect(conninfo.encode())
         try:

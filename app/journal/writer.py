@@ -94,7 +94,8 @@ class JournalWriter:
         self._handed: tuple[Batch, Entry] | None = None
         self._lane_retry_at = 0.0  # monotonic: no new lane before then, after one failed to open
         self._writing = False  # the task has a batch in flight
-        self._recovering = False  # a batch failed: nothing goes out until the rebuild is done
+        self._recovering = False  # a batch failed: nothing goes out until `on_failure` returns
+        self._recovery: asyncio.Task[None] | None = None  # held: the loop keeps only a weak ref
 
     def submit(self, entry: Entry) -> asyncio.Future[None]:
         """Queue an entry; the future completes when it is committed (or fails)."""
@@ -134,7 +135,14 @@ class JournalWriter:
         finally:
             on_lane, self._on_lane = self._on_lane, None
             if on_lane is not None:  # stopped mid-statement: the outcome is unknown here
-                _fail_futures(on_lane.batch, RuntimeError("the journal stopped mid-batch"))
+                on_lane.deadline.cancel()
+                _fail_futures(on_lane.batch, _stopped())
+            handed, self._handed = self._handed, None
+            if handed is not None:
+                _fail_futures(handed[0], _stopped())
+            self.close(_stopped())  # nothing would write what is queued, or comes later
+            if self._recovery is not None:  # part of the task's work, as when it awaited it
+                self._recovery.cancel()
             self._drop_lane()
             await self._drop_connection()  # the pool closes only once it has it back
 
@@ -150,12 +158,15 @@ class JournalWriter:
                 if handed is None and not self._pending:
                     break
                 batch, merged = handed or self._take()
-                if handed is None and merged.appends_only() and await self._lane_ready():
-                    self._send_on_lane(batch, merged)
-                    break
-                self._writing = True
+                self._writing = True  # from here: opening a lane awaits too
                 try:
+                    if handed is None and merged.appends_only() and await self._lane_ready():
+                        self._send_on_lane(batch, merged)
+                        break
                     await self._write_batch(batch, merged)
+                except asyncio.CancelledError:
+                    _fail_futures(batch, _stopped())
+                    raise
                 finally:
                     self._writing = False
             self._idle_if_done()
@@ -248,10 +259,12 @@ class JournalWriter:
         """A lane is open (opened now if need be) and the chain head is known. A head read
         means the last batch on the task's connection reached Postgres, so it is worth
         (re)connecting; until then batches take the task's path."""
+        if self._head is None:  # a failed batch forgot it, lane or not: the task reads it
+            return False
         if self._lane is not None:
             return True
         now = time.monotonic()
-        if self._open_lane is None or self._head is None or now < self._lane_retry_at:
+        if self._open_lane is None or now < self._lane_retry_at:
             return False
         try:
             lane = await asyncio.get_running_loop().run_in_executor(None, self._open_lane)
@@ -266,11 +279,11 @@ class JournalWriter:
     def _send_on_lane(self, batch: Batch, merged: Entry) -> None:
         assert self._lane is not None
         started = time.perf_counter()
-        events, head = self._chain(merged)
         epoch = self._fence.epoch
-        params = [None if epoch is None else str(epoch).encode()]
-        params += [orjson.dumps(rows) for rows in sql.append_rows(merged, events)]
-        try:
+        try:  # encoding too: a row it cannot take fails the batch, as on the task's path
+            events, head = self._chain(merged)
+            params = [None if epoch is None else str(epoch).encode()]
+            params += [orjson.dumps(rows) for rows in sql.append_rows(merged, events)]
             self._lane.send(params)
         except Exception as error:  # noqa: BLE001 - any failure: the batch is not durable
             self._drop_lane()
@@ -356,14 +369,23 @@ class JournalWriter:
             _fail_futures(handed[0], error)
         self.fail_pending(error)
         self._recovering = True
-        asyncio.get_running_loop().create_task(self._recover(error), name="journal-recovery")
+        self._recovery = asyncio.get_running_loop().create_task(
+            self._recover(error), name="journal-recovery"
+        )
 
     async def _recover(self, error: BaseException) -> None:
         try:
             await self._on_failure(error)
         finally:
+            # Submitted before the market heard (this task's first turn): computed on the batch
+            # that failed, so it fails too, as when `on_failure` ran in the same step.
+            self.fail_pending(error)
             self._recovering = False
             self._wakeup.set()
+
+
+def _stopped() -> RuntimeError:
+    return RuntimeError("the journal stopped")
 
 
 def _fail_futures(batch: Batch, error: BaseException) -> None:

@@ -131,8 +131,11 @@ async def test_a_failed_batch_makes_the_writer_read_the_head_again(database_url:
             await market.writer.submit(doomed)
         assert getattr(failed.value, "sqlstate", None) == "23502"  # not_null_violation
 
-        async def writable() -> bool:
-            return bool(market.writable)
+        writer = market.writer
+        assert writer is not None
+
+        async def writable() -> bool:  # once the writer has told the market (a task of its own)
+            return not writer._recovering and bool(market.writable)
 
         await eventually(writable, what="the market writable again after the failed batch")
         await place_bid(client, listing, 100_000, 1500)

@@ -2,13 +2,18 @@
 asyncpg; what it stores is what the asyncpg path stores, and losing it loses no acknowledged bid."""
 
 import asyncio
+import threading
+from datetime import UTC, datetime
+from uuid import uuid4
 
 import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.journal import JournalWriter
+from app.fence.store import application_name
+from app.journal import Entry, JournalWriter
+from app.journal.lane import AppendLane
 from tests.integration.conftest import ADMIN, running_service
 from tests.integration.helpers import bid_body, open_listing, place_bid
 from tests.waiting import eventually
@@ -111,3 +116,179 @@ async def _bid_until_acknowledged(
 
     await eventually(one_more, what=f"{count} bids acknowledged after the lane's session ended")
     return acknowledged
+
+
+def an_event(**data: object) -> Entry:
+    """An entry of one event: it appends only, so it goes on the lane when there is one."""
+    return Entry(events=[(str(uuid4()), "listing.opened", None, datetime.now(UTC), data)])
+
+
+def doomed() -> Entry:
+    """An entry Postgres refuses (an idempotency key's created_at is NOT NULL)."""
+    return Entry(events=an_event().events, idempotency=[("s", "k", b"", 200, b"", None)])
+
+
+async def test_a_failed_batch_on_the_task_path_leaves_the_lane_writing_after_the_rebuild(
+    database_url: str,
+) -> None:
+    """The failure forgets the chain head; the next batch of bids must read it again, not go on
+    the lane that stayed open (that killed the journal's task, and the bid hung)."""
+    async with running_service(database_url) as (app, client):
+        writer, market = writer_of(app), app.state.services.market
+        listing = (await open_listing(client))["id"]
+        await place_bid(client, listing, 100_000, 1_500)
+        assert writer._lane is not None
+        with pytest.raises(ValueError, match="listings"):  # not appending: the task's path
+            await writer.submit(Entry(listings=[("too", "few")]))
+
+        async def rebuilt() -> bool:
+            return not writer._recovering and bool(market.writable)
+
+        await eventually(rebuilt, what="the books rebuilt")
+        await asyncio.wait_for(place_bid(client, listing, 100_000, 1_400), timeout=10)
+
+
+async def test_an_entry_submitted_after_a_lane_batch_failed_but_before_the_market_heard_fails(
+    database_url: str,
+) -> None:
+    """It was computed on the books with the failed batch in them: writing it would store rows
+    on top of ones Postgres does not have (the asyncpg path told the market in the same step)."""
+    async with running_service(database_url) as (app, client):
+        writer = writer_of(app)
+        listing = (await open_listing(client))["id"]
+        await place_bid(client, listing, 100_000, 1_500)
+        assert writer._lane is not None
+        with pytest.raises(Exception) as failed:  # noqa: PT011 - psycopg's, checked below
+            await writer.submit(doomed())
+        assert getattr(failed.value, "sqlstate", None) == "23502"
+        late = writer.submit(an_event(late=True))  # no turn of the loop since the failure
+        with pytest.raises(Exception) as also:  # noqa: PT011 - the same failure
+            await asyncio.wait_for(late, timeout=10)
+        assert also.value is failed.value
+
+
+async def test_closing_while_the_lane_opens_waits_for_the_batch_and_a_stop_fails_it(
+    database_url: str,
+) -> None:
+    """A batch taken while the lane connects is in flight: `flushed` waits for it, and a journal
+    task cancelled then fails it rather than leave its request waiting for ever."""
+    connecting = threading.Event()
+    go_on = threading.Event()
+    async with running_service(database_url) as (app, client):
+        writer = writer_of(app)
+        await open_listing(client)
+        writer._drop_lane()  # the next batch of bids opens one
+        opener = writer._open_lane
+        assert opener is not None
+
+        def slow_open() -> AppendLane:
+            connecting.set()
+            go_on.wait(10)
+            return opener()
+
+        writer._open_lane = slow_open
+        try:
+            taken = writer.submit(an_event())
+            await asyncio.to_thread(connecting.wait, 10)
+            writer.close(RuntimeError("closing"))
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(writer.flushed(), timeout=0.3)
+            (journal,) = (t for t in asyncio.all_tasks() if t.get_name() == "journal")
+            journal.cancel()
+            done, _ = await asyncio.wait([taken], timeout=5)
+            assert done, "the batch's future never ended"
+            assert isinstance(taken.exception(), RuntimeError)
+        finally:
+            go_on.set()
+
+
+async def test_the_lane_sends_text_as_utf8_whatever_the_sessions_default_encoding(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncpg always asks for UTF-8; libpq takes PGCLIENTENCODING (or the server's default)."""
+    monkeypatch.setenv("PGCLIENTENCODING", "LATIN1")
+    async with running_service(database_url) as (app, client):
+        writer = writer_of(app)
+        listing = (await open_listing(client))["id"]
+        await place_bid(client, listing, 100_000, 1_500)
+        assert writer._lane is not None
+        entry = an_event(note="prêt à 5 % — 日本")
+        event_id = entry.events[0][0]
+        await writer.submit(entry)
+        keyed = [(k.encode(), v.encode()) for k, v in ADMIN.items()]
+        keyed.append((b"Idempotency-Key", "clé-ü".encode("latin-1")))  # a header is latin-1
+        response = await client.post(
+            f"/v1/listings/{listing}/bids", headers=keyed, json=bid_body(100_000, 1_400)
+        )
+        assert response.status_code == 201, response.text
+        assert batches(app, "lane") >= 3
+    conn = await asyncpg.connect(database_url)
+    try:
+        data = await conn.fetchval("SELECT data FROM events WHERE id = $1", event_id)
+        keys = await conn.fetch("SELECT key FROM idempotency_keys")
+    finally:
+        await conn.close()
+    assert data == '{"note": "prêt à 5 % — 日本"}'
+    assert [row["key"] for row in keys] == ["clé-ü"]
+
+
+
+async def test_a_takeover_would_end_the_lanes_session_with_the_pools(database_url: str) -> None:
+    """A takeover ends the old writer's sessions by application_name (`evict`): the lane's is
+    among them. Evicting for real here would also stop this writer and close the lane anyway."""
+    async with running_service(database_url) as (app, client):
+        writer = writer_of(app)
+        listing = (await open_listing(client))["id"]
+        await place_bid(client, listing, 100_000, 1_500)
+        assert writer._lane is not None
+        conn = await asyncpg.connect(database_url)
+        try:
+            named = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name = $1", application_name(writer._fence.instance),
+            )
+        finally:
+            await conn.close()
+        assert writer._lane._conn.backend_pid in {row["pid"] for row in named}
+
+
+async def test_an_entry_the_lane_cannot_encode_fails_like_on_the_task_path(
+    database_url: str,
+) -> None:
+    """Encoding it was outside the lane's failure path: the journal's task died, the request
+    waited for ever. It fails, and the writer goes on after the rebuild."""
+    async with running_service(database_url) as (app, client):
+        writer = writer_of(app)
+        listing = (await open_listing(client))["id"]
+        await place_bid(client, listing, 100_000, 1_500)
+        assert writer._lane is not None
+        with pytest.raises(TypeError):
+            await asyncio.wait_for(writer.submit(Entry(bids=[(object(),)])), timeout=10)
+
+        async def rebuilt() -> bool:
+            return not writer._recovering and bool(app.state.services.market.writable)
+
+        await eventually(rebuilt, what="the books rebuilt")
+        await asyncio.wait_for(place_bid(client, listing, 100_000, 1_400), timeout=10)
+
+
+async def test_bids_take_the_pool_while_the_lane_cannot_open(database_url: str) -> None:
+    async with running_service(database_url) as (app, client):
+        writer = writer_of(app)
+        listing = (await open_listing(client))["id"]
+        writer._drop_lane()
+        tries: list[int] = []
+
+        def refused() -> AppendLane:
+            tries.append(1)
+            raise OSError("no lane today")
+
+        writer._open_lane = refused
+        before = batches(app, "asyncpg")
+        for rate in (1_500, 1_400, 1_300):
+            await asyncio.wait_for(place_bid(client, listing, 100_000, rate), timeout=10)
+        assert writer._lane is None
+        assert tries == [1], "one try, then none until the retry delay"
+        assert batches(app, "asyncpg") >= before + 3
+        count = (await client.get(f"/v1/listings/{listing}", headers=ADMIN)).json()["bid_count"]
+    assert count == 3
