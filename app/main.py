@@ -3,10 +3,10 @@ take the writer fence, rebuild the books, serve (or wait as a standby while anot
 
 import asyncio
 import contextlib
-import functools
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 import asyncpg
 from fastapi import FastAPI
@@ -37,7 +37,6 @@ from app.fence.role import Role
 from app.fence.store import application_name
 from app.fence.supervisor import Supervisor, supervised
 from app.journal import BatchStats, Entry, JournalWriter
-from app.journal.lane import AppendLane
 from app.keys import admin
 from app.keys.service import Keys, record_usage_every
 from app.keys.store import KeyStore
@@ -60,6 +59,9 @@ from app.webhooks.sealing import check_configured as check_secrets_configured
 from app.webhooks.service import start as start_webhooks
 from matching import GradePolicy
 from matching.rules import Grade
+
+if TYPE_CHECKING:
+    from app.journal.lane import AppendLane  # psycopg loads with the first lane
 
 log = logging.getLogger(__name__)
 
@@ -230,13 +232,21 @@ async def _stop_writing(
         await cancel_and_wait([journal])
 
 
-def _lane_opener(settings: Settings, fence: Fence) -> Callable[[], AppendLane] | None:
+def _lane_opener(settings: Settings, fence: Fence) -> "Callable[[], AppendLane] | None":
     """The journal's libpq lane, named like the pool's sessions so a takeover ends it too."""
     if not settings.journal_lane:
         return None
-    return functools.partial(
-        AppendLane.open, fence.uri, application_name(fence.instance), settings.db_timeout_s
-    )
+
+    def open_lane() -> "AppendLane":
+        # Imported here, in the executor that opens the first lane: psycopg's import (~80 ms)
+        # stays off the start, which recovery's figures measure (BENCHMARKS.md).
+        from app.journal.lane import AppendLane
+
+        return AppendLane.open(
+            fence.uri, application_name(fence.instance), settings.db_timeout_s
+        )
+
+    return open_lane
 
 
 def _address_limiter(settings: Settings) -> RateLimiter:

@@ -26,11 +26,11 @@ from app.audit import chain
 from app.fence.fence import Fence
 from app.journal import statements as sql
 from app.journal.entry import BatchStats, Entry, Row
-from app.journal.lane import AppendLane
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from app.journal.lane import AppendLane  # psycopg loads with the first lane (~80 ms)
     Connection = PoolConnectionProxy[asyncpg.Record]
 
 Batch = list[tuple[Entry, "asyncio.Future[None]"]]
@@ -68,7 +68,7 @@ class JournalWriter:
         on_failure: Callable[[BaseException], Awaitable[None]],
         *,
         fence: Fence,
-        open_lane: Callable[[], AppendLane] | None = None,
+        open_lane: "Callable[[], AppendLane] | None" = None,
         timeout_s: float = 30.0,
     ) -> None:
         self._pool = pool
