@@ -34,27 +34,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from burst import database_url, postgres, proc_cpu_s  # noqa: E402  (bench/ is on the path)
 
 from app.database import migrate  # noqa: E402  (after the path fix, as a script)
-from app.journal.statements import APPEND  # noqa: E402
+from app.journal import Entry  # noqa: E402
+from app.journal.statements import APPEND, append_rows  # noqa: E402
 
 WARMUP = 20
 LENDER = "bench-lender"
 
 
-def batch_args(listings: list[str], first: int, size: int, at: str) -> list[str]:
-    """The statement's four JSON arguments for bids `first` to `first + size - 1`, as the
-    journal encodes them (app/outcomes.py builds the same rows)."""
-    bids, events, ledger = [], [], []
+def batch_args(listings: list[str], first: int, size: int, at: datetime) -> list[str]:
+    """The statement's JSON arguments for bids `first` to `first + size - 1`: the rows
+    app/outcomes.py builds for a bid, through the journal's own `append_rows`."""
+    entry, events = Entry(), []
     for n in range(first, first + size):
         bid, listing = str(uuid.uuid4()), listings[n % len(listings)]
-        bids.append([bid, listing, LENDER, 5_000, random.randint(1, 3_600), n, at, None])
+        rate = random.randint(1, 3_600)
+        entry.bids.append((bid, listing, LENDER, 5_000, rate, n, at, None))
         data = {"id": bid, "listing_id": listing, "lender_id": LENDER, "amount": 5_000,
-                "min_rate_bps": 1_500, "seq": n, "allocated_amount": 5_000, "placed_at": at,
-                "source": "manual"}
-        events.append([n, str(uuid.uuid4()), "bid.placed", listing, at, data, "0" * 64])
-        ledger.append([n, "reserve", LENDER, f"{LENDER}:reserved", 5_000, "bid", bid, listing,
-                       bid, None, at])
-    balance = [[LENDER, 10**15, 5_000 * (first + size), at]]
-    return [orjson.dumps(rows).decode() for rows in (bids, events, ledger, balance)]
+                "min_rate_bps": rate, "seq": n, "allocated_amount": 5_000,
+                "placed_at": at.isoformat(), "source": "manual"}
+        events.append((n, str(uuid.uuid4()), "bid.placed", listing, at, data, "0" * 64))
+        entry.ledger.append((n, "reserve", LENDER, f"{LENDER}:reserved", 5_000, "bid", bid,
+                             listing, bid, None, at))
+        entry.balances.append((LENDER, 10**15, 5_000 * n, at))
+    return [orjson.dumps(rows).decode() for rows in append_rows(entry, events)]
 
 
 async def open_listings(conn: "asyncpg.Connection[asyncpg.Record]", count: int) -> list[str]:
@@ -78,7 +80,7 @@ async def measure(uri: str, sql: str | None, args: argparse.Namespace) -> dict[s
         if sql:
             await conn.execute(sql)
         listings = await open_listings(conn, args.listings)
-        at = datetime.now(UTC).isoformat()
+        at = datetime.now(UTC)
         batches = [batch_args(listings, 1 + k * args.batch, args.batch, at)
                    for k in range(args.batches)]
         pid = int(await conn.fetchval("SELECT pg_backend_pid()"))
@@ -86,7 +88,7 @@ async def measure(uri: str, sql: str | None, args: argparse.Namespace) -> dict[s
             if k == WARMUP:
                 cpu, wall = proc_cpu_s(pid), time.perf_counter()
             # 1: the fence's row at epoch 0 was found, so the batch was stored, not skipped
-            assert await conn.fetchval(APPEND, 0, *batch, "[]") == 1
+            assert await conn.fetchval(APPEND, 0, *batch) == 1
         timed = args.batches - WARMUP
         return {
             "postgres_us_per_bid": (proc_cpu_s(pid) - cpu) / (timed * args.batch) * 1e6,

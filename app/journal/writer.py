@@ -94,8 +94,14 @@ class JournalWriter:
         self._handed: tuple[Batch, Entry] | None = None
         self._lane_retry_at = 0.0  # monotonic: no new lane before then, after one failed to open
         self._writing = False  # the task has a batch in flight
-        self._recovering = False  # a batch failed: nothing goes out until `on_failure` returns
-        self._recovery: asyncio.Task[None] | None = None  # held: the loop keeps only a weak ref
+        #: After a failed batch: `on_failure`, then the queue failed. Held (the loop keeps only a
+        #: weak reference); nothing goes out until it is done.
+        self._recovery: asyncio.Task[None] | None = None
+
+    @property
+    def recovering(self) -> bool:
+        """A batch failed and the market has not yet been told (no batch goes out meanwhile)."""
+        return self._recovery is not None and not self._recovery.done()
 
     def submit(self, entry: Entry) -> asyncio.Future[None]:
         """Queue an entry; the future completes when it is committed (or fails)."""
@@ -153,7 +159,7 @@ class JournalWriter:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._on_lane is None and not self._recovering:
+            while self._on_lane is None and not self.recovering:
                 handed, self._handed = self._handed, None
                 if handed is None and not self._pending:
                     break
@@ -368,7 +374,6 @@ class JournalWriter:
         if handed is not None:
             _fail_futures(handed[0], error)
         self.fail_pending(error)
-        self._recovering = True
         self._recovery = asyncio.get_running_loop().create_task(
             self._recover(error), name="journal-recovery"
         )
@@ -380,8 +385,7 @@ class JournalWriter:
             # Submitted before the market heard (this task's first turn): computed on the batch
             # that failed, so it fails too, as when `on_failure` ran in the same step.
             self.fail_pending(error)
-            self._recovering = False
-            self._wakeup.set()
+            self._wakeup.set()  # the task resumes after this one is done
 
 
 def _stopped() -> RuntimeError:

@@ -10,6 +10,7 @@ from uuid import UUID
 
 import asyncpg
 import httpx
+from fastapi import FastAPI
 
 from tests.integration.conftest import ADMIN
 from tests.waiting import eventually
@@ -111,6 +112,17 @@ async def rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
         return await conn.fetch(sql, *args)
     finally:
         await conn.close()
+
+
+async def writing_again(app: FastAPI) -> None:
+    """Wait until a failed journal batch is behind: the writer has told the market (a task of
+    its own) and the market has rebuilt its books."""
+    market = app.state.services.market
+
+    async def ready() -> bool:
+        return not market.writer.recovering and bool(market.writable)
+
+    await eventually(ready, what="the market writable again after the failed batch")
 
 
 async def all_events(client: httpx.AsyncClient, page: int = 100, **params: Any) -> list[Json]:

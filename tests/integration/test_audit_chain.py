@@ -16,8 +16,7 @@ import pytest
 from app.audit.chain import canonical, reference_canonical
 from app.journal import Entry
 from tests.integration.conftest import ADMIN, running_service
-from tests.integration.helpers import all_events, open_listing, place_bid
-from tests.waiting import eventually
+from tests.integration.helpers import all_events, open_listing, place_bid, writing_again
 
 Json = dict[str, Any]
 
@@ -130,14 +129,7 @@ async def test_a_failed_batch_makes_the_writer_read_the_head_again(database_url:
         with pytest.raises(Exception) as failed:  # asyncpg's or psycopg's, by the lane taken
             await market.writer.submit(doomed)
         assert getattr(failed.value, "sqlstate", None) == "23502"  # not_null_violation
-
-        writer = market.writer
-        assert writer is not None
-
-        async def writable() -> bool:  # once the writer has told the market (a task of its own)
-            return not writer._recovering and bool(market.writable)
-
-        await eventually(writable, what="the market writable again after the failed batch")
+        await writing_again(app)
         await place_bid(client, listing, 100_000, 1500)
         events = await all_events(client)
     assert [e["type"] for e in events] == ["listing.opened", "bid.placed"]

@@ -6,7 +6,6 @@ import threading
 from datetime import UTC, datetime
 from uuid import uuid4
 
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -15,7 +14,7 @@ from app.fence.store import application_name
 from app.journal import Entry, JournalWriter
 from app.journal.lane import AppendLane
 from tests.integration.conftest import ADMIN, running_service
-from tests.integration.helpers import bid_body, open_listing, place_bid
+from tests.integration.helpers import bid_body, open_listing, place_bid, rows, writing_again
 from tests.waiting import eventually
 
 
@@ -42,9 +41,11 @@ async def test_bids_go_on_the_lane_and_listings_on_asyncpg_unless_the_lane_is_of
         await asyncio.gather(*(place_bid(client, listing, 100_000, 900 + n) for n in range(20)))
         on_lane, on_asyncpg = batches(app, "lane"), batches(app, "asyncpg")
         count = (await client.get(f"/v1/listings/{listing}", headers=ADMIN)).json()["bid_count"]
+        await open_listing(client)  # with the lane open: a listing still goes on asyncpg
+        after = batches(app, "lane"), batches(app, "asyncpg")
     assert count == 20
-    assert on_asyncpg >= 1  # the listing, and the first write of a term (it reads the chain head)
     assert (on_lane >= 1) is journal_lane
+    assert after == (on_lane, on_asyncpg + 1)
 
 
 async def test_an_idempotent_bid_written_on_the_lane_replays_the_same_answer_after_a_restart(
@@ -81,20 +82,13 @@ async def test_a_lane_whose_session_ends_is_replaced_and_every_acknowledged_bid_
         acknowledged = await _bid_until_acknowledged(client, listing, count=10)
         assert writer._lane is not None and writer._lane is not lane, "a new lane"
         assert batches(app, "lane") >= 2
-    conn = await asyncpg.connect(database_url)
-    try:
-        stored = {str(r["id"]) for r in await conn.fetch("SELECT id FROM bids")}
-    finally:
-        await conn.close()
+    stored = {str(r["id"]) for r in await rows(database_url, "SELECT id FROM bids")}
     assert set(acknowledged) <= stored
 
 
 async def _terminate(database_url: str, pid: int) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
-    finally:
-        await conn.close()
+    (ended,) = await rows(database_url, "SELECT pg_terminate_backend($1)", pid)
+    assert ended[0]
 
 
 async def _bid_until_acknowledged(
@@ -134,17 +128,13 @@ async def test_a_failed_batch_on_the_task_path_leaves_the_lane_writing_after_the
     """The failure forgets the chain head; the next batch of bids must read it again, not go on
     the lane that stayed open (that killed the journal's task, and the bid hung)."""
     async with running_service(database_url) as (app, client):
-        writer, market = writer_of(app), app.state.services.market
+        writer = writer_of(app)
         listing = (await open_listing(client))["id"]
         await place_bid(client, listing, 100_000, 1_500)
         assert writer._lane is not None
         with pytest.raises(ValueError, match="listings"):  # not appending: the task's path
             await writer.submit(Entry(listings=[("too", "few")]))
-
-        async def rebuilt() -> bool:
-            return not writer._recovering and bool(market.writable)
-
-        await eventually(rebuilt, what="the books rebuilt")
+        await writing_again(app)
         await asyncio.wait_for(place_bid(client, listing, 100_000, 1_400), timeout=10)
 
 
@@ -222,15 +212,10 @@ async def test_the_lane_sends_text_as_utf8_whatever_the_sessions_default_encodin
         )
         assert response.status_code == 201, response.text
         assert batches(app, "lane") >= 3
-    conn = await asyncpg.connect(database_url)
-    try:
-        data = await conn.fetchval("SELECT data FROM events WHERE id = $1", event_id)
-        keys = await conn.fetch("SELECT key FROM idempotency_keys")
-    finally:
-        await conn.close()
+    ((data,),) = await rows(database_url, "SELECT data FROM events WHERE id = $1", event_id)
+    keys = await rows(database_url, "SELECT key FROM idempotency_keys")
     assert data == '{"note": "prêt à 5 % — 日本"}'
     assert [row["key"] for row in keys] == ["clé-ü"]
-
 
 
 async def test_a_takeover_would_end_the_lanes_session_with_the_pools(database_url: str) -> None:
@@ -241,14 +226,10 @@ async def test_a_takeover_would_end_the_lanes_session_with_the_pools(database_ur
         listing = (await open_listing(client))["id"]
         await place_bid(client, listing, 100_000, 1_500)
         assert writer._lane is not None
-        conn = await asyncpg.connect(database_url)
-        try:
-            named = await conn.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                " AND application_name = $1", application_name(writer._fence.instance),
-            )
-        finally:
-            await conn.close()
+        named = await rows(
+            database_url, "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = $1", application_name(writer._fence.instance),
+        )
         assert writer._lane._conn.backend_pid in {row["pid"] for row in named}
 
 
@@ -264,11 +245,7 @@ async def test_an_entry_the_lane_cannot_encode_fails_like_on_the_task_path(
         assert writer._lane is not None
         with pytest.raises(TypeError):
             await asyncio.wait_for(writer.submit(Entry(bids=[(object(),)])), timeout=10)
-
-        async def rebuilt() -> bool:
-            return not writer._recovering and bool(app.state.services.market.writable)
-
-        await eventually(rebuilt, what="the books rebuilt")
+        await writing_again(app)
         await asyncio.wait_for(place_bid(client, listing, 100_000, 1_400), timeout=10)
 
 
