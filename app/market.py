@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import orjson
 
@@ -161,9 +161,9 @@ class Market:
                 self.policies[new.grade], self.max_lender_share_bps, self.autobid_max_share_bps
             )
             terms = ListingTerms(
-                str(uuid4()), new.borrower_id, new.amount, new.term_months, new.max_rate_bps,
+                new_id(), new.borrower_id, new.amount, new.term_months, new.max_rate_bps,
                 new.grade, closes_at, new.min_funding_bps, new.close_when_funded, new.pricing,
-                policy, loan_id=str(uuid4()),
+                policy, loan_id=new_id(),
             )
             outcome = self.engine.open_listing(OpenListing(terms, self._next_seq(), at))
             if isinstance(outcome, Rejection):
@@ -245,7 +245,7 @@ class Market:
         def act() -> Acted:
             kind = Withdraw if withdrawal else Deposit
             outcome = self.engine.execute(
-                kind(account_id, str(uuid4()), amount, self.clock.now(), reference)
+                kind(account_id, new_id(), amount, self.clock.now(), reference)
             )
             if isinstance(outcome, Rejection):
                 return outcome

@@ -1,16 +1,20 @@
 """Postgres' CPU per stored bid for the journal's batch statement alone, without the service.
 
     python bench/journal_sql.py [--batch 32] [--batches 400] [--listings 1] [--rounds 2]
-                                [--variant NAME=FILE.sql ...]
+                                [--preload 0] [--random-ids] [--variant NAME=FILE.sql ...]
 
 One embedded PostgreSQL (or DATABASE_URL's server); for each variant a fresh database, migrated,
 then the variant's SQL (none for `schema`, the migrations as they are), one open listing or
-more, and `--batches` batches of `--batch` bids written with the journal's own statement
+more, `--preload` bids stored untimed (tables as a running service's have grown), and
+`--batches` batches of `--batch` bids written with the journal's own statement
 (`app.journal.statements.APPEND`: bids, `bid.placed` events, reserve ledger entries, the
 lender's balance) on one connection, as the writer sends them. The first 20 batches warm up;
 the rest are timed: the backend's CPU (from /proc, so Linux only) per bid, and the wall time
 per batch. Variants run in turn, `--rounds` times, so a change in the machine's load reaches
 each alike. Rows are built before timing; only Postgres' work is measured.
+
+Bids and events get the service's ids (`app.ids.new_id`, time-ordered); `--random-ids` adds
+the variant `random-ids`: the migrations as they are, with random (version 4) ids instead.
 """
 
 import argparse
@@ -22,9 +26,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import orjson
@@ -34,25 +39,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from burst import database_url, postgres, proc_cpu_s  # noqa: E402  (bench/ is on the path)
 
 from app.database import migrate  # noqa: E402  (after the path fix, as a script)
+from app.ids import new_id  # noqa: E402
 from app.journal import Entry  # noqa: E402
 from app.journal.statements import APPEND, append_rows  # noqa: E402
 
 WARMUP = 20
+PRELOAD_BATCH = 500
 LENDER = "bench-lender"
 
 
-def batch_args(listings: list[str], first: int, size: int, at: datetime) -> list[str]:
+class Variant(NamedTuple):
+    sql: str | None  # run after the migrations
+    make_id: Callable[[], str]
+
+
+def random_id() -> str:
+    return str(uuid.uuid4())
+
+
+def batch_args(listings: list[str], first: int, size: int, at: datetime,
+               make_id: Callable[[], str]) -> list[str]:
     """The statement's JSON arguments for bids `first` to `first + size - 1`: the rows
     app/outcomes.py builds for a bid, through the journal's own `append_rows`."""
     entry, events = Entry(), []
     for n in range(first, first + size):
-        bid, listing = str(uuid.uuid4()), listings[n % len(listings)]
+        bid, listing = make_id(), listings[n % len(listings)]
         rate = random.randint(1, 3_600)
         entry.bids.append((bid, listing, LENDER, 5_000, rate, n, at, None))
         data = {"id": bid, "listing_id": listing, "lender_id": LENDER, "amount": 5_000,
                 "min_rate_bps": rate, "seq": n, "allocated_amount": 5_000,
                 "placed_at": at.isoformat(), "source": "manual"}
-        events.append((n, str(uuid.uuid4()), "bid.placed", listing, at, data, "0" * 64))
+        events.append((n, make_id(), "bid.placed", listing, at, data, "0" * 64))
         entry.ledger.append((n, "reserve", LENDER, f"{LENDER}:reserved", 5_000, "bid", bid,
                              listing, bid, None, at))
         entry.balances.append((LENDER, 10**15, 5_000 * n, at))
@@ -73,15 +90,26 @@ async def open_listings(conn: "asyncpg.Connection[asyncpg.Record]", count: int) 
     return ids
 
 
-async def measure(uri: str, sql: str | None, args: argparse.Namespace) -> dict[str, float]:
+async def preload(conn: "asyncpg.Connection[asyncpg.Record]", listings: list[str], count: int,
+                  make_id: Callable[[], str]) -> None:
+    for first in range(1, count + 1, PRELOAD_BATCH):
+        size = min(PRELOAD_BATCH, count + 1 - first)
+        batch = batch_args(listings, first, size, datetime.now(UTC), make_id)
+        assert await conn.fetchval(APPEND, 0, *batch) == 1
+
+
+async def measure(uri: str, variant: Variant, args: argparse.Namespace) -> dict[str, float]:
     conn = await asyncpg.connect(uri)
     try:
         await migrate(conn)  # type: ignore[arg-type]
-        if sql:
-            await conn.execute(sql)
+        if variant.sql:
+            await conn.execute(variant.sql)
         listings = await open_listings(conn, args.listings)
+        await preload(conn, listings, args.preload, variant.make_id)
+        await conn.execute("CHECKPOINT")  # the preload's dirty pages are not the batches' cost
         at = datetime.now(UTC)
-        batches = [batch_args(listings, 1 + k * args.batch, args.batch, at)
+        batches = [batch_args(listings, args.preload + 1 + k * args.batch, args.batch, at,
+                              variant.make_id)
                    for k in range(args.batches)]
         pid = int(await conn.fetchval("SELECT pg_backend_pid()"))
         for k, batch in enumerate(batches):
@@ -98,18 +126,18 @@ async def measure(uri: str, sql: str | None, args: argparse.Namespace) -> dict[s
         await conn.close()
 
 
-async def run(base: str, variants: dict[str, str | None], args: argparse.Namespace) -> list[
+async def run(base: str, variants: dict[str, Variant], args: argparse.Namespace) -> list[
     dict[str, Any]
 ]:
     admin = await asyncpg.connect(base)
     rows: list[dict[str, Any]] = []
     try:
         for round_ in range(args.rounds):
-            for name, sql in variants.items():
+            for name, variant in variants.items():
                 db = f"la_journal_sql_{os.getpid()}_{round_}_{len(rows)}"
                 await admin.execute(f'CREATE DATABASE "{db}"')
                 try:
-                    figures = await measure(database_url(base, db), sql, args)
+                    figures = await measure(database_url(base, db), variant, args)
                 finally:
                     await admin.execute(f'DROP DATABASE "{db}" WITH (FORCE)')
                 row = {"variant": name, "round": round_ + 1, **{
@@ -128,21 +156,28 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=400)
     parser.add_argument("--listings", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--preload", type=int, default=0,
+                        help="bids stored before the timed batches")
+    parser.add_argument("--random-ids", action="store_true",
+                        help="also run the schema with random (version 4) ids")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=FILE.sql",
                         help="SQL run after the migrations (repeatable)")
     args = parser.parse_args()
     if args.batches <= WARMUP:
         raise SystemExit(f"--batches must exceed the {WARMUP} warm-up batches")
-    variants: dict[str, str | None] = {"schema": None}
+    variants = {"schema": Variant(None, new_id)}
+    if args.random_ids:
+        variants["random-ids"] = Variant(None, random_id)
     for spec in args.variant:
         name, _, file = spec.partition("=")
-        variants[name] = Path(file).read_text()
+        variants[name] = Variant(Path(file).read_text(), new_id)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="loan-auction-journal-sql-") as tmp, postgres(
         Path(tmp)
     ) as (base, _):
         rows = asyncio.run(run(base, variants, args))
     print(json.dumps({"runs": rows, "batch": args.batch, "listings": args.listings,
+                      "preload": args.preload,
                       "loadavg_before": load_before, "loadavg_after": os.getloadavg()}))
 
 

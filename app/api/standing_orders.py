@@ -1,7 +1,6 @@
 """/v1/standing-orders: lenders' automatic bidding (docs/automation.md)."""
 
 from typing import Annotated
-from uuid import uuid4
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -24,6 +23,7 @@ from app.api.schemas import (
     SubjectId,
 )
 from app.idempotency import Reply
+from app.ids import new_id
 from matching import CreateStandingOrder
 
 router = APIRouter(
@@ -40,7 +40,7 @@ async def create(body: StandingOrderIn, who: Lender, svc: Svc, idem: Idem) -> Re
     now on and match it, in queue order."""
     lender_id = acting_for(who, body.lender_id, "lender_id")
     order = CreateStandingOrder(  # seq and at are the market's to set, when it runs
-        str(uuid4()), lender_id, tuple(body.grades), body.term_months_min, body.term_months_max,
+        new_id(), lender_id, tuple(body.grades), body.term_months_min, body.term_months_max,
         body.min_rate_bps, body.amount_per_listing, body.budget, seq=0, at=0, active=body.active,
     )
     return render(await svc.standing_orders.create(who, order, idem))

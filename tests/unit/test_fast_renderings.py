@@ -1,9 +1,10 @@
-"""The bid path's shortcuts give what the long way gives: ids shaped as `str(uuid4())`, and a
-just-placed bid rendered from its event as the engine's view of it renders."""
+"""The bid path's shortcuts give what the long way gives: ids spelled as `str(UUID)` spells
+them, and a just-placed bid rendered from its event as the engine's view of it renders."""
 
 import os
 import random
 import re
+import time
 import uuid
 
 from app import ids
@@ -13,17 +14,36 @@ from matching import BidPlaced, Rejection
 from matching.events import Resolution
 from tests.unit.builders import listing_terms, market
 
-_UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+_UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
-def test_a_new_id_is_a_random_version_4_uuid_in_its_canonical_spelling() -> None:
+def _millisecond(made: str) -> int:
+    return uuid.UUID(made).int >> 80
+
+
+def test_a_new_id_is_a_version_7_uuid_of_this_millisecond_in_its_canonical_spelling() -> None:
+    before = time.time_ns() // 1_000_000
     ids = [new_id() for _ in range(2_000)]
+    after = time.time_ns() // 1_000_000
     assert len(set(ids)) == len(ids)
     for made in ids:
         parsed = uuid.UUID(made)
-        assert (str(parsed), parsed.version, parsed.variant) == (made, 4, uuid.RFC_4122)
-        assert _UUID4.fullmatch(made)
+        assert (str(parsed), parsed.version, parsed.variant) == (made, 7, uuid.RFC_4122)
+        assert _UUID7.fullmatch(made)
+        assert before <= _millisecond(made) <= after
     assert {made[19] for made in ids} == set("89ab")  # the variant's two free bits vary
+    assert len({made[15:18] for made in ids}) > 1_000  # the 12 bits after the version vary
+
+
+def test_ids_made_in_a_later_millisecond_sort_after_earlier_ones() -> None:
+    made = [new_id()]
+    for _ in range(5):
+        start = time.time_ns() // 1_000_000
+        while time.time_ns() // 1_000_000 == start:
+            pass
+        made.append(new_id())
+    assert sorted(made) == made
+    assert len({_millisecond(m) for m in made}) == len(made)
 
 
 def test_a_forked_child_never_hands_out_its_parents_buffered_random_ids() -> None:
