@@ -122,6 +122,30 @@ def doomed() -> Entry:
     return Entry(events=an_event().events, idempotency=[("s", "k", b"", 200, b"", None)])
 
 
+async def test_the_next_lane_batch_takes_what_the_requests_woken_by_a_commit_submit(
+    database_url: str,
+) -> None:
+    """A commit answers its requests at once, and the next batch leaves after them: an entry a
+    woken request submits rides with the one already waiting, in one commit, not two."""
+    async with running_service(database_url) as (app, client):
+        writer = writer_of(app)
+        listing = (await open_listing(client))["id"]
+        await place_bid(client, listing, 100_000, 1_500)
+        assert writer._lane is not None
+        before = batches(app, "lane")
+        first = writer.submit(an_event())
+        for _ in range(100):  # the journal's task sends it on its own within a turn or two
+            if writer._on_lane is not None:
+                break
+            await asyncio.sleep(0)
+        assert writer._on_lane is not None and not first.done()
+        waiting = writer.submit(an_event())
+        await first
+        woken = writer.submit(an_event())  # in the turn the commit woke this task
+        await asyncio.wait_for(asyncio.gather(waiting, woken), timeout=10)
+        assert batches(app, "lane") == before + 2
+
+
 async def test_a_failed_batch_on_the_task_path_leaves_the_lane_writing_after_the_rebuild(
     database_url: str,
 ) -> None:
