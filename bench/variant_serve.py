@@ -17,8 +17,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app import cli, journal  # noqa: E402  (after the path fix, as a script)
+from app import cli  # noqa: E402  (after the path fix, as a script)
 from app.audit import chain  # noqa: E402
+from app.journal import Entry, statements, transaction  # noqa: E402
 
 Row = tuple[Any, ...]
 
@@ -26,9 +27,12 @@ Row = tuple[Any, ...]
 _numbered = [0]
 
 
-async def _store_nothing(self: journal.JournalWriter, entry: journal.Entry) -> None:
+async def _store_nothing(
+    self: transaction.PoolPath, entry: Entry, head: statements.Head | None
+) -> statements.Head:
     """Number the events as the writer would (streams and webhooks read the seq), store none."""
     entry.events, _numbered[0], _ = _number_only(_numbered[0], chain.GENESIS, entry.events)
+    return _numbered[0], chain.GENESIS
 
 
 def _number_only(seq: int, head: str, rows: Iterable[Row]) -> tuple[list[Row], int, str]:
@@ -42,8 +46,8 @@ def _number_only(seq: int, head: str, rows: Iterable[Row]) -> tuple[list[Row], i
 def main(argv: list[str]) -> None:
     variant, rest = argv[0], argv[1:]
     if variant == "journal-off":
-        journal.JournalWriter._write = _store_nothing  # type: ignore[method-assign,assignment]
-        os.environ["LOAN_AUCTION_JOURNAL_LANE"] = "false"  # every batch through `_write`
+        transaction.PoolPath.write = _store_nothing  # type: ignore[method-assign,assignment]
+        os.environ["LOAN_AUCTION_JOURNAL_LANE"] = "false"  # every batch through `PoolPath.write`
     elif variant == "chain-off":
         chain.chain_rows = _number_only
     else:

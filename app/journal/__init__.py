@@ -3,6 +3,7 @@
 - `entry`: the rows one action adds, and what a committed batch reports;
 - `statements`: the SQL a batch runs;
 - `writer`: the one writer and its group commit;
+- `transaction`: its asyncpg path (a transaction when a batch does more than append);
 - `lane`: the batch-of-bids statement on a non-blocking libpq connection.
 """
 

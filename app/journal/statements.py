@@ -109,7 +109,11 @@ ON CONFLICT (id) DO UPDATE SET budget = excluded.budget, active = excluded.activ
 """
 
 
-async def event_head(conn: "Connection") -> tuple[int, str]:
+#: The audit chain's head: the newest event's (seq, hash).
+Head = tuple[int, str]
+
+
+async def event_head(conn: "Connection") -> Head:
     row = await conn.fetchrow("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
     if row is None:
         return 0, chain.GENESIS
@@ -126,6 +130,12 @@ async def copy_rows(
         if len(rows[0]) != len(columns):
             raise ValueError(f"{table}: {len(rows[0])} values for the columns {columns}")
         await conn.copy_records_to_table(table, records=rows, columns=columns)
+
+
+def chained(head: Head, events: list[Row]) -> tuple[list[Row], Head]:
+    """`events` numbered and hashed after `head`, and the head after them."""
+    rows, seq, last = chain.chain_rows(*head, events)
+    return rows, (seq, last)
 
 
 def append_rows(e: Entry, events: list[Row]) -> list[list[Row]]:

@@ -21,28 +21,22 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 import orjson
-from asyncpg.pool import PoolConnectionProxy
 
-from app.audit import chain
 from app.fence.fence import Fence
 from app.journal import statements as sql
 from app.journal.entry import BatchStats, Entry, Row
+from app.journal.transaction import PoolPath
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from app.journal.lane import AppendLane  # psycopg loads with the first lane (~80 ms)
-    Connection = PoolConnectionProxy[asyncpg.Record]
 
 Batch = list[tuple[Entry, "asyncio.Future[None]"]]
 #: A statement takes a few hundred µs at the least: polling sooner only costs a syscall.
 _POLL_AFTER_S = 0.0003
 #: After a lane failed to open, batches take the task's path this long before the next try.
 _LANE_RETRY_S = 5.0
-
-
-class ResolvedTwice(Exception):
-    """A listing was already closed in Postgres: a bug, the batch is rolled back."""
 
 
 @dataclass(slots=True)
@@ -52,7 +46,7 @@ class _OnLane:
     batch: Batch
     merged: Entry
     events: list[Row]
-    head: tuple[int, str]
+    head: sql.Head
     sent_at: float
     deadline: asyncio.TimerHandle
 
@@ -72,7 +66,7 @@ class JournalWriter:
         open_lane: "Callable[[], AppendLane] | None" = None,
         timeout_s: float = 30.0,
     ) -> None:
-        self._pool = pool
+        self._pool_path = PoolPath(pool, fence)
         self._fence = fence
         self._closed: BaseException | None = None
         self._max_batch = max_batch
@@ -87,8 +81,7 @@ class JournalWriter:
         self._idle.set()
         #: (seq, hash) of the newest event committed: the audit chain's head. Read from
         #: Postgres after a start or a failed batch.
-        self._head: tuple[int, str] | None = None
-        self._conn: Connection | None = None
+        self._head: sql.Head | None = None
         self._lane: AppendLane | None = None
         self._on_lane: _OnLane | None = None
         #: A batch taken for the lane that needs the task's transaction instead.
@@ -156,7 +149,7 @@ class JournalWriter:
             if self._gathering is not None:
                 self._gathering.cancel()
             self._drop_lane()
-            await self._drop_connection()  # the pool closes only once it has it back
+            await self._pool_path.release()
 
     async def _run(self) -> None:
         # No waiting for stragglers: the next batch goes out as soon as the last one commits.
@@ -200,70 +193,16 @@ class JournalWriter:
         if not (self._pending or self._on_lane or self._handed or self._writing):
             self._idle.set()
 
-    # --- the task's path: asyncpg, in a transaction unless the batch only appends -----------
+    # --- the task's path: asyncpg (`transaction.py`) -------------------------------------------
 
     async def _write_batch(self, batch: Batch, merged: Entry) -> None:
         started = time.perf_counter()
         try:
-            await self._write(merged)
+            self._head = await self._pool_path.write(merged, self._head)
         except Exception as error:  # any failure: nothing in this batch is durable
             self._fail(batch, error)
             return
         self._committed(batch, merged, started, on_lane=False)
-
-    async def _write(self, e: Entry) -> None:
-        conn = await self._connection()
-        try:
-            if e.appends_only():
-                await self._append(conn, e)
-                return
-            async with conn.transaction():
-                await self._fence.check(conn)  # first: a takeover waits for this transaction
-                await sql.copy_rows(conn, "listings", sql.LISTING_COLUMNS, e.listings)
-                if e.standing_orders:  # before the bids: an auto bid names its order
-                    latest = {row[0]: row for row in e.standing_orders}
-                    await conn.execute(
-                        sql.STORE_STANDING_ORDERS, *sql.columns(list(latest.values()), 16)
-                    )
-                await self._append(conn, e)
-                await sql.copy_rows(conn, "loans", sql.LOAN_COLUMNS, e.loans)
-                await sql.copy_rows(conn, "fills", sql.FILL_COLUMNS, e.fills)
-                if e.settled_bids:
-                    await conn.execute(sql.SETTLE_BIDS, *sql.columns(e.settled_bids, 3))
-                if e.closes:
-                    status = await conn.execute(sql.CLOSE_LISTINGS, *sql.columns(e.closes, 8))
-                    if status != f"UPDATE {len(e.closes)}":
-                        raise ResolvedTwice(f"{status} for {len(e.closes)} closes")
-        except BaseException:
-            await self._drop_connection()
-            raise
-
-    async def _append(self, conn: "Connection", e: Entry) -> None:
-        """Bids, events (numbered and chained here), ledger entries, balances, idempotency."""
-        if self._head is None:
-            self._head = await sql.event_head(conn)
-        events, head = self._chain(e)
-        found = await conn.fetchval(sql.APPEND, self._fence.epoch, *sql.append_rows(e, events))
-        self._fence.confirm(bool(found))
-        e.events = events
-        self._head = head
-
-    def _chain(self, e: Entry) -> tuple[list[Row], tuple[int, str]]:
-        assert self._head is not None
-        events, seq, head = chain.chain_rows(*self._head, e.events)
-        return events, (seq, head)
-
-    async def _connection(self) -> "Connection":
-        """The writer keeps one connection while it works: no acquire, and no reset query on
-        a release, per batch."""
-        if self._conn is None:
-            self._conn = await self._pool.acquire()
-        return self._conn
-
-    async def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await self._pool.release(conn)
 
     # --- the lane: driven from `submit` and the socket's readiness, no task in between ---------
 
@@ -293,7 +232,8 @@ class JournalWriter:
         started = time.perf_counter()
         epoch = self._fence.epoch
         try:  # encoding too: a row it cannot take fails the batch, as on the task's path
-            events, head = self._chain(merged)
+            assert self._head is not None  # `_lane_ready` checked it
+            events, head = sql.chained(self._head, merged.events)
             params = [None if epoch is None else str(epoch).encode()]
             params += [orjson.dumps(rows) for rows in sql.append_rows(merged, events)]
             self._lane.send(params)
