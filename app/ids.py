@@ -14,7 +14,7 @@ _CHUNK = 4096  # random bytes read from the OS at a time
 
 class _RandomHex:
     """The OS's random bytes, read a few KiB at a time and handed out as hex: one `getrandom`
-    per ~250 ids instead of one per id (the per-call cost was a third of an id's). A forked
+    per ~400 ids instead of one per id (the per-call cost was a third of an id's). A forked
     child starts with an empty buffer, so it never hands out its parent's bytes."""
 
     def __init__(self) -> None:

@@ -4,7 +4,8 @@ asyncpg hands a reply to its caller on a later turn of the event loop, after the
 already queued for that turn: on a busy loop a commit waited there ~1 ms, a third of the
 commit cycle, with Postgres idle (BENCHMARKS.md, issue 14 fourth pass). The writer instead asks
 this connection whether its statement is done each time the loop hands the writer an entry,
-and when the socket turns readable, so the next batch leaves as soon as the last one commits.
+and when the socket turns readable, so it learns of a commit at once (the next batch leaves
+once the loop has run the requests that commit woke).
 
 Only `APPEND` runs here, one statement at a time, in autocommit: its reply means committed.
 """

@@ -152,9 +152,10 @@ class JournalWriter:
             await self._pool_path.release()
 
     async def _run(self) -> None:
-        # No waiting for stragglers: the next batch goes out as soon as the last one commits.
-        # A 1 ms gather here cost a third of the bid rate once a batch took one round trip (a
-        # sleep on a busy loop lasts ~3.7 ms; BENCHMARKS.md, issue 14 third pass).
+        # No timed wait for stragglers: the next batch goes out as soon as the last one commits
+        # (on the lane, after the loop's turn: `_gathered`). A 1 ms gather here cost a third of
+        # the bid rate once a batch took one round trip (a sleep on a busy loop lasts ~3.7 ms;
+        # BENCHMARKS.md, issue 14 third pass).
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -280,7 +281,7 @@ class JournalWriter:
         """The loop has run the requests that were ready at the last commit, the ones it woke
         included: their entries join the batch. Sent at the commit itself, batches averaged
         12-14 bids under bench/burst.py, 32 this way, and Postgres spends ~200 µs of CPU on a
-        batch before its first row (BENCHMARKS.md, issue 14 fifth pass)."""
+        batch before its first row (BENCHMARKS.md, issue 14 fourth pass)."""
         self._gathering = None
         if self._lane is None:  # the session ended meanwhile: the task opens another
             self._wakeup.set()

@@ -122,6 +122,21 @@ def doomed() -> Entry:
     return Entry(events=an_event().events, idempotency=[("s", "k", b"", 200, b"", None)])
 
 
+async def gathering(writer: JournalWriter) -> "asyncio.Future[None]":
+    """Commit an entry on the lane with another waiting, and return in the turn the commit woke
+    this task: the waiting entry's batch is due once the loop has run what was ready."""
+    first = writer.submit(an_event())
+    for _ in range(100):  # the journal's task sends it on its own within a turn or two
+        if writer._on_lane is not None:
+            break
+        await asyncio.sleep(0)
+    assert writer._on_lane is not None and not first.done()
+    waiting = writer.submit(an_event())
+    await first
+    assert writer._gathering is not None and not waiting.done()
+    return waiting
+
+
 async def test_the_next_lane_batch_takes_what_the_requests_woken_by_a_commit_submit(
     database_url: str,
 ) -> None:
@@ -133,17 +148,88 @@ async def test_the_next_lane_batch_takes_what_the_requests_woken_by_a_commit_sub
         await place_bid(client, listing, 100_000, 1_500)
         assert writer._lane is not None
         before = batches(app, "lane")
-        first = writer.submit(an_event())
-        for _ in range(100):  # the journal's task sends it on its own within a turn or two
-            if writer._on_lane is not None:
-                break
-            await asyncio.sleep(0)
-        assert writer._on_lane is not None and not first.done()
-        waiting = writer.submit(an_event())
-        await first
+        waiting = await gathering(writer)
         woken = writer.submit(an_event())  # in the turn the commit woke this task
         await asyncio.wait_for(asyncio.gather(waiting, woken), timeout=10)
         assert batches(app, "lane") == before + 2
+
+
+async def test_a_lane_session_that_ends_while_the_next_batch_gathers_leaves_it_to_the_task(
+    database_url: str,
+) -> None:
+    """The batch is not sent on the dropped lane: the task takes it (on a new lane), it commits,
+    and the writer goes idle."""
+    async with running_service(database_url) as (app, client):
+        writer = writer_of(app)
+        listing = (await open_listing(client))["id"]
+        await place_bid(client, listing, 100_000, 1_500)
+        lane = writer._lane
+        assert lane is not None
+        waiting = await gathering(writer)
+        woken = writer.submit(an_event(woken=True))
+        writer._drop_lane()  # as `_lane_readable` does when the server ends the session
+        await asyncio.wait_for(asyncio.gather(waiting, woken), timeout=10)
+        await asyncio.wait_for(writer.flushed(), timeout=10)
+        assert writer._lane is not None and writer._lane is not lane
+        assert not writer.recovering
+    stored = await rows(database_url, "SELECT count(*) FROM events WHERE data ? 'woken'")
+    assert stored[0][0] == 1
+
+
+async def test_a_stop_while_the_next_batch_gathers_fails_what_waits_and_sends_nothing(
+    database_url: str,
+) -> None:
+    async with running_service(database_url) as (app, client):
+        writer = writer_of(app)
+        listing = (await open_listing(client))["id"]
+        await place_bid(client, listing, 100_000, 1_500)
+        before = batches(app, "lane")
+        waiting = await gathering(writer)
+        (journal,) = (t for t in asyncio.all_tasks() if t.get_name() == "journal")
+        journal.cancel()
+        done, _ = await asyncio.wait([waiting], timeout=5)
+        assert done, "the waiting entry's future never ended"
+        assert isinstance(waiting.exception(), RuntimeError)
+        await asyncio.wait_for(writer.flushed(), timeout=5)
+        assert writer._on_lane is None and batches(app, "lane") == before + 1
+
+
+async def test_closing_while_the_next_batch_gathers_fails_what_waits_and_goes_idle(
+    database_url: str,
+) -> None:
+    async with running_service(database_url) as (app, client):
+        writer = writer_of(app)
+        listing = (await open_listing(client))["id"]
+        await place_bid(client, listing, 100_000, 1_500)
+        before = batches(app, "lane")
+        waiting = await gathering(writer)
+        writer.close(RuntimeError("closing"))
+        await asyncio.wait_for(writer.flushed(), timeout=5)
+        with pytest.raises(RuntimeError, match="closing"):
+            await waiting
+        await asyncio.sleep(0.05)  # the gathered turn, and the task's, are behind
+        assert writer._on_lane is None and batches(app, "lane") == before + 1
+
+
+async def test_an_entry_that_does_not_only_append_joining_a_gathering_batch_goes_to_the_task(
+    database_url: str,
+) -> None:
+    """The gathered batch holds it, so the whole batch takes the task's transaction (here it
+    fails there, as such an entry fails on the task's path), and the writer goes on after."""
+    async with running_service(database_url) as (app, client):
+        writer = writer_of(app)
+        listing = (await open_listing(client))["id"]
+        await place_bid(client, listing, 100_000, 1_500)
+        before = batches(app, "lane")
+        waiting = await gathering(writer)
+        listed = writer.submit(Entry(listings=[("too", "few")]))
+        with pytest.raises(ValueError, match="listings"):
+            await asyncio.wait_for(listed, timeout=10)
+        with pytest.raises(ValueError, match="listings"):
+            await waiting
+        assert batches(app, "lane") == before + 1
+        await writing_again(app)
+        await asyncio.wait_for(place_bid(client, listing, 100_000, 1_400), timeout=10)
 
 
 async def test_a_failed_batch_on_the_task_path_leaves_the_lane_writing_after_the_rebuild(

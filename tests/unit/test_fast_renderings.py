@@ -6,6 +6,9 @@ import random
 import re
 import time
 import uuid
+from types import SimpleNamespace
+
+import pytest
 
 from app import ids
 from app.ids import new_id, random_hex
@@ -46,6 +49,20 @@ def test_ids_made_in_a_later_millisecond_sort_after_earlier_ones() -> None:
     assert len({_millisecond(m) for m in made}) == len(made)
 
 
+def test_an_id_shows_the_clocks_millisecond_after_the_clock_went_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The formatted millisecond is reused only for the same millisecond, whichever way the
+    clock moved (ids stay unique by their random bits; `seq` orders, not ids)."""
+    now = [1_800_000_000_123_456_789]
+    monkeypatch.setattr(ids, "time", SimpleNamespace(time_ns=lambda: now[0]))
+    later = new_id()
+    now[0] -= 5_000_000  # 5 ms back
+    earlier = new_id()
+    assert (_millisecond(later), _millisecond(earlier)) == (1_800_000_000_123, 1_800_000_000_118)
+    assert earlier[:13] != later[:13]
+
+
 def test_a_forked_child_never_hands_out_its_parents_buffered_random_ids() -> None:
     ids._random.clear()
     new_id()  # a fresh buffer: the parent holds random bytes for many ids to come
@@ -59,7 +76,11 @@ def test_a_forked_child_never_hands_out_its_parents_buffered_random_ids() -> Non
     from_child = os.read(read, 100).decode()
     os.close(read)
     assert len(from_child) == 60
-    assert from_child != new_id() + random_hex(24)
+    parent = new_id() + random_hex(24)
+    assert from_child != parent
+    # What follows the millisecond and the version: the parent's bytes, had the child kept them
+    # (the whole strings differ anyway whenever the two ids were made in different milliseconds).
+    assert from_child[15:] != parent[15:]
 
 
 def test_a_placed_bid_renders_from_its_event_as_from_the_engine_view_while_open() -> None:
