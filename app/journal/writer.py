@@ -281,7 +281,7 @@ class JournalWriter:
         """The loop has run the requests that were ready at the last commit, the ones it woke
         included: their entries join the batch. Sent at the commit itself, batches averaged
         12-14 bids under bench/burst.py, 32 this way, and Postgres spends ~200 µs of CPU on a
-        batch before its first row (BENCHMARKS.md, issue 14 fourth pass)."""
+        batch before its first row (BENCHMARKS.md, issue 14 fifth pass)."""
         self._gathering = None
         if self._lane is None:  # the session ended meanwhile: the task opens another
             self._wakeup.set()
