@@ -146,9 +146,7 @@ class JournalWriter:
             self.close(_stopped())  # nothing would write what is queued, or comes later
             if self._recovery is not None:  # part of the task's work, as when it awaited it
                 self._recovery.cancel()
-            if self._gathering is not None:
-                self._gathering.cancel()
-            self._drop_lane()
+            self._drop_lane()  # a gathering still due then finds no lane, its entries failed above
             await self._pool_path.release()
 
     async def _run(self) -> None:

@@ -112,6 +112,15 @@ async def _bid_until_acknowledged(
     return acknowledged
 
 
+async def lane_open(app: FastAPI, client: httpx.AsyncClient) -> tuple[JournalWriter, str]:
+    """The service's writer once a bid has opened its lane, and that bid's listing."""
+    writer = writer_of(app)
+    listing = (await open_listing(client))["id"]
+    await place_bid(client, listing, 100_000, 1_500)
+    assert writer._lane is not None
+    return writer, listing
+
+
 def an_event(**data: object) -> Entry:
     """An entry of one event: it appends only, so it goes on the lane when there is one."""
     return Entry(events=[(str(uuid4()), "listing.opened", None, datetime.now(UTC), data)])
@@ -143,10 +152,7 @@ async def test_the_next_lane_batch_takes_what_the_requests_woken_by_a_commit_sub
     """A commit answers its requests at once, and the next batch leaves after them: an entry a
     woken request submits rides with the one already waiting, in one commit, not two."""
     async with running_service(database_url) as (app, client):
-        writer = writer_of(app)
-        listing = (await open_listing(client))["id"]
-        await place_bid(client, listing, 100_000, 1_500)
-        assert writer._lane is not None
+        writer, _ = await lane_open(app, client)
         before = batches(app, "lane")
         waiting = await gathering(writer)
         woken = writer.submit(an_event())  # in the turn the commit woke this task
@@ -160,9 +166,7 @@ async def test_a_lane_session_that_ends_while_the_next_batch_gathers_leaves_it_t
     """The batch is not sent on the dropped lane: the task takes it (on a new lane), it commits,
     and the writer goes idle."""
     async with running_service(database_url) as (app, client):
-        writer = writer_of(app)
-        listing = (await open_listing(client))["id"]
-        await place_bid(client, listing, 100_000, 1_500)
+        writer, _ = await lane_open(app, client)
         lane = writer._lane
         assert lane is not None
         waiting = await gathering(writer)
@@ -176,37 +180,26 @@ async def test_a_lane_session_that_ends_while_the_next_batch_gathers_leaves_it_t
     assert stored[0][0] == 1
 
 
-async def test_a_stop_while_the_next_batch_gathers_fails_what_waits_and_sends_nothing(
-    database_url: str,
+@pytest.mark.parametrize(
+    ("how", "message"), [("stop", "the journal stopped"), ("close", "closing")]
+)
+async def test_a_stop_or_a_close_while_the_next_batch_gathers_fails_what_waits_sends_nothing(
+    database_url: str, how: str, message: str
 ) -> None:
     async with running_service(database_url) as (app, client):
-        writer = writer_of(app)
-        listing = (await open_listing(client))["id"]
-        await place_bid(client, listing, 100_000, 1_500)
+        writer, _ = await lane_open(app, client)
         before = batches(app, "lane")
         waiting = await gathering(writer)
-        (journal,) = (t for t in asyncio.all_tasks() if t.get_name() == "journal")
-        journal.cancel()
+        if how == "stop":
+            (journal,) = (t for t in asyncio.all_tasks() if t.get_name() == "journal")
+            journal.cancel()
+        else:
+            writer.close(RuntimeError("closing"))
         done, _ = await asyncio.wait([waiting], timeout=5)
         assert done, "the waiting entry's future never ended"
-        assert isinstance(waiting.exception(), RuntimeError)
+        error = waiting.exception()
+        assert isinstance(error, RuntimeError) and str(error) == message
         await asyncio.wait_for(writer.flushed(), timeout=5)
-        assert writer._on_lane is None and batches(app, "lane") == before + 1
-
-
-async def test_closing_while_the_next_batch_gathers_fails_what_waits_and_goes_idle(
-    database_url: str,
-) -> None:
-    async with running_service(database_url) as (app, client):
-        writer = writer_of(app)
-        listing = (await open_listing(client))["id"]
-        await place_bid(client, listing, 100_000, 1_500)
-        before = batches(app, "lane")
-        waiting = await gathering(writer)
-        writer.close(RuntimeError("closing"))
-        await asyncio.wait_for(writer.flushed(), timeout=5)
-        with pytest.raises(RuntimeError, match="closing"):
-            await waiting
         await asyncio.sleep(0.05)  # the gathered turn, and the task's, are behind
         assert writer._on_lane is None and batches(app, "lane") == before + 1
 
@@ -217,9 +210,7 @@ async def test_an_entry_that_does_not_only_append_joining_a_gathering_batch_goes
     """The gathered batch holds it, so the whole batch takes the task's transaction (here it
     fails there, as such an entry fails on the task's path), and the writer goes on after."""
     async with running_service(database_url) as (app, client):
-        writer = writer_of(app)
-        listing = (await open_listing(client))["id"]
-        await place_bid(client, listing, 100_000, 1_500)
+        writer, listing = await lane_open(app, client)
         before = batches(app, "lane")
         waiting = await gathering(writer)
         listed = writer.submit(Entry(listings=[("too", "few")]))
@@ -238,10 +229,7 @@ async def test_a_failed_batch_on_the_task_path_leaves_the_lane_writing_after_the
     """The failure forgets the chain head; the next batch of bids must read it again, not go on
     the lane that stayed open (that killed the journal's task, and the bid hung)."""
     async with running_service(database_url) as (app, client):
-        writer = writer_of(app)
-        listing = (await open_listing(client))["id"]
-        await place_bid(client, listing, 100_000, 1_500)
-        assert writer._lane is not None
+        writer, listing = await lane_open(app, client)
         with pytest.raises(ValueError, match="listings"):  # not appending: the task's path
             await writer.submit(Entry(listings=[("too", "few")]))
         await writing_again(app)
@@ -254,10 +242,7 @@ async def test_an_entry_submitted_after_a_lane_batch_failed_but_before_the_marke
     """It was computed on the books with the failed batch in them: writing it would store rows
     on top of ones Postgres does not have (the asyncpg path told the market in the same step)."""
     async with running_service(database_url) as (app, client):
-        writer = writer_of(app)
-        listing = (await open_listing(client))["id"]
-        await place_bid(client, listing, 100_000, 1_500)
-        assert writer._lane is not None
+        writer, _ = await lane_open(app, client)
         with pytest.raises(Exception) as failed:  # noqa: PT011 - psycopg's, checked below
             await writer.submit(doomed())
         assert getattr(failed.value, "sqlstate", None) == "23502"
@@ -308,10 +293,7 @@ async def test_the_lane_sends_text_as_utf8_whatever_the_sessions_default_encodin
     """asyncpg always asks for UTF-8; libpq takes PGCLIENTENCODING (or the server's default)."""
     monkeypatch.setenv("PGCLIENTENCODING", "LATIN1")
     async with running_service(database_url) as (app, client):
-        writer = writer_of(app)
-        listing = (await open_listing(client))["id"]
-        await place_bid(client, listing, 100_000, 1_500)
-        assert writer._lane is not None
+        writer, listing = await lane_open(app, client)
         entry = an_event(note="prêt à 5 % — 日本")
         event_id = entry.events[0][0]
         await writer.submit(entry)
@@ -332,15 +314,14 @@ async def test_a_takeover_would_end_the_lanes_session_with_the_pools(database_ur
     """A takeover ends the old writer's sessions by application_name (`evict`): the lane's is
     among them. Evicting for real here would also stop this writer and close the lane anyway."""
     async with running_service(database_url) as (app, client):
-        writer = writer_of(app)
-        listing = (await open_listing(client))["id"]
-        await place_bid(client, listing, 100_000, 1_500)
-        assert writer._lane is not None
+        writer, _ = await lane_open(app, client)
+        lane = writer._lane
+        assert lane is not None
         named = await rows(
             database_url, "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
             " AND application_name = $1", application_name(writer._fence.instance),
         )
-        assert writer._lane._conn.backend_pid in {row["pid"] for row in named}
+        assert lane._conn.backend_pid in {row["pid"] for row in named}
 
 
 async def test_an_entry_the_lane_cannot_encode_fails_like_on_the_task_path(
@@ -349,10 +330,7 @@ async def test_an_entry_the_lane_cannot_encode_fails_like_on_the_task_path(
     """Encoding it was outside the lane's failure path: the journal's task died, the request
     waited for ever. It fails, and the writer goes on after the rebuild."""
     async with running_service(database_url) as (app, client):
-        writer = writer_of(app)
-        listing = (await open_listing(client))["id"]
-        await place_bid(client, listing, 100_000, 1_500)
-        assert writer._lane is not None
+        writer, listing = await lane_open(app, client)
         with pytest.raises(TypeError):
             await asyncio.wait_for(writer.submit(Entry(bids=[(object(),)])), timeout=10)
         await writing_again(app)
