@@ -69,6 +69,11 @@ async def keep_session(conn: "asyncpg.Connection[asyncpg.Record]") -> None:
     pools whose users leave no session state behind (no LISTEN, advisory locks, SET)."""
 
 
+def command_timeout_s(timeout: float) -> float:
+    """How long one statement may take, for a connect timeout of `timeout`."""
+    return timeout * 6
+
+
 async def create_pool(
     uri: str, min_size: int, max_size: int, timeout: float,
     server_settings: dict[str, str] | None = None,
@@ -84,7 +89,7 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         timeout=timeout,
-        command_timeout=timeout * 6,
+        command_timeout=command_timeout_s(timeout),
         init=_init_connection,
         server_settings=settings or None,
         reset=reset,

@@ -163,7 +163,7 @@ async def _running(
         on_failure,
         fence=fence,
         open_lane=_lane_opener(settings, fence),
-        timeout_s=settings.db_timeout_s * 6,  # as the pool's command timeout
+        timeout_s=database.command_timeout_s(settings.db_timeout_s),  # as the pool's
     )
     market.writer = writer
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None

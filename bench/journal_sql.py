@@ -36,7 +36,13 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from burst import database_url, postgres, proc_cpu_s  # noqa: E402  (bench/ is on the path)
+from burst import (  # noqa: E402  (bench/ is on the path)
+    create_databases,
+    database_url,
+    drop_databases,
+    postgres,
+    proc_cpu_s,
+)
 
 from app.database import migrate  # noqa: E402  (after the path fix, as a script)
 from app.ids import new_id  # noqa: E402
@@ -90,12 +96,16 @@ async def open_listings(conn: "asyncpg.Connection[asyncpg.Record]", count: int) 
     return ids
 
 
+async def store(conn: "asyncpg.Connection[asyncpg.Record]", batch: list[str]) -> None:
+    # 1: the fence's row at epoch 0 was found, so the batch was stored, not skipped
+    assert await conn.fetchval(APPEND, 0, *batch) == 1
+
+
 async def preload(conn: "asyncpg.Connection[asyncpg.Record]", listings: list[str], count: int,
                   make_id: Callable[[], str]) -> None:
     for first in range(1, count + 1, PRELOAD_BATCH):
         size = min(PRELOAD_BATCH, count + 1 - first)
-        batch = batch_args(listings, first, size, datetime.now(UTC), make_id)
-        assert await conn.fetchval(APPEND, 0, *batch) == 1
+        await store(conn, batch_args(listings, first, size, datetime.now(UTC), make_id))
 
 
 async def measure(uri: str, variant: Variant, args: argparse.Namespace) -> dict[str, float]:
@@ -115,8 +125,7 @@ async def measure(uri: str, variant: Variant, args: argparse.Namespace) -> dict[
         for k, batch in enumerate(batches):
             if k == WARMUP:
                 cpu, wall = proc_cpu_s(pid), time.perf_counter()
-            # 1: the fence's row at epoch 0 was found, so the batch was stored, not skipped
-            assert await conn.fetchval(APPEND, 0, *batch) == 1
+            await store(conn, batch)
         timed = args.batches - WARMUP
         return {
             "postgres_us_per_bid": (proc_cpu_s(pid) - cpu) / (timed * args.batch) * 1e6,
@@ -129,24 +138,21 @@ async def measure(uri: str, variant: Variant, args: argparse.Namespace) -> dict[
 async def run(base: str, variants: dict[str, Variant], args: argparse.Namespace) -> list[
     dict[str, Any]
 ]:
-    admin = await asyncpg.connect(base)
     rows: list[dict[str, Any]] = []
-    try:
-        for round_ in range(args.rounds):
-            for name, variant in variants.items():
-                db = f"la_journal_sql_{os.getpid()}_{round_}_{len(rows)}"
-                await admin.execute(f'CREATE DATABASE "{db}"')
-                try:
-                    figures = await measure(database_url(base, db), variant, args)
-                finally:
-                    await admin.execute(f'DROP DATABASE "{db}" WITH (FORCE)')
-                row = {"variant": name, "round": round_ + 1, **{
-                    k: round(v, 2) for k, v in figures.items()}}
-                print(f"{name:>16}  round {round_ + 1}: {row['postgres_us_per_bid']:6.1f} µs of"
-                      f" Postgres CPU per bid, {row['ms_per_batch']:.2f} ms per batch", flush=True)
-                rows.append(row)
-    finally:
-        await admin.close()
+    for round_ in range(args.rounds):
+        for name, variant in variants.items():
+            db = f"la_journal_sql_{os.getpid()}_{round_}_{len(rows)}"
+            if not await create_databases(base, [db]):
+                raise SystemExit("each variant needs a fresh database: cannot create one")
+            try:
+                figures = await measure(database_url(base, db), variant, args)
+            finally:
+                await drop_databases(base, [db])
+            row = {"variant": name, "round": round_ + 1, **{
+                k: round(v, 2) for k, v in figures.items()}}
+            print(f"{name:>16}  round {round_ + 1}: {row['postgres_us_per_bid']:6.1f} µs of"
+                  f" Postgres CPU per bid, {row['ms_per_batch']:.2f} ms per batch", flush=True)
+            rows.append(row)
     return rows
 
 

@@ -24,7 +24,7 @@ import orjson
 
 from app.fence.fence import Fence
 from app.journal import statements as sql
-from app.journal.entry import BatchStats, Entry, Row
+from app.journal.entry import BatchStats, Entry
 from app.journal.transaction import PoolPath
 
 log = logging.getLogger(__name__)
@@ -41,11 +41,11 @@ _LANE_RETRY_S = 5.0
 
 @dataclass(slots=True)
 class _OnLane:
-    """The batch the lane is running, and the chain head it leaves once committed."""
+    """The batch the lane is running (its events numbered and chained), and the chain head it
+    leaves once committed."""
 
     batch: Batch
     merged: Entry
-    events: list[Row]
     head: sql.Head
     sent_at: float
     deadline: asyncio.TimerHandle
@@ -240,8 +240,9 @@ class JournalWriter:
             self._drop_lane()
             self._fail(batch, error)
             return
+        merged.events = events  # only `on_commit` reads it, and only if this batch commits
         deadline = asyncio.get_running_loop().call_later(self._timeout_s, self._lane_timed_out)
-        self._on_lane = _OnLane(batch, merged, events, head, started, deadline)
+        self._on_lane = _OnLane(batch, merged, head, started, deadline)
 
     def _lane_readable(self) -> None:
         if self._on_lane is not None:
@@ -267,18 +268,15 @@ class JournalWriter:
             return
         self._on_lane = None
         on_lane.deadline.cancel()
-        on_lane.merged.events = on_lane.events
         self._head = on_lane.head
         self._committed(on_lane.batch, on_lane.merged, on_lane.sent_at, on_lane=True)
-        if self._pending:  # answered at once; the next batch leaves after the loop's turn
-            self._gathering = asyncio.get_running_loop().call_soon(self._gathered)
-        else:
-            self._wakeup.set()  # the task marks the writer idle
+        # Answered at once; the next batch (or, with none, going idle) after the loop's turn.
+        self._gathering = asyncio.get_running_loop().call_soon(self._gathered)
 
     def _gathered(self) -> None:
         """The loop has run the requests that were ready at the last commit, the ones it woke
         included: their entries join the batch. Sent at the commit itself, batches averaged
-        12-14 bids under bench/burst.py, 32 this way, and Postgres spends ~200 µs of CPU on a
+        12-14 bids under bench/burst.py, 32 this way, and Postgres spends ~190 µs of CPU on a
         batch before its first row (BENCHMARKS.md, issue 14 fifth pass)."""
         self._gathering = None
         if self._lane is None:  # the session ended meanwhile: the task opens another
