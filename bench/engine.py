@@ -217,7 +217,7 @@ def measure_memory(opens: list[OpenListing], bids: list[PlaceBid]) -> MemoryResu
         bytes_total=bytes_total,
         peak=peak,
         stored=sum(b.bid_count for b in books),
-        resting=sum(len(b.funding) for b in books),
+        resting=sum(b.bid_count - len(b.outbid) for b in books),
         outbid=sum(len(b.outbid) for b in books),
         rejections=dict(codes),
     )
@@ -293,7 +293,7 @@ def close_times_ms(pricing: Pricing, lenders: list[str], rng: random.Random) -> 
     for _ in range(CLOSE_RUNS):
         engine = fresh_engine(opens, lenders)
         place_all(engine, bids)
-        assert len(engine._books[listing_ids[0]].funding) == CLOSE_BIDS
+        assert len(engine._books[listing_ids[0]].in_funding_set()) == CLOSE_BIDS
         seconds, events = timed(engine.advance_clock, tick)
         times.append(seconds * 1000)
         assert isinstance(events, list) and isinstance(events[0], ListingFunded), events

@@ -2,16 +2,22 @@
 
 Bids are stored column-wise in arrival order (a listing's arrival order is its `seq` order), so
 a resting bid costs a few machine words rather than an object. Priority lives in one place,
-`priority_key`: an int that sorts by rate, then by arrival. The funding set is kept as a
-`SortedList` of those keys; a bid that is outbid leaves it for good (bids are binding, and a
-new bid can only push dearer bids out, never pull one back), so the set *is* the live book.
+`priority_key`: an int that sorts by rate, then by arrival. A bid that is outbid leaves the
+funding set for good (bids are binding, and a new bid can only push dearer bids out, never pull
+one back), so the set *is* the live book.
+
+The set is kept by rate level, a price-level book: its distinct rates, ascending, and for each
+the index of its latest bid; each bid links to the bid before it at its rate (`earlier`). A bid
+joins the end of its level, and a bid leaves only from the end of the dearest level, so each
+level is a stack and no link ever changes. Rates are whole bps under the listing's max rate, so
+there are few levels however many bids: finding one is a bisection of a short list of small
+ints, where a sorted container of every bid's key would cost O(log n) in Python code per insert.
 """
 
 from array import array
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 from typing import Final, Literal
-
-from sortedcontainers import SortedList
 
 from matching.commands import ListingTerms
 from matching.events import CloseReason, Fill
@@ -23,6 +29,7 @@ ListingStatus = Literal["open", "funded", "failed", "cancelled"]
 _INDEX_BITS: Final = 32
 _INDEX_MASK: Final = (1 << _INDEX_BITS) - 1
 _NONE_PUSHED_OUT: Final[list[int]] = []  # shared, never mutated: most bids push nothing out
+NO_BID: Final = _INDEX_MASK  # `earlier` of the first bid at its rate: no index is this large
 
 
 def priority_key(rate_bps: int, index: int) -> int:
@@ -33,13 +40,15 @@ def priority_key(rate_bps: int, index: int) -> int:
 class ListingBook:
     """The state of one listing.
 
-    Placing a bid costs O(log n) for the insert plus O(log n) per bid it pushes out; reads of
-    one bid are O(1), summaries O(1), full listings and depth O(n).
+    Placing a bid costs O(log R) to find its level among the set's R distinct rates (R is at most
+    the max rate in bps), O(R) more when the level is new (a list insert), and O(1) per bid it
+    pushes out; reads of one bid are O(1), summaries O(1), full listings and depth O(n).
     """
 
     __slots__ = (
         "terms", "opened_seq", "opened_at", "status", "close_reason", "closed_at",
-        "bid_ids", "lenders", "amounts", "rates", "seqs", "placed_at", "funding", "outbid",
+        "bid_ids", "lenders", "amounts", "rates", "seqs", "placed_at", "earlier",
+        "level_rates", "level_tails", "outbid",
         "total", "live_by_lender", "auto_orders", "auto_amount", "min_rate_bps", "rate_below_bps",
     )
 
@@ -58,9 +67,13 @@ class ListingBook:
         self.rates = array("Q")
         self.seqs = array("Q")
         self.placed_at = array("Q")
-        self.funding: SortedList[int] = SortedList()
-        # Keys in the order they were outbid: each is ahead (in priority) of the one before.
-        self.outbid: list[int] = []
+        #: Per bid, the index of the bid before it at its rate when it joined (or NO_BID).
+        self.earlier = array("I")
+        #: The funding set by rate level: its distinct rates ascending, each level's latest bid.
+        self.level_rates: list[int] = []
+        self.level_tails = array("I")
+        #: Indices in the order they were outbid: each is ahead (in priority) of the one before.
+        self.outbid = array("I")
         self.total = 0
         #: Each lender's live bids' amounts, kept only when the listing caps a lender's share.
         self.live_by_lender: dict[str, int] | None = (
@@ -105,16 +118,20 @@ class ListingBook:
     @property
     def marginal_rate_bps(self) -> int | None:
         """Rate of the last bid in the funding set, None while the book is empty."""
-        return self.funding[-1] >> _INDEX_BITS if self.funding else None
+        return self.level_rates[-1] if self.level_rates else None
+
+    @property
+    def marginal_index(self) -> int | None:
+        """Index of the last bid in the funding set, None while the book is empty."""
+        return self.level_tails[-1] if self.level_tails else None
 
     def add(
         self, bid_id: str, lender_id: str, amount: int, rate_bps: int, seq: int, at: int
     ) -> tuple[int, list[int]]:
         """Insert a bid; return its allocated amount and the indices it pushed out, in order.
 
-        O(log n) plus O(log n) per bid pushed out. The caller has checked admissibility. This is
-        the hot path, so it reads the set's last key from the SortedList's last sublist (O(1))
-        rather than through `funding[-1]`, and inlines `priority_key`.
+        O(log R), O(R) for a new level, plus O(1) per bid pushed out. The caller has checked
+        admissibility. This is the hot path, so the level search and the pops are inline.
         """
         index = len(self.seqs)
         self.bid_ids.append(bid_id)
@@ -123,9 +140,15 @@ class ListingBook:
         self.rates.append(rate_bps)
         self.seqs.append(seq)
         self.placed_at.append(at)
-        key = (rate_bps << _INDEX_BITS) | index
-        funding = self.funding
-        funding.add(key)
+        level_rates, tails = self.level_rates, self.level_tails
+        level = bisect_left(level_rates, rate_bps)
+        if level < len(level_rates) and level_rates[level] == rate_bps:
+            self.earlier.append(tails[level])
+            tails[level] = index
+        else:
+            self.earlier.append(NO_BID)
+            level_rates.insert(level, rate_bps)
+            tails.insert(level, index)
         if self.live_by_lender is not None:
             self.live_by_lender[lender_id] = self.live_by_lender.get(lender_id, 0) + amount
         total = self.total + amount
@@ -133,23 +156,29 @@ class ListingBook:
         if total < target:
             self.total = total
             return amount, _NONE_PUSHED_OUT
-        amounts = self.amounts
+        amounts, earlier = self.amounts, self.earlier
         pushed_out: list[int] = []
-        last = funding._lists[-1][-1]  # type: ignore[attr-defined]
-        last_amount = amounts[last & _INDEX_MASK]
+        last = tails[-1]
+        last_amount = amounts[last]
         while total - last_amount >= target:
-            funding.pop()
+            before = earlier[last]
+            if before == NO_BID:
+                level_rates.pop()
+                tails.pop()
+            else:
+                tails[-1] = before
             total -= last_amount
-            self.outbid.append(last)
-            pushed_out.append(last & _INDEX_MASK)
-            last = funding._lists[-1][-1]  # type: ignore[attr-defined]
-            last_amount = amounts[last & _INDEX_MASK]
+            pushed_out.append(last)
+            last = tails[-1]
+            last_amount = amounts[last]
         self.total = total
-        self.rate_below_bps = last >> _INDEX_BITS
-        if self.live_by_lender is not None:
-            for i in pushed_out:
-                self.live_by_lender[self.lenders[i]] -= amounts[i]
-        if key != last:
+        self.rate_below_bps = level_rates[-1]
+        if pushed_out:
+            self.outbid.extend(pushed_out)
+            if self.live_by_lender is not None:
+                for i in pushed_out:
+                    self.live_by_lender[self.lenders[i]] -= amounts[i]
+        if index != last:
             return amount, pushed_out
         return target - (total - amount), pushed_out
 
@@ -179,7 +208,13 @@ class ListingBook:
         self.rates.extend(rates)
         self.seqs.extend(seqs)
         self.placed_at.extend(placed_at)
-        self.funding.update([(rate << _INDEX_BITS) | i for i, rate in enumerate(rates, first)])
+        tails = dict(zip(self.level_rates, self.level_tails, strict=True))
+        earlier = self.earlier
+        for index, rate in enumerate(rates, first):
+            earlier.append(tails.get(rate, NO_BID))
+            tails[rate] = index
+        self.level_rates = sorted(tails)
+        self.level_tails = array("I", [tails[rate] for rate in self.level_rates])
         self.total += added
         if self.live_by_lender is not None:
             live = self.live_by_lender
@@ -204,7 +239,8 @@ class ListingBook:
 
     def is_in_funding_set(self, index: int) -> bool:
         """O(1): outbid keys all sort after the set, so membership is a comparison."""
-        return bool(self.funding) and self.key_of(index) <= self.funding[-1]
+        last = self.marginal_index
+        return last is not None and self.key_of(index) <= self.key_of(last)
 
     def allocated(self, index: int) -> int:
         """How much of the bid is in the funding set now; only the marginal bid is partial.
@@ -212,7 +248,7 @@ class ListingBook:
         if self.status in ("failed", "cancelled") or not self.is_in_funding_set(index):
             return 0
         amount = self.amounts[index]
-        if self.key_of(index) != self.funding[-1]:
+        if index != self.marginal_index:
             return amount
         return min(amount, self.terms.amount - (self.total - amount))
 
@@ -236,22 +272,33 @@ class ListingBook:
 
     # --- resolution inputs ----------------------------------------------------------------------
 
+    def levels(self) -> Iterator[list[int]]:
+        """Each rate level of the funding set, cheapest first: its bids' indices in arrival
+        order. O(n) in all."""
+        earlier = self.earlier
+        for tail in self.level_tails:
+            level = [tail]
+            while (tail := earlier[tail]) != NO_BID:
+                level.append(tail)
+            level.reverse()
+            yield level
+
+    def in_funding_set(self) -> list[int]:
+        """The funding set's bid indices, best first. O(n)."""
+        return [index for level in self.levels() for index in level]
+
     def priority_order(self) -> list[int]:
         """Every bid's index, best first: the funding set, then the outbid. O(n)."""
-        in_set = [key & _INDEX_MASK for key in self.funding]
-        return in_set + [key & _INDEX_MASK for key in reversed(self.outbid)]
+        return self.in_funding_set() + self.outbid[::-1].tolist()
 
     def live_lenders(self) -> list[tuple[int, str, int]]:
         """(index, lender, amount) of each bid in the funding set, best first. O(n)."""
-        return [
-            (i, self.lenders[i], self.amounts[i]) for i in (k & _INDEX_MASK for k in self.funding)
-        ]
+        return [(i, self.lenders[i], self.amounts[i]) for i in self.in_funding_set()]
 
     def add_live_amounts(self, totals: dict[str, int]) -> None:
         """Add each lender's live bids' amounts on this listing to `totals`. O(n)."""
         lenders, amounts = self.lenders, self.amounts
-        for key in self.funding:
-            i = key & _INDEX_MASK
+        for i in self.in_funding_set():
             lender = lenders[i]
             totals[lender] = totals.get(lender, 0) + amounts[i]
 
@@ -265,7 +312,7 @@ class ListingBook:
         """One fill per bid in the set, the marginal bid partly: each at its own rate, or all at
         `rate_bps` (a uniform price), built once either way. O(n)."""
         bid_ids, lenders, seqs, amounts = self.bid_ids, self.lenders, self.seqs, self.amounts
-        indices = [key & _INDEX_MASK for key in self.funding]
+        indices = self.in_funding_set()
         if rate_bps is None:
             rates = self.rates
             fills = [Fill(bid_ids[i], lenders[i], seqs[i], amounts[i], rates[i]) for i in indices]
@@ -281,7 +328,7 @@ class ListingBook:
         """Rate of the first unit of money left out of the set, None if nothing is left out."""
         if self.total > self.terms.amount:
             return self.marginal_rate_bps
-        return self.outbid[-1] >> _INDEX_BITS if self.outbid else None
+        return self.rates[self.outbid[-1]] if self.outbid else None
 
     def check_invariants(self) -> None:
         """Assert the book's internal consistency. O(n); for tests after every command."""
@@ -289,15 +336,24 @@ class ListingBook:
         assert len(self.bid_ids) == len(self.lenders) == len(self.amounts) == n
         assert len(self.rates) == len(self.placed_at) == n
         assert list(self.seqs) == sorted(set(self.seqs)), "seqs must be strictly increasing"
-        funding = list(self.funding)
-        assert len(funding) + len(self.outbid) == n, "every bid is in the set or outbid"
-        assert sorted(funding + self.outbid) == sorted(self.key_of(i) for i in range(n))
-        assert self.outbid == sorted(self.outbid, reverse=True), "outbid in reverse priority"
-        if funding and self.outbid:
-            assert funding[-1] < self.outbid[-1], "the set is a prefix of the book"
-        assert self.total == sum(self.amounts[k & _INDEX_MASK] for k in funding)
-        if funding:
-            last_amount = self.amounts[funding[-1] & _INDEX_MASK]
+        assert len(self.earlier) == n
+        assert all(b == NO_BID or b < i for i, b in enumerate(self.earlier)), "links go back"
+        levels = list(self.levels())
+        assert len(self.level_rates) == len(self.level_tails) == len(levels)
+        assert self.level_rates == sorted(set(self.level_rates)), "one level per rate, ascending"
+        for rate, level in zip(self.level_rates, levels, strict=True):
+            assert all(self.rates[i] == rate for i in level), "a level holds bids of its rate"
+        in_set = [i for level in levels for i in level]
+        assert sorted(in_set + self.outbid.tolist()) == list(range(n)), "in the set or outbid"
+        keys = [self.key_of(i) for i in in_set]
+        assert keys == sorted(keys), "the set in priority order"
+        outbid = [self.key_of(i) for i in self.outbid]
+        assert outbid == sorted(outbid, reverse=True), "outbid in reverse priority"
+        if keys and outbid:
+            assert keys[-1] < outbid[-1], "the set is a prefix of the book"
+        assert self.total == sum(self.amounts[i] for i in in_set)
+        if in_set:
+            last_amount = self.amounts[in_set[-1]]
             assert self.total - last_amount < self.terms.amount, "the set is the shortest prefix"
         if self.outbid:
             assert self.total >= self.terms.amount, "bids are only outbid once fully covered"

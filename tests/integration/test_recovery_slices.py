@@ -26,7 +26,8 @@ BIDS = [(20_000, 1_500), (30_000, 1_400), (10_000, 1_000), (25_000, 900), (5_000
 def book_state(book: ListingBook) -> tuple[Any, ...]:
     return (
         list(book.bid_ids), list(book.lenders), list(book.amounts), list(book.rates),
-        list(book.seqs), list(book.placed_at), list(book.funding), list(book.outbid),
+        list(book.seqs), list(book.placed_at), list(book.earlier), book.level_rates,
+        list(book.level_tails), list(book.outbid),
         book.total, book.live_by_lender, book.auto_orders, book.auto_amount,
         book.rate_below_bps, book.min_rate_bps, book.opened_seq, book.opened_at, book.terms,
     )

@@ -18,7 +18,8 @@ LENDERS = [f"lender-{i}" for i in range(5)]
 def book_state(book: ListingBook) -> tuple[Any, ...]:
     return (
         list(book.bid_ids), list(book.lenders), list(book.amounts), list(book.rates),
-        list(book.seqs), list(book.placed_at), list(book.funding), list(book.outbid),
+        list(book.seqs), list(book.placed_at), list(book.earlier), book.level_rates,
+        list(book.level_tails), list(book.outbid),
         book.total, book.live_by_lender, book.auto_orders, book.auto_amount,
         book.rate_below_bps, book.min_rate_bps,
     )
