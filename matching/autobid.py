@@ -47,7 +47,7 @@ def bid_for_orders(
     """Every matching order's bid, in queue order; auto bids take the seqs after `seq`.
 
     O(log T · log V) to start plus, per order looked at, O(log V · log h) to find it and
-    O(log n) to place its bid; the orders that bid then take new tickets
+    `Engine.place_bid`'s cost to place its bid; the orders that bid then take new tickets
     (O(g · log T · log V) each). Orders that cannot match are never looked at; orders that
     match but are skipped (money, share cap) are.
     """

@@ -99,7 +99,8 @@ class Engine:
         return [opened, *auto]
 
     def place_bid(self, cmd: PlaceBid) -> Outcome:
-        """O(log n) plus O(log n) per bid pushed out (plus the resolution if it closes)."""
+        """O(log R) among the book's R rate levels (O(R) for a new level), plus O(1) per bid
+        pushed out (plus the resolution if it closes); `ListingBook.add`."""
         book = self._books.get(cmd.listing_id)
         if book is None:
             return r.Rejection(r.LISTING_NOT_FOUND, "no open listing with this id")
@@ -299,8 +300,7 @@ class Engine:
 
     def _place(self, book: ListingBook, cmd: PlaceBid, order: StandingOrder | None) -> Outcome:
         """Any bid, manual or a standing order's (`order`): admission, the reservation, the
-        outbids and, if it completes the book, the close. O(log n), plus O(log n) per bid
-        pushed out and the resolution if it closes."""
+        outbids and, if it completes the book, the close. `place_bid`'s cost."""
         rejection = admit_bid(book, cmd, self.rules)
         if rejection is not None:
             return rejection
