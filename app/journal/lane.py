@@ -10,8 +10,6 @@ once the loop has run the requests that commit woke).
 Only `APPEND` runs here, one statement at a time, in autocommit: its reply means committed.
 """
 
-import select
-
 import psycopg
 from psycopg import errors, pq
 from psycopg.conninfo import make_conninfo
@@ -52,14 +50,17 @@ class AppendLane:
             raise
         return cls(conn, timeout_s)
 
-    def send(self, params: list[bytes | None]) -> None:
-        """Start the statement (text parameters); `poll` tells when it is done."""
-        conn = self._conn
+    def send(self, params: list[bytes | None]) -> bool:
+        """Start the statement (text parameters); True if the socket took all of it, else
+        `flush` when the socket is writable until it has. `poll` tells when it is done."""
         self._results = []
-        conn.send_query_prepared(_STATEMENT, params)
-        while conn.flush():  # the socket took part of it: wait until it takes the rest
-            if not select.select([], [self.socket], [], self._timeout_s)[1]:
-                raise TimeoutError("Postgres took no more of the batch")
+        self._conn.send_query_prepared(_STATEMENT, params)
+        return self.flush()
+
+    def flush(self) -> bool:
+        """Hand the socket what it takes of the statement; True once it has all of it. Never
+        waits: a stalled server or network must not stall the event loop."""
+        return self._conn.flush() == 0
 
     def poll(self) -> int | None:
         """The statement's count once it is done (committed), None while it runs. Raises the

@@ -235,14 +235,27 @@ class JournalWriter:
             events, head = sql.chained(self._head, merged.events)
             params = [None if epoch is None else str(epoch).encode()]
             params += [orjson.dumps(rows) for rows in sql.append_rows(merged, events)]
-            self._lane.send(params)
+            sent = self._lane.send(params)
         except Exception as error:  # noqa: BLE001 - any failure: the batch is not durable
             self._drop_lane()
             self._fail(batch, error)
             return
+        if not sent:  # the rest as the socket takes it; the deadline below bounds the wait
+            asyncio.get_running_loop().add_writer(self._lane.socket, self._lane_writable)
         merged.events = events  # only `on_commit` reads it, and only if this batch commits
         deadline = asyncio.get_running_loop().call_later(self._timeout_s, self._lane_timed_out)
         self._on_lane = _OnLane(batch, merged, head, started, deadline)
+
+    def _lane_writable(self) -> None:
+        lane = self._lane
+        assert lane is not None  # dropping the lane removes this callback
+        try:
+            sent = lane.flush()
+        except Exception as error:  # noqa: BLE001 - any failure: the batch is not durable
+            self._lane_failed(error)
+            return
+        if sent:
+            asyncio.get_running_loop().remove_writer(lane.socket)
 
     def _lane_readable(self) -> None:
         if self._on_lane is not None:
@@ -309,7 +322,9 @@ class JournalWriter:
     def _drop_lane(self) -> None:
         lane, self._lane = self._lane, None
         if lane is not None:
-            asyncio.get_running_loop().remove_reader(lane.socket)
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(lane.socket)
+            loop.remove_writer(lane.socket)  # a batch the socket had not taken all of
             lane.close()
 
     # --- outcomes -----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -12,6 +13,7 @@ import asyncpg
 import httpx
 from fastapi import FastAPI
 
+from app import database
 from tests.integration.conftest import ADMIN
 from tests.waiting import eventually
 
@@ -185,3 +187,22 @@ async def gated(database_url: str, table: str) -> AsyncIterator[Gate]:
             await conn.execute(f"DROP TRIGGER test_commit_gate ON {table}")
     finally:
         await conn.close()
+
+
+@dataclass
+class Embedded:
+    """A test's own embedded Postgres, for tests that stop, pause or restart its processes
+    (not the shared server's); `stop` also cleans up at the end (the handle of a restarted
+    server is a new one, and only it can stop that server)."""
+
+    data_dir: Path
+    server: Any = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.to_thread(database.start_embedded, self.data_dir)
+        uri: str = self.server.get_uri()
+        return uri
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await asyncio.to_thread(self.server.cleanup)

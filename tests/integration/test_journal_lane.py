@@ -2,11 +2,15 @@
 asyncpg; what it stores is what the asyncpg path stores, and losing it loses no acknowledged bid."""
 
 import asyncio
+import itertools
 import threading
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 from uuid import uuid4
 
 import httpx
+import psutil
 import pytest
 from fastapi import FastAPI
 
@@ -14,7 +18,14 @@ from app.fence.store import application_name
 from app.journal import Entry, JournalWriter
 from app.journal.lane import AppendLane
 from tests.integration.conftest import ADMIN, running_service
-from tests.integration.helpers import bid_body, open_listing, place_bid, rows, writing_again
+from tests.integration.helpers import (
+    Embedded,
+    bid_body,
+    open_listing,
+    place_bid,
+    rows,
+    writing_again,
+)
 from tests.waiting import eventually
 
 
@@ -357,3 +368,40 @@ async def test_bids_take_the_pool_while_the_lane_cannot_open(database_url: str) 
         assert batches(app, "asyncpg") >= before + 3
         count = (await client.get(f"/v1/listings/{listing}", headers=ADMIN)).json()["bid_count"]
     assert count == 3
+
+
+async def test_a_batch_the_socket_cannot_take_at_once_waits_on_it_without_stalling_the_loop(
+    tmp_path: Path,
+) -> None:
+    """A lane backend that reads nothing (stopped: a hung server, or a network that dropped
+    out) must not stall the service: the rest of the batch goes as the socket takes it, the
+    loop runs on meanwhile, and the lane's deadline fails the batch. The service then writes
+    again on a new lane. Its own Postgres: a process of it is stopped."""
+    postgres = Embedded(tmp_path)
+    uri = await postgres.start()
+    try:
+        async with running_service(uri, db_timeout_s=0.5) as (app, client):  # deadline: 3 s
+            writer, listing = await lane_open(app, client)
+            assert writer._lane is not None
+            backend = psutil.Process(writer._lane._conn.backend_pid)
+            backend.suspend()
+            try:
+                ticks = [time.monotonic()]
+                huge = writer.submit(an_event(blob="x" * 32_000_000))  # > the socket buffers
+                while not huge.done():
+                    await asyncio.sleep(0.01)
+                    ticks.append(time.monotonic())
+            finally:
+                backend.resume()
+            longest = max(b - a for a, b in itertools.pairwise(ticks))
+            assert longest < 1.5, f"the loop stalled {longest:.2f} s"  # the deadline is 3 s
+            error = huge.exception()
+            assert isinstance(error, TimeoutError) and "no commit within" in str(error)
+            await writing_again(app)
+            for rate in (1_400, 1_300):  # the first reads the chain head on the task's path
+                await asyncio.wait_for(place_bid(client, listing, 100_000, rate), timeout=10)
+            assert writer._lane is not None and writer._lane._conn.backend_pid != backend.pid
+        stored = await rows(uri, "SELECT count(*) FROM events WHERE data ? 'blob'")
+        assert stored[0][0] == 0
+    finally:
+        await postgres.stop()

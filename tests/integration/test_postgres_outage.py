@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from uuid import uuid4
 
 import asyncpg
@@ -38,7 +37,7 @@ from tests.e2e.drive import (
     resolutions,
 )
 from tests.integration.conftest import ADMIN, running_service
-from tests.integration.helpers import Json, open_listing, wait_until_closed
+from tests.integration.helpers import Embedded, Json, open_listing, wait_until_closed
 from tests.money import assert_conserved
 
 BIDDERS = 8
@@ -98,24 +97,6 @@ async def _mover(load: Load, rng: random.Random) -> None:
         if response.status_code == 201:
             load.deposits.append(response.json())
         await asyncio.sleep(rng.uniform(0.005, 0.02))
-
-
-@dataclass
-class Embedded:
-    """The drill's own Postgres, stopped and started again; `stop` also cleans up at the end
-    (the handle of a restarted server is a new one, and only it can stop that server)."""
-
-    data_dir: Path
-    server: Any = None
-
-    async def start(self) -> str:
-        self.server = await asyncio.to_thread(database.start_embedded, self.data_dir)
-        uri: str = self.server.get_uri()
-        return uri
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await asyncio.to_thread(self.server.cleanup)
 
 
 async def _until(what: str, predicate: Callable[[], Awaitable[bool]], seconds: float) -> None:
