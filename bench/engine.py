@@ -217,7 +217,7 @@ def measure_memory(opens: list[OpenListing], bids: list[PlaceBid]) -> MemoryResu
         bytes_total=bytes_total,
         peak=peak,
         stored=sum(b.bid_count for b in books),
-        resting=sum(b.bid_count - len(b.outbid) for b in books),
+        resting=sum(len(b.in_funding_set()) for b in books),  # walked: `run_case` checks it adds up
         outbid=sum(len(b.outbid) for b in books),
         rejections=dict(codes),
     )

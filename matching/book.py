@@ -189,8 +189,9 @@ class ListingBook:
         """Append stored bids in arrival order: the same book as `add` for each in turn.
 
         Recovery's fast path: bids that do not cover the listing even together pushed nothing
-        out when they came, so they go in as columns and one sorted insert of their keys, with
-        no call per bid. Bids that do are added one by one (the outbids follow the rules).
+        out when they came, so they go in as columns, each linked to the latest bid at its rate
+        (a dict of the levels, sorted once), with no call per bid. Bids that do are added one by
+        one (the outbids follow the rules).
         """
         if not len(bid_ids) == len(lenders) == len(amounts) == len(rates) == len(seqs) == len(
             placed_at

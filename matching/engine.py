@@ -181,7 +181,9 @@ class Engine:
     def restore_bids(self, stored: StoredBids) -> None:
         """Replay a listing's stored bids, in seq order, after those already in its book: the
         book comes out as if each had been placed in turn. The money they reserved is in the
-        restored balances (and, for auto bids, in their restored orders). O(n log n)."""
+        restored balances (and, for auto bids, in their restored orders). At most
+        `ListingBook.add`'s cost a bid; less for bids short of the amount (`ListingBook.restore`).
+        """
         interned = self._lenders
         lenders = [interned.setdefault(lender, lender) for lender in stored.lender_ids]
         book = self._books[stored.listing_id]

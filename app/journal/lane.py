@@ -22,11 +22,10 @@ _STATEMENT = b"journal_append"
 class AppendLane:
     """One libpq connection with `APPEND` prepared. Not thread-safe: the event loop's only."""
 
-    def __init__(self, conn: pq.abc.PGconn, timeout_s: float) -> None:
+    def __init__(self, conn: pq.abc.PGconn) -> None:
         self._conn = conn
-        self._timeout_s = timeout_s
         #: The socket's descriptor, kept: libpq reports none once the connection is lost, and
-        #: the event loop's reader must still be removed then.
+        #: the event loop's reader (and writer) must still be removed then.
         self.socket = int(conn.socket)
         self._results: list[pq.abc.PGresult] = []
 
@@ -48,7 +47,7 @@ class AppendLane:
         except BaseException:
             conn.finish()
             raise
-        return cls(conn, timeout_s)
+        return cls(conn)
 
     def send(self, params: list[bytes | None]) -> bool:
         """Start the statement (text parameters); True if the socket took all of it, else

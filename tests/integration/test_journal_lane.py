@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from unittest.mock import patch
 from uuid import uuid4
 
 import httpx
@@ -403,5 +404,43 @@ async def test_a_batch_the_socket_cannot_take_at_once_waits_on_it_without_stalli
             assert writer._lane is not None and writer._lane._conn.backend_pid != backend.pid
         stored = await rows(uri, "SELECT count(*) FROM events WHERE data ? 'blob'")
         assert stored[0][0] == 0
+    finally:
+        await postgres.stop()
+
+
+async def test_a_batch_the_socket_takes_in_parts_commits_once_it_has_taken_all_of_it(
+    tmp_path: Path,
+) -> None:
+    """The other way out of that wait: the backend reads again well before the deadline, the
+    socket takes the rest as it becomes writable, the writer callback is removed once it has
+    all of it, and the batch commits on the same lane."""
+    postgres = Embedded(tmp_path)
+    uri = await postgres.start()
+    try:
+        async with running_service(uri) as (app, client):
+            writer, _ = await lane_open(app, client)
+            lane = writer._lane
+            assert lane is not None
+            backend = psutil.Process(lane._conn.backend_pid)
+            with patch.object(writer, "_lane_writable", wraps=writer._lane_writable) as writable:
+                backend.suspend()
+                try:
+                    big = writer.submit(an_event(blob="x" * 32_000_000))  # > the socket buffers
+
+                    async def sent() -> bool:
+                        return writer._on_lane is not None
+
+                    await eventually(sent, what="the batch on the lane")
+                    await asyncio.sleep(0.2)
+                    assert not big.done()
+                finally:
+                    backend.resume()
+                await asyncio.wait_for(big, timeout=30)
+            assert writable.call_count >= 1, "the socket took the batch in parts"
+            assert writer._lane is lane and not writer.recovering
+            assert not asyncio.get_running_loop().remove_writer(lane.socket), "a writer was left"
+            await asyncio.wait_for(writer.flushed(), timeout=5)
+        stored = await rows(uri, "SELECT count(*) FROM events WHERE data ? 'blob'")
+        assert stored[0][0] == 1
     finally:
         await postgres.stop()

@@ -51,3 +51,29 @@ def test_the_marginal_bid_is_the_latest_of_the_dearest_level_and_covers_in_part(
     assert (b.marginal_index, b.allocated(1), b.allocated(0), b.allocated(2)) == (1, 5_000,
                                                                                     10_000, 0)
     b.check_invariants()
+
+
+def test_bids_restored_in_slices_join_the_levels_the_slices_before_them_left() -> None:
+    """Two slices short of the amount (columns, linked to the levels already there), then one
+    that covers it (bid by bid): the book that took the bids live, level for level."""
+    bids = [(10_000, 900), (10_000, 800), (10_000, 900), (10_000, 800), (10_000, 900),
+            (30_000, 700), (20_000, 800)]
+    live = book(amount=60_000)
+    for amount, rate in bids:
+        place(live, amount, rate)
+    restored = book(amount=60_000)
+    for start, stop in [(0, 2), (2, 5), (5, 7)]:
+        part = range(start, stop)
+        restored.restore(
+            [live.bid_ids[i] for i in part], [live.lenders[i] for i in part],
+            [live.amounts[i] for i in part], [live.rates[i] for i in part],
+            [live.seqs[i] for i in part], [live.placed_at[i] for i in part],
+        )
+        restored.check_invariants()
+    assert list(live.outbid) == [4, 2, 0], "the last slice emptied the 900 level, latest first"
+    assert list(restored.earlier) == list(live.earlier) == [NO_BID, NO_BID, 0, 1, 2, NO_BID, 3]
+    assert (restored.level_rates, list(restored.level_tails)) == ([700, 800], [5, 6])
+    assert (live.level_rates, list(live.level_tails)) == ([700, 800], [5, 6])
+    assert list(restored.outbid) == list(live.outbid)
+    assert restored.in_funding_set() == live.in_funding_set() == [5, 1, 3, 6]
+    assert (restored.total, restored.rate_below_bps) == (live.total, live.rate_below_bps)

@@ -59,7 +59,10 @@ def rebuilt_from(live: Engine, opened: OpenListing, cuts: list[int]) -> Engine:
 
 bids = st.lists(
     st.tuples(
-        st.integers(5_000, 60_000), st.integers(1, 2_000), st.sampled_from(LENDERS)
+        st.integers(5_000, 60_000),
+        # Often a few rates: bids stack on a level, across the slices too.
+        st.sampled_from([800, 900, 1_000]) | st.integers(1, 2_000),
+        st.sampled_from(LENDERS),
     ),
     max_size=60,
 )
