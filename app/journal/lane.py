@@ -28,6 +28,8 @@ class AppendLane:
         #: the event loop's reader (and writer) must still be removed then.
         self.socket = int(conn.socket)
         self._results: list[pq.abc.PGresult] = []
+        #: Taken now: it outlives the connection, which a failed statement's cancel follows.
+        self._cancel = conn.get_cancel()
 
     @classmethod
     def open(cls, uri: str, application_name: str, timeout_s: float) -> "AppendLane":
@@ -80,6 +82,12 @@ class AppendLane:
 
     def close(self) -> None:
         self._conn.finish()
+
+    def cancel(self) -> None:
+        """Ask the server to stop the statement this session was running, if it still is: a
+        closed session's statement runs on (say, waiting for a lock) and may commit later.
+        Connects anew, so it blocks: run it in an executor. Safe after `close`."""
+        self._cancel.cancel()
 
     def _count(self) -> int:
         results, self._results = self._results, []

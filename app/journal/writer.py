@@ -310,7 +310,12 @@ class JournalWriter:
             self._wakeup.set()
 
     def _lane_timed_out(self) -> None:
+        lane = self._lane
+        assert lane is not None  # failing or dropping the lane cancels this timer
         self._lane_failed(TimeoutError(f"no commit within {self._timeout_s} s"))
+        # Off the loop: a server that took no statement for this long may take no connection.
+        cancelling = asyncio.get_running_loop().run_in_executor(None, lane.cancel)
+        cancelling.add_done_callback(_cancel_outcome)
 
     def _lane_failed(self, error: BaseException) -> None:
         on_lane, self._on_lane = self._on_lane, None
@@ -358,6 +363,12 @@ class JournalWriter:
             # that failed, so it fails too, as when `on_failure` ran in the same step.
             self.fail_pending(error)
             self._wakeup.set()  # the task resumes after this one is done
+
+
+def _cancel_outcome(cancelling: "asyncio.Future[None]") -> None:
+    error = None if cancelling.cancelled() else cancelling.exception()
+    if error is not None:  # the rebuild waits a while for what still runs (`recovery.settle`)
+        log.warning("journal lane statement not cancelled", extra={"error": repr(error)})
 
 
 def _stopped() -> RuntimeError:

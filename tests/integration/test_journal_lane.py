@@ -10,6 +10,7 @@ from pathlib import Path
 from unittest.mock import patch
 from uuid import uuid4
 
+import asyncpg
 import httpx
 import psutil
 import pytest
@@ -444,3 +445,40 @@ async def test_a_batch_the_socket_takes_in_parts_commits_once_it_has_taken_all_o
         assert stored[0][0] == 1
     finally:
         await postgres.stop()
+
+
+async def test_a_lane_statement_past_its_deadline_is_cancelled_not_left_to_commit_later(
+    database_url: str,
+) -> None:
+    """A statement the server is still running when the lane's deadline fails its batch (here
+    it waits for a row another session holds) must not commit once it gets the row: its
+    requests were refused and the books are rebuilt without it. Closing the session does not
+    stop it; cancelling does."""
+
+    async def nothing_waits_for_a_lock() -> bool:
+        (waiting,) = await rows(
+            database_url, "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        return bool(waiting[0] == 0)
+
+    async with running_service(database_url, db_timeout_s=0.5) as (app, client):  # 3 s
+        writer, _ = await lane_open(app, client)
+        holder = await asyncpg.connect(database_url)
+        try:
+            await holder.execute("INSERT INTO accounts (id, available, reserved, updated_at)"
+                                 " VALUES ('held', 0, 0, now())")
+            held = holder.transaction()
+            await held.start()
+            await holder.execute("SELECT 1 FROM accounts WHERE id = 'held' FOR UPDATE")
+            late = Entry(
+                events=an_event(late=True).events, balances=[("held", 1, 0, datetime.now(UTC))]
+            )
+            with pytest.raises(TimeoutError, match="no commit within"):
+                await asyncio.wait_for(writer.submit(late), timeout=30)
+            await eventually(nothing_waits_for_a_lock, what="the late statement stopped")
+        finally:
+            await holder.close()  # the row is free: a statement still waiting would go on
+        await writing_again(app)
+    stored = await rows(database_url, "SELECT count(*) FROM events WHERE data ? 'late'")
+    assert stored[0][0] == 0
