@@ -540,3 +540,36 @@ async def test_a_cancel_the_server_never_answers_stalls_nothing_and_gives_up_in_
     finally:
         await postgres.stop()
 
+
+
+async def test_a_stop_waits_for_no_cancel_under_way(tmp_path: Path) -> None:
+    """The cancel is bounded by the lane's deadline, but a stopping writer abandons it: the next
+    writer's rebuild waits for what still runs (`recovery.settle`). Its own Postgres."""
+    postgres = Embedded(tmp_path)
+    uri = await postgres.start()
+    try:
+        async with running_service(uri, db_timeout_s=0.5) as (app, client):  # deadline: 3 s
+            writer, _ = await lane_open(app, client)
+            assert writer._lane is not None
+            backend = psutil.Process(writer._lane._conn.backend_pid)
+            postmaster = backend.parent()
+            assert postmaster is not None
+            stopped = [backend, postmaster]  # the statement's, and the cancel's
+            for process in stopped:
+                process.suspend()
+            try:
+                stuck = writer.submit(an_event(stuck=True))
+                with pytest.raises(TimeoutError, match="no commit within"):
+                    await asyncio.wait_for(stuck, timeout=30)
+                (cancelling,) = writer._cancelling
+                (journal,) = (t for t in asyncio.all_tasks() if t.get_name() == "journal")
+                journal.cancel()
+                done, _ = await asyncio.wait([cancelling], timeout=1)  # well within its 3 s
+                assert done, "the stop waited for the cancel"
+                assert cancelling.cancelled()
+            finally:
+                for process in stopped:
+                    with contextlib.suppress(psutil.NoSuchProcess):  # resumed, and it ended
+                        process.resume()
+    finally:
+        await postgres.stop()
