@@ -10,6 +10,8 @@ once the loop has run the requests that commit woke).
 Only `APPEND` runs here, one statement at a time, in autocommit: its reply means committed.
 """
 
+import asyncio
+
 import psycopg
 from psycopg import errors, pq
 from psycopg.conninfo import make_conninfo
@@ -28,8 +30,9 @@ class AppendLane:
         #: the event loop's reader (and writer) must still be removed then.
         self.socket = int(conn.socket)
         self._results: list[pq.abc.PGresult] = []
-        #: Taken now: it outlives the connection, which a failed statement's cancel follows.
-        self._cancel = conn.get_cancel()
+        #: Made while the session is open (it copies the session's key): `cancel` runs after
+        #: `close`.
+        self._canceller = conn.cancel_conn()
 
     @classmethod
     def open(cls, uri: str, application_name: str, timeout_s: float) -> "AppendLane":
@@ -83,11 +86,24 @@ class AppendLane:
     def close(self) -> None:
         self._conn.finish()
 
-    def cancel(self) -> None:
+    async def cancel(self, timeout_s: float) -> None:
         """Ask the server to stop the statement this session was running, if it still is: a
         closed session's statement runs on (say, waiting for a lock) and may commit later.
-        Connects anew, so it blocks: run it in an executor. Safe after `close`."""
-        self._cancel.cancel()
+        Once, and safe after `close`. Connects anew on the event loop, not in a thread:
+        psycopg holds the GIL through libpq's blocking cancel, which a server that takes the
+        connection but never answers holds for ever. TimeoutError after `timeout_s`."""
+        canceller, loop = self._canceller, asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout_s):
+                canceller.start()
+                status: int = pq.PollingStatus.WRITING  # libpq: the connect first
+                while status != pq.PollingStatus.OK:
+                    if status == pq.PollingStatus.FAILED:
+                        raise psycopg.OperationalError(canceller.get_error_message())
+                    await _ready(loop, canceller.socket, status == pq.PollingStatus.WRITING)
+                    status = canceller.poll()
+        finally:
+            canceller.finish()
 
     def _count(self) -> int:
         results, self._results = self._results, []
@@ -98,3 +114,23 @@ class AppendLane:
         if value is None:
             raise psycopg.InterfaceError("the journal statement returned no count")
         return int(value)
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, fd: int, writing: bool) -> None:
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    if writing:
+        loop.add_writer(fd, wake)
+    else:
+        loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        if writing:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)

@@ -93,6 +93,8 @@ class JournalWriter:
         self._recovery: asyncio.Task[None] | None = None
         #: The lane's next batch, due once the loop has run what was ready at the last commit.
         self._gathering: asyncio.Handle | None = None
+        #: Cancels of statements past the lane's deadline, under way (held, as `_recovery`).
+        self._cancelling: set[asyncio.Task[None]] = set()
 
     @property
     def recovering(self) -> bool:
@@ -146,6 +148,8 @@ class JournalWriter:
             self.close(_stopped())  # nothing would write what is queued, or comes later
             if self._recovery is not None:  # part of the task's work, as when it awaited it
                 self._recovery.cancel()
+            for cancelling in self._cancelling:  # bounded, but a stop waits for none of them
+                cancelling.cancel()
             self._drop_lane()  # a gathering still due then finds no lane, its entries failed above
             await self._pool_path.release()
 
@@ -313,9 +317,18 @@ class JournalWriter:
         lane = self._lane
         assert lane is not None  # failing or dropping the lane cancels this timer
         self._lane_failed(TimeoutError(f"no commit within {self._timeout_s} s"))
-        # Off the loop: a server that took no statement for this long may take no connection.
-        cancelling = asyncio.get_running_loop().run_in_executor(None, lane.cancel)
-        cancelling.add_done_callback(_cancel_outcome)
+        cancelling = asyncio.get_running_loop().create_task(
+            self._cancel(lane), name="journal-lane-cancel"
+        )
+        self._cancelling.add(cancelling)
+        cancelling.add_done_callback(self._cancelling.discard)
+
+    async def _cancel(self, lane: "AppendLane") -> None:
+        # A server that took no statement for this long may take no connection either.
+        try:
+            await lane.cancel(self._timeout_s)
+        except Exception as error:  # noqa: BLE001 - the rebuild waits a while (`recovery.settle`)
+            log.warning("journal lane statement not cancelled", extra={"error": repr(error)})
 
     def _lane_failed(self, error: BaseException) -> None:
         on_lane, self._on_lane = self._on_lane, None
@@ -363,12 +376,6 @@ class JournalWriter:
             # that failed, so it fails too, as when `on_failure` ran in the same step.
             self.fail_pending(error)
             self._wakeup.set()  # the task resumes after this one is done
-
-
-def _cancel_outcome(cancelling: "asyncio.Future[None]") -> None:
-    error = None if cancelling.cancelled() else cancelling.exception()
-    if error is not None:  # the rebuild waits a while for what still runs (`recovery.settle`)
-        log.warning("journal lane statement not cancelled", extra={"error": repr(error)})
 
 
 def _stopped() -> RuntimeError:

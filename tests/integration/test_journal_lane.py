@@ -2,6 +2,7 @@
 asyncpg; what it stores is what the asyncpg path stores, and losing it loses no acknowledged bid."""
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
@@ -482,3 +483,93 @@ async def test_a_lane_statement_past_its_deadline_is_cancelled_not_left_to_commi
         await writing_again(app)
     stored = await rows(database_url, "SELECT count(*) FROM events WHERE data ? 'late'")
     assert stored[0][0] == 0
+
+
+async def test_a_cancel_the_server_never_answers_stalls_nothing_and_gives_up_in_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The deadline's cancel connects anew. A server that takes that connection but never
+    answers (its postmaster stopped here, as on a hung host) must not stall the service:
+    psycopg holds the GIL through libpq's blocking cancel, so run in a thread it stalled the
+    loop until the server answered. It gives up within the lane's deadline. Its own Postgres:
+    its processes are stopped."""
+    postgres = Embedded(tmp_path)
+    uri = await postgres.start()
+    try:
+        async with running_service(uri, db_timeout_s=0.5) as (app, client):  # deadline: 3 s
+            writer, _ = await lane_open(app, client)
+            assert writer._lane is not None
+            backend = psutil.Process(writer._lane._conn.backend_pid)
+            postmaster = backend.parent()
+            assert postmaster is not None
+            stopped = [backend, postmaster]  # the statement's, and the cancel's
+            pids = " ".join(str(process.pid) for process in stopped)
+            # Resumed from outside too: no thread here runs while another holds the GIL.
+            safety = await asyncio.create_subprocess_exec(
+                "sh", "-c", f"sleep 12; kill -CONT {pids}"
+            )
+            for process in stopped:
+                process.suspend()
+            try:
+                stuck = writer.submit(an_event(stuck=True))  # the backend never reads it
+                ticks = [time.monotonic()]
+                while not stuck.done():
+                    await asyncio.sleep(0.01)
+                    ticks.append(time.monotonic())
+                failed_at = ticks[-1]
+                while ticks[-1] - failed_at < 4:  # the cancel runs meanwhile, 3 s at most
+                    await asyncio.sleep(0.01)
+                    ticks.append(time.monotonic())
+            finally:
+                for process in stopped:
+                    with contextlib.suppress(psutil.NoSuchProcess):  # resumed, and it ended
+                        process.resume()
+                with contextlib.suppress(ProcessLookupError):  # it resumed them already
+                    safety.kill()
+                await safety.wait()
+            longest = max(b - a for a, b in itertools.pairwise(ticks))
+            assert longest < 1.5, f"the loop stalled {longest:.2f} s"
+            error = stuck.exception()
+            assert isinstance(error, TimeoutError) and "no commit within" in str(error)
+            given_up = [
+                r for r in caplog.records if "not cancelled" in r.getMessage()
+                and "TimeoutError" in str(getattr(r, "error", ""))
+            ]
+            assert given_up, "the cancel gave up within the lane's deadline"
+            assert not writer._cancelling
+    finally:
+        await postgres.stop()
+
+
+
+async def test_a_stop_waits_for_no_cancel_under_way(tmp_path: Path) -> None:
+    """The cancel is bounded by the lane's deadline, but a stopping writer abandons it: the next
+    writer's rebuild waits for what still runs (`recovery.settle`). Its own Postgres."""
+    postgres = Embedded(tmp_path)
+    uri = await postgres.start()
+    try:
+        async with running_service(uri, db_timeout_s=0.5) as (app, client):  # deadline: 3 s
+            writer, _ = await lane_open(app, client)
+            assert writer._lane is not None
+            backend = psutil.Process(writer._lane._conn.backend_pid)
+            postmaster = backend.parent()
+            assert postmaster is not None
+            stopped = [backend, postmaster]  # the statement's, and the cancel's
+            for process in stopped:
+                process.suspend()
+            try:
+                stuck = writer.submit(an_event(stuck=True))
+                with pytest.raises(TimeoutError, match="no commit within"):
+                    await asyncio.wait_for(stuck, timeout=30)
+                (cancelling,) = writer._cancelling
+                (journal,) = (t for t in asyncio.all_tasks() if t.get_name() == "journal")
+                journal.cancel()
+                done, _ = await asyncio.wait([cancelling], timeout=1)  # well within its 3 s
+                assert done, "the stop waited for the cancel"
+                assert cancelling.cancelled()
+            finally:
+                for process in stopped:
+                    with contextlib.suppress(psutil.NoSuchProcess):  # resumed, and it ended
+                        process.resume()
+    finally:
+        await postgres.stop()
