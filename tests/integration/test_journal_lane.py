@@ -541,7 +541,6 @@ async def test_a_cancel_the_server_never_answers_stalls_nothing_and_gives_up_in_
         await postgres.stop()
 
 
-
 async def test_a_stop_waits_for_no_cancel_under_way(tmp_path: Path) -> None:
     """The cancel is bounded by the lane's deadline, but a stopping writer abandons it: the next
     writer's rebuild waits for what still runs (`recovery.settle`). Its own Postgres."""
