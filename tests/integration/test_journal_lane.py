@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import threading
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from unittest.mock import patch
@@ -373,79 +374,80 @@ async def test_bids_take_the_pool_while_the_lane_cannot_open(database_url: str) 
     assert count == 3
 
 
+@pytest.fixture
+async def own_postgres(tmp_path: Path) -> AsyncIterator[str]:
+    """A Postgres of the test's own (its processes are stopped here), not the shared one's."""
+    postgres = Embedded(tmp_path)
+    uri = await postgres.start()
+    try:
+        yield uri
+    finally:
+        await postgres.stop()
+
+
 async def test_a_batch_the_socket_cannot_take_at_once_waits_on_it_without_stalling_the_loop(
-    tmp_path: Path,
+    own_postgres: str,
 ) -> None:
     """A lane backend that reads nothing (stopped: a hung server, or a network that dropped
     out) must not stall the service: the rest of the batch goes as the socket takes it, the
     loop runs on meanwhile, and the lane's deadline fails the batch. The service then writes
     again on a new lane. Its own Postgres: a process of it is stopped."""
-    postgres = Embedded(tmp_path)
-    uri = await postgres.start()
-    try:
-        async with running_service(uri, db_timeout_s=0.5) as (app, client):  # deadline: 3 s
-            writer, listing = await lane_open(app, client)
-            assert writer._lane is not None
-            backend = psutil.Process(writer._lane._conn.backend_pid)
-            backend.suspend()
-            try:
-                ticks = [time.monotonic()]
-                huge = writer.submit(an_event(blob="x" * 32_000_000))  # > the socket buffers
-                while not huge.done():
-                    await asyncio.sleep(0.01)
-                    ticks.append(time.monotonic())
-            finally:
-                backend.resume()
-            longest = max(b - a for a, b in itertools.pairwise(ticks))
-            assert longest < 1.5, f"the loop stalled {longest:.2f} s"  # the deadline is 3 s
-            error = huge.exception()
-            assert isinstance(error, TimeoutError) and "no commit within" in str(error)
-            await writing_again(app)
-            for rate in (1_400, 1_300):  # the first reads the chain head on the task's path
-                await asyncio.wait_for(place_bid(client, listing, 100_000, rate), timeout=10)
-            assert writer._lane is not None and writer._lane._conn.backend_pid != backend.pid
-        stored = await rows(uri, "SELECT count(*) FROM events WHERE data ? 'blob'")
-        assert stored[0][0] == 0
-    finally:
-        await postgres.stop()
+    async with running_service(own_postgres, db_timeout_s=0.5) as (app, client):  # deadline: 3 s
+        writer, listing = await lane_open(app, client)
+        assert writer._lane is not None
+        backend = psutil.Process(writer._lane._conn.backend_pid)
+        backend.suspend()
+        try:
+            ticks = [time.monotonic()]
+            huge = writer.submit(an_event(blob="x" * 32_000_000))  # > the socket buffers
+            while not huge.done():
+                await asyncio.sleep(0.01)
+                ticks.append(time.monotonic())
+        finally:
+            backend.resume()
+        longest = max(b - a for a, b in itertools.pairwise(ticks))
+        assert longest < 1.5, f"the loop stalled {longest:.2f} s"  # the deadline is 3 s
+        error = huge.exception()
+        assert isinstance(error, TimeoutError) and "no commit within" in str(error)
+        await writing_again(app)
+        for rate in (1_400, 1_300):  # the first reads the chain head on the task's path
+            await asyncio.wait_for(place_bid(client, listing, 100_000, rate), timeout=10)
+        assert writer._lane is not None and writer._lane._conn.backend_pid != backend.pid
+    stored = await rows(own_postgres, "SELECT count(*) FROM events WHERE data ? 'blob'")
+    assert stored[0][0] == 0
 
 
 async def test_a_batch_the_socket_takes_in_parts_commits_once_it_has_taken_all_of_it(
-    tmp_path: Path,
+    own_postgres: str,
 ) -> None:
     """The other way out of that wait: the backend reads again well before the deadline, the
     socket takes the rest as it becomes writable, the writer callback is removed once it has
     all of it, and the batch commits on the same lane."""
-    postgres = Embedded(tmp_path)
-    uri = await postgres.start()
-    try:
-        async with running_service(uri) as (app, client):
-            writer, _ = await lane_open(app, client)
-            lane = writer._lane
-            assert lane is not None
-            backend = psutil.Process(lane._conn.backend_pid)
-            with patch.object(writer, "_lane_writable", wraps=writer._lane_writable) as writable:
-                backend.suspend()
-                try:
-                    big = writer.submit(an_event(blob="x" * 32_000_000))  # > the socket buffers
+    async with running_service(own_postgres) as (app, client):
+        writer, _ = await lane_open(app, client)
+        lane = writer._lane
+        assert lane is not None
+        backend = psutil.Process(lane._conn.backend_pid)
+        with patch.object(writer, "_lane_writable", wraps=writer._lane_writable) as writable:
+            backend.suspend()
+            try:
+                big = writer.submit(an_event(blob="x" * 32_000_000))  # > the socket buffers
 
-                    async def sent() -> bool:
-                        return writer._on_lane is not None
+                async def sent() -> bool:
+                    return writer._on_lane is not None
 
-                    await eventually(sent, what="the batch on the lane")
-                    await asyncio.sleep(0.2)
-                    assert not big.done()
-                finally:
-                    backend.resume()
-                await asyncio.wait_for(big, timeout=30)
-            assert writable.call_count >= 1, "the socket took the batch in parts"
-            assert writer._lane is lane and not writer.recovering
-            assert not asyncio.get_running_loop().remove_writer(lane.socket), "a writer was left"
-            await asyncio.wait_for(writer.flushed(), timeout=5)
-        stored = await rows(uri, "SELECT count(*) FROM events WHERE data ? 'blob'")
-        assert stored[0][0] == 1
-    finally:
-        await postgres.stop()
+                await eventually(sent, what="the batch on the lane")
+                await asyncio.sleep(0.2)
+                assert not big.done()
+            finally:
+                backend.resume()
+            await asyncio.wait_for(big, timeout=30)
+        assert writable.call_count >= 1, "the socket took the batch in parts"
+        assert writer._lane is lane and not writer.recovering
+        assert not asyncio.get_running_loop().remove_writer(lane.socket), "a writer was left"
+        await asyncio.wait_for(writer.flushed(), timeout=5)
+    stored = await rows(own_postgres, "SELECT count(*) FROM events WHERE data ? 'blob'")
+    assert stored[0][0] == 1
 
 
 async def test_a_lane_statement_past_its_deadline_is_cancelled_not_left_to_commit_later(
@@ -485,90 +487,75 @@ async def test_a_lane_statement_past_its_deadline_is_cancelled_not_left_to_commi
     assert stored[0][0] == 0
 
 
+@contextlib.asynccontextmanager
+async def lane_server_stopped(writer: JournalWriter) -> AsyncIterator[None]:
+    """The lane's backend and the postmaster stopped (SIGSTOP), as on a hung host: the lane's
+    statement is never read and a cancel's connection never answered. Resumed on the way out,
+    and from outside after 12 s too: a loop stalled by a thread holding the GIL runs nothing."""
+    assert writer._lane is not None
+    backend = psutil.Process(writer._lane._conn.backend_pid)
+    postmaster = backend.parent()
+    assert postmaster is not None
+    stopped = [backend, postmaster]  # the statement's, and the cancel's
+    pids = " ".join(str(process.pid) for process in stopped)
+    safety = await asyncio.create_subprocess_exec("sh", "-c", f"sleep 12; kill -CONT {pids}")
+    for process in stopped:
+        process.suspend()
+    try:
+        yield
+    finally:
+        for process in stopped:
+            with contextlib.suppress(psutil.NoSuchProcess):  # resumed, and it ended
+                process.resume()
+        with contextlib.suppress(ProcessLookupError):  # it resumed them already
+            safety.kill()
+        await safety.wait()
+
+
 async def test_a_cancel_the_server_never_answers_stalls_nothing_and_gives_up_in_time(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    own_postgres: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The deadline's cancel connects anew. A server that takes that connection but never
     answers (its postmaster stopped here, as on a hung host) must not stall the service:
     psycopg holds the GIL through libpq's blocking cancel, so run in a thread it stalled the
     loop until the server answered. It gives up within the lane's deadline. Its own Postgres:
     its processes are stopped."""
-    postgres = Embedded(tmp_path)
-    uri = await postgres.start()
-    try:
-        async with running_service(uri, db_timeout_s=0.5) as (app, client):  # deadline: 3 s
-            writer, _ = await lane_open(app, client)
-            assert writer._lane is not None
-            backend = psutil.Process(writer._lane._conn.backend_pid)
-            postmaster = backend.parent()
-            assert postmaster is not None
-            stopped = [backend, postmaster]  # the statement's, and the cancel's
-            pids = " ".join(str(process.pid) for process in stopped)
-            # Resumed from outside too: no thread here runs while another holds the GIL.
-            safety = await asyncio.create_subprocess_exec(
-                "sh", "-c", f"sleep 12; kill -CONT {pids}"
-            )
-            for process in stopped:
-                process.suspend()
-            try:
-                stuck = writer.submit(an_event(stuck=True))  # the backend never reads it
-                ticks = [time.monotonic()]
-                while not stuck.done():
-                    await asyncio.sleep(0.01)
-                    ticks.append(time.monotonic())
-                failed_at = ticks[-1]
-                while ticks[-1] - failed_at < 4:  # the cancel runs meanwhile, 3 s at most
-                    await asyncio.sleep(0.01)
-                    ticks.append(time.monotonic())
-            finally:
-                for process in stopped:
-                    with contextlib.suppress(psutil.NoSuchProcess):  # resumed, and it ended
-                        process.resume()
-                with contextlib.suppress(ProcessLookupError):  # it resumed them already
-                    safety.kill()
-                await safety.wait()
-            longest = max(b - a for a, b in itertools.pairwise(ticks))
-            assert longest < 1.5, f"the loop stalled {longest:.2f} s"
-            error = stuck.exception()
-            assert isinstance(error, TimeoutError) and "no commit within" in str(error)
-            given_up = [
-                r for r in caplog.records if "not cancelled" in r.getMessage()
-                and "TimeoutError" in str(getattr(r, "error", ""))
-            ]
-            assert given_up, "the cancel gave up within the lane's deadline"
-            assert not writer._cancelling
-    finally:
-        await postgres.stop()
+    async with running_service(own_postgres, db_timeout_s=0.5) as (app, client):  # deadline: 3 s
+        writer, _ = await lane_open(app, client)
+        async with lane_server_stopped(writer):
+            stuck = writer.submit(an_event(stuck=True))  # the backend never reads it
+            ticks = [time.monotonic()]
+            while not stuck.done():
+                await asyncio.sleep(0.01)
+                ticks.append(time.monotonic())
+            failed_at = ticks[-1]
+            while ticks[-1] - failed_at < 4:  # the cancel runs meanwhile, 3 s at most
+                await asyncio.sleep(0.01)
+                ticks.append(time.monotonic())
+        longest = max(b - a for a, b in itertools.pairwise(ticks))
+        assert longest < 1.5, f"the loop stalled {longest:.2f} s"
+        error = stuck.exception()
+        assert isinstance(error, TimeoutError) and "no commit within" in str(error)
+        given_up = [
+            r for r in caplog.records if "not cancelled" in r.getMessage()
+            and "TimeoutError" in str(getattr(r, "error", ""))
+        ]
+        assert given_up, "the cancel gave up within the lane's deadline"
+        assert not writer._cancelling
 
 
-async def test_a_stop_waits_for_no_cancel_under_way(tmp_path: Path) -> None:
+async def test_a_stop_waits_for_no_cancel_under_way(own_postgres: str) -> None:
     """The cancel is bounded by the lane's deadline, but a stopping writer abandons it: the next
     writer's rebuild waits for what still runs (`recovery.settle`). Its own Postgres."""
-    postgres = Embedded(tmp_path)
-    uri = await postgres.start()
-    try:
-        async with running_service(uri, db_timeout_s=0.5) as (app, client):  # deadline: 3 s
-            writer, _ = await lane_open(app, client)
-            assert writer._lane is not None
-            backend = psutil.Process(writer._lane._conn.backend_pid)
-            postmaster = backend.parent()
-            assert postmaster is not None
-            stopped = [backend, postmaster]  # the statement's, and the cancel's
-            for process in stopped:
-                process.suspend()
-            try:
-                stuck = writer.submit(an_event(stuck=True))
-                with pytest.raises(TimeoutError, match="no commit within"):
-                    await asyncio.wait_for(stuck, timeout=30)
-                (cancelling,) = writer._cancelling
-                (journal,) = (t for t in asyncio.all_tasks() if t.get_name() == "journal")
-                journal.cancel()
-                done, _ = await asyncio.wait([cancelling], timeout=1)  # well within its 3 s
-                assert done, "the stop waited for the cancel"
-                assert cancelling.cancelled()
-            finally:
-                for process in stopped:
-                    with contextlib.suppress(psutil.NoSuchProcess):  # resumed, and it ended
-                        process.resume()
-    finally:
-        await postgres.stop()
+    async with running_service(own_postgres, db_timeout_s=0.5) as (app, client):  # deadline: 3 s
+        writer, _ = await lane_open(app, client)
+        async with lane_server_stopped(writer):
+            stuck = writer.submit(an_event(stuck=True))
+            with pytest.raises(TimeoutError, match="no commit within"):
+                await asyncio.wait_for(stuck, timeout=30)
+            (cancelling,) = writer._cancelling
+            (journal,) = (t for t in asyncio.all_tasks() if t.get_name() == "journal")
+            journal.cancel()
+            done, _ = await asyncio.wait([cancelling], timeout=1)  # well within its 3 s
+            assert done, "the stop waited for the cancel"
+            assert cancelling.cancelled()
