@@ -39,7 +39,8 @@ os.register_at_fork(after_in_child=_random.clear)
 
 class _Millisecond:
     """The current millisecond's part of an id, formatted once per millisecond: formatting it
-    per id cost as much as the rest of the id."""
+    per id cost as much as the rest of the id (`functools.lru_cache(maxsize=1)` on the
+    formatting costs ~110 ns more an id than this check)."""
 
     __slots__ = ("at", "prefix")
 

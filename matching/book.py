@@ -143,12 +143,13 @@ class ListingBook:
         level_rates, tails = self.level_rates, self.level_tails
         level = bisect_left(level_rates, rate_bps)
         if level < len(level_rates) and level_rates[level] == rate_bps:
-            self.earlier.append(tails[level])
+            before = tails[level]
             tails[level] = index
         else:
-            self.earlier.append(NO_BID)
+            before = NO_BID
             level_rates.insert(level, rate_bps)
             tails.insert(level, index)
+        self.earlier.append(before)
         if self.live_by_lender is not None:
             self.live_by_lender[lender_id] = self.live_by_lender.get(lender_id, 0) + amount
         total = self.total + amount

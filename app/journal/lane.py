@@ -117,20 +117,18 @@ class AppendLane:
 
 
 async def _ready(loop: asyncio.AbstractEventLoop, fd: int, writing: bool) -> None:
+    """Until `fd` is writable (or readable)."""
+    watch, unwatch = (
+        (loop.add_writer, loop.remove_writer) if writing else (loop.add_reader, loop.remove_reader)
+    )
     ready = loop.create_future()
 
     def wake() -> None:
         if not ready.done():
             ready.set_result(None)
 
-    if writing:
-        loop.add_writer(fd, wake)
-    else:
-        loop.add_reader(fd, wake)
+    watch(fd, wake)
     try:
         await ready
     finally:
-        if writing:
-            loop.remove_writer(fd)
-        else:
-            loop.remove_reader(fd)
+        unwatch(fd)

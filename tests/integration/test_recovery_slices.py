@@ -5,7 +5,6 @@ The books come a fetch ahead (the next fetch in flight while one replays): one b
 gives the same books, and a replay that fails with a fetch in flight leaves the connection
 usable and its own error standing."""
 
-from typing import Any
 from unittest.mock import patch
 
 import httpx
@@ -14,23 +13,13 @@ from fastapi import FastAPI
 
 from app import recovery, store
 from matching import Engine
-from matching.book import ListingBook
 from tests.integration.conftest import ADMIN, running_service
 from tests.integration.helpers import open_listing, place_bid
 from tests.integration.test_standing_orders import create_order
+from tests.unit.books import book_state
 
 BIDS = [(20_000, 1_500), (30_000, 1_400), (10_000, 1_000), (25_000, 900), (5_000, 1_999),
         (40_000, 800)]
-
-
-def book_state(book: ListingBook) -> tuple[Any, ...]:
-    return (
-        list(book.bid_ids), list(book.lenders), list(book.amounts), list(book.rates),
-        list(book.seqs), list(book.placed_at), list(book.earlier), book.level_rates,
-        list(book.level_tails), list(book.outbid),
-        book.total, book.live_by_lender, book.auto_orders, book.auto_amount,
-        book.rate_below_bps, book.min_rate_bps, book.opened_seq, book.opened_at, book.terms,
-    )
 
 
 async def bid_in_turn(client: httpx.AsyncClient, listing_id: str, lenders: int) -> None:

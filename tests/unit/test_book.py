@@ -3,6 +3,7 @@ join it and leave it. The rules' outcomes are tested through the engine (test_bi
 differential test against the reference); these pin the structure they rest on."""
 
 from matching.book import NO_BID, ListingBook
+from tests.unit.books import stored
 from tests.unit.builders import T0, listing_terms
 
 
@@ -63,11 +64,9 @@ def test_bids_restored_in_slices_join_the_levels_the_slices_before_them_left() -
         place(live, amount, rate)
     restored = book(amount=60_000)
     for start, stop in [(0, 2), (2, 5), (5, 7)]:
-        part = range(start, stop)
+        part = stored(live, start, stop)
         restored.restore(
-            [live.bid_ids[i] for i in part], [live.lenders[i] for i in part],
-            [live.amounts[i] for i in part], [live.rates[i] for i in part],
-            [live.seqs[i] for i in part], [live.placed_at[i] for i in part],
+            part.bid_ids, part.lender_ids, part.amounts, part.rates_bps, part.seqs, part.placed_at
         )
         restored.check_invariants()
     assert list(live.outbid) == [4, 2, 0], "the last slice emptied the 900 level, latest first"

@@ -2,39 +2,17 @@
 the book must come out exactly as the one that took the bids live, whether they fit in one go
 (the fast path) or fill the listing and push each other out, whatever the slices they come in."""
 
-from typing import Any
 from unittest.mock import patch
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from matching import Deposit, Engine, ListingPolicy, OpenListing, PlaceBid, StoredBids
+from matching import Deposit, Engine, ListingPolicy, OpenListing, PlaceBid
 from matching.book import ListingBook
+from tests.unit.books import book_state, stored
 from tests.unit.builders import T0, Market, listing_terms
 
 LENDERS = [f"lender-{i}" for i in range(5)]
-
-
-def book_state(book: ListingBook) -> tuple[Any, ...]:
-    return (
-        list(book.bid_ids), list(book.lenders), list(book.amounts), list(book.rates),
-        list(book.seqs), list(book.placed_at), list(book.earlier), book.level_rates,
-        list(book.level_tails), list(book.outbid),
-        book.total, book.live_by_lender, book.auto_orders, book.auto_amount,
-        book.rate_below_bps, book.min_rate_bps,
-    )
-
-
-def stored(book: ListingBook, start: int, stop: int) -> StoredBids:
-    """The bids `start:stop` as storage gives them back (the lender strings are new objects)."""
-    part = range(start, stop)
-    orders = [book.standing_order_of(i) for i in part]
-    return StoredBids(
-        book.terms.listing_id, [book.bid_ids[i] for i in part],
-        ["".join(book.lenders[i]) for i in part], [book.amounts[i] for i in part],
-        [book.rates[i] for i in part], [book.seqs[i] for i in part],
-        [book.placed_at[i] for i in part], orders if any(orders) else None,
-    )
 
 
 def rebuilt_from(live: Engine, opened: OpenListing, cuts: list[int]) -> Engine:
