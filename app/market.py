@@ -24,7 +24,7 @@ from app.ids import new_id, parse_id
 from app.journal import BatchStats, Entry, JournalWriter
 from app.metrics import Metrics
 from app.outcomes import EntryBuilder
-from app.recovery import rebuild
+from app.recovery import end_sessions, rebuild
 from app.rendering import account_json, bid_from_view, entry_json, placed_bid_json
 from app.store import Store
 from matching import (
@@ -106,6 +106,8 @@ class Market:
 
     async def recover(self) -> None:
         """Rebuild the books from Postgres, then resolve what lapsed while we were away."""
+        if self.writer is not None:
+            await end_sessions(self.store, self.writer.abandoned_sessions)
         engine, max_seq = await rebuild(self.store, self.rules)
         self.engine = engine
         self.entries = EntryBuilder(engine, self.currency)

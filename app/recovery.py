@@ -196,6 +196,30 @@ def _check_standing_orders(engine: Engine) -> None:
         raise RecoveryError(f"live auto bids of orders not restored: {sorted(missing)[:5]}")
 
 
+class SessionsRunning(Exception):
+    """A session whose statement may still commit has not ended yet: the rebuild must wait."""
+
+
+async def end_sessions(store: Store, pids: set[int], timeout_s: float = 5.0) -> None:
+    """End the writer's abandoned sessions (`JournalWriter.abandoned_sessions`) and wait until
+    they are gone, emptying `pids`; SessionsRunning if one outlives `timeout_s` (the rebuild is
+    retried). Unlike `settle`, no reading before: a statement the server has not read yet has
+    no transaction to wait for, and would commit after the books were rebuilt without it."""
+    if not pids:
+        return
+    ending = sorted(pids)
+    await store.end_sessions(ending)
+    started = time.monotonic()
+    while await store.sessions_running(ending):
+        if time.monotonic() - started > timeout_s:
+            raise SessionsRunning(f"journal sessions {ending} still run after {timeout_s} s")
+        await asyncio.sleep(0.02)
+    log.info("abandoned journal sessions ended", extra={
+        "pids": ending, "waited_s": round(time.monotonic() - started, 3),
+    })
+    pids.difference_update(ending)
+
+
 async def settle(store: Store, timeout_s: float = 10.0) -> None:
     """Wait until every writing transaction running now has ended; then read the journal.
 

@@ -146,6 +146,24 @@ class Store:
         )
         return xids
 
+    async def end_sessions(self, pids: list[int]) -> None:
+        """Ask the server processes `pids` on this database to end (`pg_terminate_backend`):
+        their open transactions roll back, and a statement they have not read is never run."""
+        await self.pool.execute(
+            """SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+               WHERE datname = current_database() AND pid = ANY($1::int[])""",
+            pids,
+        )
+
+    async def sessions_running(self, pids: list[int]) -> int:
+        """How many of the server processes `pids` still run on this database."""
+        count = await self.pool.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+               WHERE datname = current_database() AND pid = ANY($1::int[])""",
+            pids,
+        )
+        return int(count)
+
     async def still_running(self, xids: list[str]) -> int:
         """How many of `xids` are still open (a transaction keeps its xid until it ends)."""
         count = await self.pool.fetchval(

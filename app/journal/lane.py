@@ -10,8 +10,6 @@ once the loop has run the requests that commit woke).
 Only `APPEND` runs here, one statement at a time, in autocommit: its reply means committed.
 """
 
-import asyncio
-
 import psycopg
 from psycopg import errors, pq
 from psycopg.conninfo import make_conninfo
@@ -29,10 +27,10 @@ class AppendLane:
         #: The socket's descriptor, kept: libpq reports none once the connection is lost, and
         #: the event loop's reader (and writer) must still be removed then.
         self.socket = int(conn.socket)
+        #: The server process of the session, kept: a statement it may still run after the lane
+        #: gave up on it is ended through it (`recovery.end_sessions`).
+        self.backend_pid = int(conn.backend_pid)
         self._results: list[pq.abc.PGresult] = []
-        #: Made while the session is open (it copies the session's key): `cancel` runs after
-        #: `close`.
-        self._canceller = conn.cancel_conn()
 
     @classmethod
     def open(cls, uri: str, application_name: str, timeout_s: float) -> "AppendLane":
@@ -86,25 +84,6 @@ class AppendLane:
     def close(self) -> None:
         self._conn.finish()
 
-    async def cancel(self, timeout_s: float) -> None:
-        """Ask the server to stop the statement this session was running, if it still is: a
-        closed session's statement runs on (say, waiting for a lock) and may commit later.
-        Once, and safe after `close`. Connects anew on the event loop, not in a thread:
-        psycopg holds the GIL through libpq's blocking cancel, which a server that takes the
-        connection but never answers holds for ever. TimeoutError after `timeout_s`."""
-        canceller, loop = self._canceller, asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout_s):
-                canceller.start()
-                status: int = pq.PollingStatus.WRITING  # libpq: the connect first
-                while status != pq.PollingStatus.OK:
-                    if status == pq.PollingStatus.FAILED:
-                        raise psycopg.OperationalError(canceller.get_error_message())
-                    await _ready(loop, canceller.socket, status == pq.PollingStatus.WRITING)
-                    status = canceller.poll()
-        finally:
-            canceller.finish()
-
     def _count(self) -> int:
         results, self._results = self._results, []
         for result in results:
@@ -115,20 +94,3 @@ class AppendLane:
             raise psycopg.InterfaceError("the journal statement returned no count")
         return int(value)
 
-
-async def _ready(loop: asyncio.AbstractEventLoop, fd: int, writing: bool) -> None:
-    """Until `fd` is writable (or readable)."""
-    watch, unwatch = (
-        (loop.add_writer, loop.remove_writer) if writing else (loop.add_reader, loop.remove_reader)
-    )
-    ready = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    watch(fd, wake)
-    try:
-        await ready
-    finally:
-        unwatch(fd)

@@ -62,7 +62,7 @@ b AS (
 ), e AS (
     INSERT INTO events (seq, id, type, listing_id, created_at, data, hash)
     SELECT (r->>0)::bigint, (r->>1)::uuid, r->>2, (r->>3)::uuid, (r->>4)::timestamptz,
-           (r->>5)::jsonb, r->>6
+           r->5, r->>6
     FROM jsonb_array_elements($3::jsonb) AS r
     WHERE EXISTS (SELECT FROM fence)
 ), l AS (

@@ -93,8 +93,10 @@ class JournalWriter:
         self._recovery: asyncio.Task[None] | None = None
         #: The lane's next batch, due once the loop has run what was ready at the last commit.
         self._gathering: asyncio.Handle | None = None
-        #: Cancels of statements past the lane's deadline, under way (held, as `_recovery`).
-        self._cancelling: set[asyncio.Task[None]] = set()
+        #: Server processes of lane sessions dropped with a statement whose outcome is unknown
+        #: (past its deadline, or the connection failed): it may still commit, so the rebuild
+        #: ends them before it reads (`recovery.end_sessions`), and forgets them once gone.
+        self.abandoned_sessions: set[int] = set()
 
     @property
     def recovering(self) -> bool:
@@ -148,8 +150,6 @@ class JournalWriter:
             self.close(_stopped())  # nothing would write what is queued, or comes later
             if self._recovery is not None:  # part of the task's work, as when it awaited it
                 self._recovery.cancel()
-            for cancelling in self._cancelling:  # bounded, but a stop waits for none of them
-                cancelling.cancel()
             self._drop_lane()  # a gathering still due then finds no lane, its entries failed above
             await self._pool_path.release()
 
@@ -241,7 +241,7 @@ class JournalWriter:
             params += [orjson.dumps(rows) for rows in sql.append_rows(merged, events)]
             sent = self._lane.send(params)
         except Exception as error:  # noqa: BLE001 - any failure: the batch is not durable
-            self._drop_lane()
+            self._abandon_lane()  # part of the statement may have gone out
             self._fail(batch, error)
             return
         if not sent:  # the rest as the socket takes it; the deadline below bounds the wait
@@ -314,28 +314,22 @@ class JournalWriter:
             self._wakeup.set()
 
     def _lane_timed_out(self) -> None:
-        lane = self._lane
-        assert lane is not None  # failing or dropping the lane cancels this timer
         self._lane_failed(TimeoutError(f"no commit within {self._timeout_s} s"))
-        cancelling = asyncio.get_running_loop().create_task(
-            self._cancel(lane), name="journal-lane-cancel"
-        )
-        self._cancelling.add(cancelling)
-        cancelling.add_done_callback(self._cancelling.discard)
-
-    async def _cancel(self, lane: "AppendLane") -> None:
-        # A server that took no statement for this long may take no connection either.
-        try:
-            await lane.cancel(self._timeout_s)
-        except Exception as error:  # noqa: BLE001 - the rebuild waits a while (`recovery.settle`)
-            log.warning("journal lane statement not cancelled", extra={"error": repr(error)})
 
     def _lane_failed(self, error: BaseException) -> None:
         on_lane, self._on_lane = self._on_lane, None
         assert on_lane is not None
         on_lane.deadline.cancel()
-        self._drop_lane()  # a session that failed a statement may be in any state: a new one
+        self._abandon_lane()  # a session that failed a statement may be in any state: a new one
         self._fail(on_lane.batch, error)
+
+    def _abandon_lane(self) -> None:
+        """Drop the lane with its statement's outcome unknown. Closing the session does not stop
+        a statement the server runs (waiting for a lock, say) or has yet to read (the session
+        hung): either may commit later, so the session is left for the rebuild to end."""
+        assert self._lane is not None
+        self.abandoned_sessions.add(self._lane.backend_pid)
+        self._drop_lane()
 
     def _drop_lane(self) -> None:
         lane, self._lane = self._lane, None
