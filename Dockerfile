@@ -2,11 +2,11 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 RUN python -m venv /venv
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY app ./app
 COPY matching ./matching
 COPY migrations ./migrations
-RUN /venv/bin/pip install --no-cache-dir .
+RUN /venv/bin/pip install --no-cache-dir -c constraints.txt .
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 auction

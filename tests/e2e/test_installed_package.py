@@ -13,7 +13,7 @@ from tests.e2e.conftest import ROOT
 
 
 def docker_build_context() -> list[str]:
-    """What the Dockerfile's build stage copies in before `pip install .`."""
+    """What the Dockerfile's build stage copies in before `pip install -c constraints.txt .`."""
     stages = (ROOT / "Dockerfile").read_text().split("\nFROM ")
     build_stage = next(stage for stage in stages if " AS build\n" in stage)
     sources: list[str] = []
@@ -25,7 +25,7 @@ def docker_build_context() -> list[str]:
 
 def test_the_image_is_built_from_the_code_and_schema_only() -> None:
     assert sorted(docker_build_context()) == [
-        "README.md", "app", "matching", "migrations", "pyproject.toml",
+        "README.md", "app", "constraints.txt", "matching", "migrations", "pyproject.toml",
     ]
     assert "bench" not in (ROOT / "Dockerfile").read_text()
 
@@ -46,7 +46,8 @@ def test_a_non_editable_install_migrates_a_database_from_any_folder(
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env, timeout=120)
     installed = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", str(source)],
+        [str(venv / "bin" / "pip"), "install", "-q", "-c", str(source / "constraints.txt"),
+         str(source)],
         env=env, capture_output=True, text=True, timeout=600,
     )
     assert installed.returncode == 0, installed.stderr[-3000:]
