@@ -93,10 +93,10 @@ class JournalWriter:
         self._recovery: asyncio.Task[None] | None = None
         #: The lane's next batch, due once the loop has run what was ready at the last commit.
         self._gathering: asyncio.Handle | None = None
-        #: Server processes of lane sessions dropped with a statement whose outcome is unknown
-        #: (past its deadline, or the connection failed): it may still commit, so the rebuild
-        #: ends them before it reads (`recovery.end_sessions`), and forgets them once gone.
-        self.abandoned_sessions: set[int] = set()
+        #: Server sessions of lanes dropped with a statement whose outcome is unknown (past its
+        #: deadline, or the connection failed): it may still commit, so the rebuild ends them
+        #: before it reads (`recovery.end_sessions`), and forgets them once gone.
+        self.abandoned_sessions: set[sql.Session] = set()
 
     @property
     def recovering(self) -> bool:
@@ -328,7 +328,7 @@ class JournalWriter:
         a statement the server runs (waiting for a lock, say) or has yet to read (the session
         hung): either may commit later, so the session is left for the rebuild to end."""
         assert self._lane is not None
-        self.abandoned_sessions.add(self._lane.backend_pid)
+        self.abandoned_sessions.add((self._lane.backend_pid, self._lane.backend_start))
         self._drop_lane()
 
     def _drop_lane(self) -> None:

@@ -526,6 +526,28 @@ async def test_a_lane_statement_the_server_has_not_read_never_commits_after_the_
     assert stored[0][0] == 0
 
 
+async def test_the_rebuild_ends_the_abandoned_session_not_another_that_got_its_pid(
+    database_url: str,
+) -> None:
+    """A pid names a session only while it runs: once Postgres has restarted (a container's
+    server hands out the same low pids again) the lane's may be another session's by the time
+    the rebuild ends it, say the writer fence's or a standby's. Here the lane's pid is made
+    another session's, as a reuse would."""
+    async with running_service(database_url) as (app, client):
+        writer, _ = await lane_open(app, client)
+        assert writer._lane is not None
+        other = await asyncpg.connect(database_url)
+        try:
+            writer._lane.backend_pid = other.get_server_pid()
+            with pytest.raises(Exception) as failed:  # noqa: PT011 - psycopg's
+                await writer.submit(doomed())
+            assert getattr(failed.value, "sqlstate", None) == "23502"
+            await writing_again(app)
+            assert await other.fetchval("SELECT 1") == 1, "another session was ended"
+        finally:
+            other.terminate()
+
+
 async def test_a_stop_waits_for_no_session_the_rebuild_is_ending(own_postgres: str) -> None:
     """A rebuild waiting for the old lane session to end is abandoned by a stopping service: the
     stop does not wait for the session. Its own Postgres: a process of it is stopped."""
