@@ -141,6 +141,12 @@ async def copy_rows(
         await conn.copy_records_to_table(table, records=rows, columns=columns)
 
 
+async def session(conn: "Connection") -> Session:
+    row = await conn.fetchrow(SESSION)
+    assert row is not None  # a session sees itself
+    return int(row[0]), int(row[1])
+
+
 def chained(head: Head, events: list[Row]) -> tuple[list[Row], Head]:
     """`events` numbered and hashed after `head`, and the head after them."""
     rows, seq, last = chain.chain_rows(*head, events)

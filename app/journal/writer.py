@@ -66,7 +66,11 @@ class JournalWriter:
         open_lane: "Callable[[], AppendLane] | None" = None,
         timeout_s: float = 30.0,
     ) -> None:
-        self._pool_path = PoolPath(pool, fence)
+        #: Server sessions dropped with a statement whose outcome is unknown (past its deadline,
+        #: the connection failed, any failure on the task's path): it may still commit, so the
+        #: rebuild ends them before it reads (`recovery.end_sessions`), and forgets them once gone.
+        self.abandoned_sessions: set[sql.Session] = set()
+        self._pool_path = PoolPath(pool, fence, self.abandoned_sessions)
         self._fence = fence
         self._closed: BaseException | None = None
         self._max_batch = max_batch
@@ -93,10 +97,6 @@ class JournalWriter:
         self._recovery: asyncio.Task[None] | None = None
         #: The lane's next batch, due once the loop has run what was ready at the last commit.
         self._gathering: asyncio.Handle | None = None
-        #: Server sessions of lanes dropped with a statement whose outcome is unknown (past its
-        #: deadline, or the connection failed): it may still commit, so the rebuild ends them
-        #: before it reads (`recovery.end_sessions`), and forgets them once gone.
-        self.abandoned_sessions: set[sql.Session] = set()
 
     @property
     def recovering(self) -> bool:
