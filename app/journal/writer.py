@@ -141,7 +141,10 @@ class JournalWriter:
             await self._run()
         finally:
             on_lane, self._on_lane = self._on_lane, None
-            if on_lane is not None:  # stopped mid-statement: the outcome is unknown here
+            # Stopped mid-statement: the outcome is unknown, but no session need end here: the
+            # next term bumps the fence's epoch before it rebuilds, and the statement's fence
+            # check then finds nothing to write for.
+            if on_lane is not None:
                 on_lane.deadline.cancel()
                 _fail_futures(on_lane.batch, _stopped())
             handed, self._handed = self._handed, None

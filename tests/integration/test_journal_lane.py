@@ -2,6 +2,7 @@
 asyncpg; what it stores is what the asyncpg path stores, and losing it loses no acknowledged bid."""
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
@@ -524,7 +525,7 @@ async def test_a_lane_statement_the_server_has_not_read_never_commits_after_the_
             backend.resume()
         assert longest < 1.5, f"the loop stalled {longest:.2f} s"
         await writing_again(app)
-        assert not backend.is_running(), "the rebuild went on with the old session alive"
+        assert exited(backend), "the rebuild went on with the old session alive"
         await place_bid(client, (await open_listing(client))["id"], 100_000, 1_400)
     stored = await rows(own_postgres, "SELECT count(*) FROM events WHERE data ? 'stuck'")
     assert stored[0][0] == 0
@@ -625,14 +626,18 @@ async def test_the_rebuild_ends_the_abandoned_session_not_another_that_got_its_p
 
 async def test_a_stop_waits_for_no_session_the_rebuild_is_ending(own_postgres: str) -> None:
     """A rebuild waiting for the old lane session to end is abandoned by a stopping service: the
-    stop does not wait for the session. Its own Postgres: a process of it is stopped."""
+    stop does not wait for the session. Its own Postgres: a process of it is stopped (and
+    resumed from a thread after 15 s, so a stop that waits fails rather than hangs)."""
     stopped: list[psutil.Process] = []
+    safety: threading.Timer | None = None
     try:
         async with running_service(own_postgres, db_timeout_s=0.5) as (app, client):  # 3 s
             writer, _ = await lane_open(app, client)
             assert writer._lane is not None
             stopped.append(psutil.Process(writer._lane._conn.backend_pid))
             stopped[0].suspend()
+            safety = threading.Timer(15, resumed, [stopped])
+            safety.start()
             with pytest.raises(TimeoutError, match="no commit within"):
                 await asyncio.wait_for(writer.submit(an_event(stuck=True)), timeout=30)
             await asyncio.sleep(0.5)  # the rebuild is waiting for the session now
@@ -640,8 +645,9 @@ async def test_a_stop_waits_for_no_session_the_rebuild_is_ending(own_postgres: s
             stopping = time.monotonic()
         stopped_in = time.monotonic() - stopping
     finally:
-        for process in stopped:
-            process.resume()
+        if safety is not None:
+            safety.cancel()
+        resumed(stopped)
     assert stopped_in < 2, f"the stop took {stopped_in:.2f} s"
 
 
@@ -652,3 +658,9 @@ def exited(process: psutil.Process) -> bool:
         return process.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def resumed(processes: list[psutil.Process]) -> None:
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):  # resumed already, and it ended
+            process.resume()
