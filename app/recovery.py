@@ -18,6 +18,7 @@ from collections.abc import AsyncIterable, Iterator
 from typing import Any
 
 from app.clock import to_micros
+from app.journal.statements import Session
 from app.store import Store
 from matching import (
     Engine,
@@ -200,24 +201,28 @@ class SessionsRunning(Exception):
     """A session whose statement may still commit has not ended yet: the rebuild must wait."""
 
 
-async def end_sessions(store: Store, pids: set[int], timeout_s: float = 5.0) -> None:
+async def end_sessions(store: Store, sessions: set[Session], timeout_s: float = 5.0) -> None:
     """End the writer's abandoned sessions (`JournalWriter.abandoned_sessions`) and wait until
-    they are gone, emptying `pids`; SessionsRunning if one outlives `timeout_s` (the rebuild is
-    retried). Unlike `settle`, no reading before: a statement the server has not read yet has
+    they are gone, emptying `sessions`; SessionsRunning if one outlives `timeout_s` (the rebuild
+    is retried). Unlike `settle`, no reading before: a statement the server has not read yet has
     no transaction to wait for, and would commit after the books were rebuilt without it."""
-    if not pids:
+    if not sessions:
         return
-    ending = sorted(pids)
+    ending = sorted(sessions)
+    pids = [pid for pid, _ in ending]
     await store.end_sessions(ending)
     started = time.monotonic()
     while await store.sessions_running(ending):
         if time.monotonic() - started > timeout_s:
-            raise SessionsRunning(f"journal sessions {ending} still run after {timeout_s} s")
+            raise SessionsRunning(
+                f"journal sessions {pids} still run {timeout_s} s after pg_terminate_backend"
+                " (a backend process stopped or stuck?): no writes until they end"
+            )
         await asyncio.sleep(0.02)
     log.info("abandoned journal sessions ended", extra={
-        "pids": ending, "waited_s": round(time.monotonic() - started, 3),
+        "pids": pids, "waited_s": round(time.monotonic() - started, 3),
     })
-    pids.difference_update(ending)
+    sessions.difference_update(ending)
 
 
 async def settle(store: Store, timeout_s: float = 10.0) -> None:

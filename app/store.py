@@ -15,6 +15,8 @@ import asyncpg
 from asyncpg import Record
 from asyncpg.pool import PoolConnectionProxy
 
+from app.journal.statements import BACKEND_START, Session
+
 if TYPE_CHECKING:
     Connection = PoolConnectionProxy[asyncpg.Record]
 
@@ -49,6 +51,12 @@ SELECT id::text AS id, seq, borrower_id, amount, term_months, max_rate_bps, grad
        loan_id::text AS loan_id
 FROM listings WHERE status = 'open' ORDER BY seq
 """
+
+
+#: `pg_stat_activity`'s rows of sessions given as pids ($1) and starts ($2): a pid alone may
+#: name another session by now (see `Session`).
+_OF_SESSIONS = f"""WHERE datname = current_database()
+  AND (pid, {BACKEND_START}) IN (SELECT * FROM unnest($1::int[], $2::bigint[]))"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,21 +154,18 @@ class Store:
         )
         return xids
 
-    async def end_sessions(self, pids: list[int]) -> None:
-        """Ask the server processes `pids` on this database to end (`pg_terminate_backend`):
-        their open transactions roll back, and a statement they have not read is never run."""
+    async def end_sessions(self, sessions: list[Session]) -> None:
+        """Ask the server sessions on this database to end (`pg_terminate_backend`): their open
+        transactions roll back, and a statement they have not read is never run."""
         await self.pool.execute(
-            """SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-               WHERE datname = current_database() AND pid = ANY($1::int[])""",
-            pids,
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity {_OF_SESSIONS}",
+            *_session_columns(sessions),
         )
 
-    async def sessions_running(self, pids: list[int]) -> int:
-        """How many of the server processes `pids` still run on this database."""
+    async def sessions_running(self, sessions: list[Session]) -> int:
+        """How many of the server sessions still run on this database."""
         count = await self.pool.fetchval(
-            """SELECT count(*) FROM pg_stat_activity
-               WHERE datname = current_database() AND pid = ANY($1::int[])""",
-            pids,
+            f"SELECT count(*) FROM pg_stat_activity {_OF_SESSIONS}", *_session_columns(sessions)
         )
         return int(count)
 
@@ -215,6 +220,10 @@ class Store:
             "DELETE FROM idempotency_keys WHERE created_at < $1", moment
         )
         return int(status.split()[-1])
+
+
+def _session_columns(sessions: list[Session]) -> tuple[list[int], list[int]]:
+    return [pid for pid, _ in sessions], [started for _, started in sessions]
 
 
 async def _read_ahead(

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import errors, pq
 from psycopg.conninfo import make_conninfo
 
-from app.journal.statements import APPEND
+from app.journal.statements import APPEND, SESSION, Session
 
 _STATEMENT = b"journal_append"
 
@@ -22,14 +22,14 @@ _STATEMENT = b"journal_append"
 class AppendLane:
     """One libpq connection with `APPEND` prepared. Not thread-safe: the event loop's only."""
 
-    def __init__(self, conn: pq.abc.PGconn) -> None:
+    def __init__(self, conn: pq.abc.PGconn, session: Session) -> None:
         self._conn = conn
         #: The socket's descriptor, kept: libpq reports none once the connection is lost, and
         #: the event loop's reader (and writer) must still be removed then.
         self.socket = int(conn.socket)
-        #: The server process of the session, kept: a statement it may still run after the lane
-        #: gave up on it is ended through it (`recovery.end_sessions`).
-        self.backend_pid = int(conn.backend_pid)
+        #: The server session, kept: a statement it may still run after the lane gave up on it
+        #: is ended through it (`recovery.end_sessions`).
+        self.backend_pid, self.backend_start = session
         self._results: list[pq.abc.PGresult] = []
 
     @classmethod
@@ -46,11 +46,18 @@ class AppendLane:
             prepared = conn.prepare(_STATEMENT, APPEND.encode())
             if prepared.status != pq.ExecStatus.COMMAND_OK:
                 raise errors.error_from_result(prepared)
+            found = conn.exec_(SESSION.encode())
+            if found.status != pq.ExecStatus.TUPLES_OK:
+                raise errors.error_from_result(found)
+            pid, started = found.get_value(0, 0), found.get_value(0, 1)
+            if pid is None or started is None:
+                raise psycopg.InterfaceError("the session's own activity row is missing")
+            session = int(pid), int(started)
             conn.nonblocking = 1
         except BaseException:
             conn.finish()
             raise
-        return cls(conn)
+        return cls(conn, session)
 
     def send(self, params: list[bytes | None]) -> bool:
         """Start the statement (text parameters); True if the socket took all of it, else

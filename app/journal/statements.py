@@ -112,6 +112,15 @@ ON CONFLICT (id) DO UPDATE SET budget = excluded.budget, active = excluded.activ
 #: The audit chain's head: the newest event's (seq, hash).
 Head = tuple[int, str]
 
+#: A server session: its pid and when it started (epoch µs). A pid alone may name another
+#: session once this one has ended (after a restart, a container's Postgres hands out the
+#: same low pids again): ending that one could end the fence's, or a standby's.
+Session = tuple[int, int]
+#: A session's start as `Session` holds it (on `pg_stat_activity`).
+BACKEND_START = "(extract(epoch FROM backend_start) * 1000000)::bigint"
+#: The session running it.
+SESSION = f"SELECT pid, {BACKEND_START} FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+
 
 async def event_head(conn: "Connection") -> Head:
     row = await conn.fetchrow("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
@@ -130,6 +139,12 @@ async def copy_rows(
         if len(rows[0]) != len(columns):
             raise ValueError(f"{table}: {len(rows[0])} values for the columns {columns}")
         await conn.copy_records_to_table(table, records=rows, columns=columns)
+
+
+async def session(conn: "Connection") -> Session:
+    row = await conn.fetchrow(SESSION)
+    assert row is not None  # a session sees itself
+    return int(row[0]), int(row[1])
 
 
 def chained(head: Head, events: list[Row]) -> tuple[list[Row], Head]:

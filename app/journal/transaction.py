@@ -23,14 +23,17 @@ class ResolvedTwice(Exception):
 
 
 class PoolPath:
-    def __init__(self, pool: asyncpg.Pool, fence: Fence) -> None:
+    def __init__(self, pool: asyncpg.Pool, fence: Fence, abandoned: set[sql.Session]) -> None:
         self._pool = pool
         self._fence = fence
+        self._abandoned = abandoned
         self._conn: Connection | None = None
+        self._session: sql.Session | None = None
 
     async def write(self, e: Entry, head: sql.Head | None) -> sql.Head:
         """Store `e` and return the audit chain's head after it; `head` None: read it from
-        Postgres first. Raises if nothing of `e` is durable (the connection is let go)."""
+        Postgres first. Raises if `e` is not durable: its session is then ended, and added to
+        `abandoned` for the rebuild to wait for (see `_abandon`)."""
         conn = await self._connection()
         try:
             if e.appends_only():
@@ -54,7 +57,7 @@ class PoolPath:
                         raise ResolvedTwice(f"{status} for {len(e.closes)} closes")
             return head
         except BaseException:
-            await self.release()
+            self._abandon()
             raise
 
     async def release(self) -> None:
@@ -75,5 +78,21 @@ class PoolPath:
 
     async def _connection(self) -> "Connection":
         if self._conn is None:
-            self._conn = await self._pool.acquire()
+            conn = await self._pool.acquire()
+            try:
+                self._session = await sql.session(conn)
+            except BaseException:
+                await self._pool.release(conn)
+                raise
+            self._conn = conn
         return self._conn
+
+    def _abandon(self) -> None:
+        """Close the session of a failed batch, whose outcome may be unknown: asyncpg's command
+        timeout sends a cancel, which a backend that has not read the statement yet ignores (a
+        hung session, a network holding it back); it runs the statement once it reads, and may
+        commit after the books were rebuilt without it. So the rebuild ends the session first."""
+        conn, self._conn = self._conn, None
+        assert conn is not None and self._session is not None
+        self._abandoned.add(self._session)
+        conn.terminate()  # no waiting for the cancel's answer, which a hung backend never sends

@@ -66,7 +66,11 @@ class JournalWriter:
         open_lane: "Callable[[], AppendLane] | None" = None,
         timeout_s: float = 30.0,
     ) -> None:
-        self._pool_path = PoolPath(pool, fence)
+        #: Server sessions dropped with a statement whose outcome is unknown (past its deadline,
+        #: the connection failed, any failure on the task's path): it may still commit, so the
+        #: rebuild ends them before it reads (`recovery.end_sessions`), and forgets them once gone.
+        self.abandoned_sessions: set[sql.Session] = set()
+        self._pool_path = PoolPath(pool, fence, self.abandoned_sessions)
         self._fence = fence
         self._closed: BaseException | None = None
         self._max_batch = max_batch
@@ -93,10 +97,6 @@ class JournalWriter:
         self._recovery: asyncio.Task[None] | None = None
         #: The lane's next batch, due once the loop has run what was ready at the last commit.
         self._gathering: asyncio.Handle | None = None
-        #: Server processes of lane sessions dropped with a statement whose outcome is unknown
-        #: (past its deadline, or the connection failed): it may still commit, so the rebuild
-        #: ends them before it reads (`recovery.end_sessions`), and forgets them once gone.
-        self.abandoned_sessions: set[int] = set()
 
     @property
     def recovering(self) -> bool:
@@ -141,7 +141,10 @@ class JournalWriter:
             await self._run()
         finally:
             on_lane, self._on_lane = self._on_lane, None
-            if on_lane is not None:  # stopped mid-statement: the outcome is unknown here
+            # Stopped mid-statement: the outcome is unknown, but no session need end here: the
+            # next term bumps the fence's epoch before it rebuilds, and the statement's fence
+            # check then finds nothing to write for.
+            if on_lane is not None:
                 on_lane.deadline.cancel()
                 _fail_futures(on_lane.batch, _stopped())
             handed, self._handed = self._handed, None
@@ -328,7 +331,7 @@ class JournalWriter:
         a statement the server runs (waiting for a lock, say) or has yet to read (the session
         hung): either may commit later, so the session is left for the rebuild to end."""
         assert self._lane is not None
-        self.abandoned_sessions.add(self._lane.backend_pid)
+        self.abandoned_sessions.add((self._lane.backend_pid, self._lane.backend_start))
         self._drop_lane()
 
     def _drop_lane(self) -> None:

@@ -2,12 +2,14 @@
 asyncpg; what it stores is what the asyncpg path stores, and losing it loses no acknowledged bid."""
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from unittest.mock import patch
 from uuid import uuid4
 
@@ -19,11 +21,14 @@ from fastapi import FastAPI
 
 from app.fence.store import application_name
 from app.journal import Entry, JournalWriter
+from app.journal import statements as sql
 from app.journal.lane import AppendLane
+from app.journal.transaction import PoolPath
 from tests.integration.conftest import ADMIN, running_service
 from tests.integration.helpers import (
     Embedded,
     bid_body,
+    listing_body,
     open_listing,
     place_bid,
     rows,
@@ -520,22 +525,119 @@ async def test_a_lane_statement_the_server_has_not_read_never_commits_after_the_
             backend.resume()
         assert longest < 1.5, f"the loop stalled {longest:.2f} s"
         await writing_again(app)
-        assert not backend.is_running(), "the rebuild went on with the old session alive"
+        assert exited(backend), "the rebuild went on with the old session alive"
         await place_bid(client, (await open_listing(client))["id"], 100_000, 1_400)
     stored = await rows(own_postgres, "SELECT count(*) FROM events WHERE data ? 'stuck'")
     assert stored[0][0] == 0
 
 
+async def test_a_task_path_statement_the_server_has_not_read_never_commits_after_the_rebuild(
+    own_postgres: str,
+) -> None:
+    """The asyncpg path had the lane's gap: its command timeout sends a cancel, which a backend
+    that has not read the statement yet ignores (a cancel while idle is dropped), and asyncpg
+    then closes the connection; resumed, the backend read the statement and committed it after
+    the books were rebuilt without it (1 row stored). With the lane off, bids take this path.
+    Its own Postgres: a process of it is stopped."""
+    async with running_service(own_postgres, db_timeout_s=0.5, journal_lane=False) as (
+        app, client,
+    ):  # the command timeout: 3 s
+        writer = writer_of(app)
+        listing = (await open_listing(client))["id"]
+        conn = writer._pool_path._conn
+        assert conn is not None, "the task's path keeps its connection"
+        backend = psutil.Process(conn.get_server_pid())
+        market = app.state.services.market
+        backend.suspend()
+        try:
+            stuck = writer.submit(an_event(stuck=True))
+            done, _ = await asyncio.wait([stuck], timeout=30)
+            assert done, "the batch never failed"
+            assert isinstance(stuck.exception(), TimeoutError)
+            await asyncio.sleep(2)
+            assert not market.writable, "rebuilt while the old session could still commit"
+        finally:
+            backend.resume()
+        await writing_again(app)
+        assert exited(backend), "the rebuild went on with the old session alive"
+        await place_bid(client, listing, 100_000, 1_400)
+    stored = await rows(own_postgres, "SELECT count(*) FROM events WHERE data ? 'stuck'")
+    assert stored[0][0] == 0
+
+
+async def test_a_listings_commit_the_server_has_not_read_is_not_stored_after_its_503(
+    own_postgres: str,
+) -> None:
+    """A batch that opens a listing is a transaction on the asyncpg path. Its backend stopped
+    just before the COMMIT arrives: the timeout's cancel is ignored there too, and resumed, the
+    backend committed the listing its borrower was answered 503 for (the rebuild had waited for
+    its open transaction, then read it). Its own Postgres: a process of it is stopped."""
+    async with running_service(own_postgres, db_timeout_s=0.5) as (app, client):  # 3 s
+        writer = writer_of(app)
+        await open_listing(client)
+        conn = writer._pool_path._conn
+        assert conn is not None, "the task's path keeps its connection"
+        backend = psutil.Process(conn.get_server_pid())
+        append = PoolPath._append
+
+        async def then_stopped(path: PoolPath, *args: Any) -> sql.Head:
+            after = await append(path, *args)
+            backend.suspend()  # the transaction's last statement goes next: its COMMIT
+            return after
+
+        market = app.state.services.market
+        try:
+            with patch.object(PoolPath, "_append", then_stopped):
+                response = await client.post(
+                    "/v1/listings", headers=ADMIN, json=listing_body(amount=424_200)
+                )
+            assert response.status_code == 503, response.text
+            await asyncio.sleep(2)
+            assert not market.writable, "rebuilt while the old session could still commit"
+        finally:
+            backend.resume()
+        await writing_again(app)
+        await open_listing(client)
+    stored = await rows(own_postgres, "SELECT count(*) FROM listings WHERE amount = 424200")
+    assert stored[0][0] == 0
+
+
+async def test_the_rebuild_ends_the_abandoned_session_not_another_that_got_its_pid(
+    database_url: str,
+) -> None:
+    """A pid names a session only while it runs: once Postgres has restarted (a container's
+    server hands out the same low pids again) the lane's may be another session's by the time
+    the rebuild ends it, say the writer fence's or a standby's. Here the lane's pid is made
+    another session's, as a reuse would."""
+    async with running_service(database_url) as (app, client):
+        writer, _ = await lane_open(app, client)
+        assert writer._lane is not None
+        other = await asyncpg.connect(database_url)
+        try:
+            writer._lane.backend_pid = other.get_server_pid()
+            with pytest.raises(Exception) as failed:  # noqa: PT011 - psycopg's
+                await writer.submit(doomed())
+            assert getattr(failed.value, "sqlstate", None) == "23502"
+            await writing_again(app)
+            assert await other.fetchval("SELECT 1") == 1, "another session was ended"
+        finally:
+            other.terminate()
+
+
 async def test_a_stop_waits_for_no_session_the_rebuild_is_ending(own_postgres: str) -> None:
     """A rebuild waiting for the old lane session to end is abandoned by a stopping service: the
-    stop does not wait for the session. Its own Postgres: a process of it is stopped."""
+    stop does not wait for the session. Its own Postgres: a process of it is stopped (and
+    resumed from a thread after 15 s, so a stop that waits fails rather than hangs)."""
     stopped: list[psutil.Process] = []
+    safety: threading.Timer | None = None
     try:
         async with running_service(own_postgres, db_timeout_s=0.5) as (app, client):  # 3 s
             writer, _ = await lane_open(app, client)
             assert writer._lane is not None
             stopped.append(psutil.Process(writer._lane._conn.backend_pid))
             stopped[0].suspend()
+            safety = threading.Timer(15, resumed, [stopped])
+            safety.start()
             with pytest.raises(TimeoutError, match="no commit within"):
                 await asyncio.wait_for(writer.submit(an_event(stuck=True)), timeout=30)
             await asyncio.sleep(0.5)  # the rebuild is waiting for the session now
@@ -543,6 +645,22 @@ async def test_a_stop_waits_for_no_session_the_rebuild_is_ending(own_postgres: s
             stopping = time.monotonic()
         stopped_in = time.monotonic() - stopping
     finally:
-        for process in stopped:
-            process.resume()
+        if safety is not None:
+            safety.cancel()
+        resumed(stopped)
     assert stopped_in < 2, f"the stop took {stopped_in:.2f} s"
+
+
+def exited(process: psutil.Process) -> bool:
+    """The process has ended, reaped or not: a backend leaves `pg_stat_activity` before it
+    exits, and the postmaster reaps it a moment later (`is_running` holds for a zombie)."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def resumed(processes: list[psutil.Process]) -> None:
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):  # resumed already, and it ended
+            process.resume()
