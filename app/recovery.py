@@ -14,7 +14,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
 from typing import Any
 
 from app.clock import to_micros
@@ -211,17 +211,13 @@ async def end_sessions(store: Store, sessions: set[Session], timeout_s: float = 
     ending = sorted(sessions)
     pids = [pid for pid, _ in ending]
     await store.end_sessions(ending)
-    started = time.monotonic()
-    while await store.sessions_running(ending):
-        if time.monotonic() - started > timeout_s:
-            raise SessionsRunning(
-                f"journal sessions {pids} still run {timeout_s} s after pg_terminate_backend"
-                " (a backend process stopped or stuck?): no writes until they end"
-            )
-        await asyncio.sleep(0.02)
-    log.info("abandoned journal sessions ended", extra={
-        "pids": pids, "waited_s": round(time.monotonic() - started, 3),
-    })
+    waited = await _until_none_run(lambda: store.sessions_running(ending), timeout_s)
+    if waited is None:
+        raise SessionsRunning(
+            f"journal sessions {pids} still run {timeout_s} s after pg_terminate_backend"
+            " (a backend process stopped or stuck?): no writes until they end"
+        )
+    log.info("abandoned journal sessions ended", extra={"pids": pids, "waited_s": waited})
     sessions.difference_update(ending)
 
 
@@ -235,15 +231,23 @@ async def settle(store: Store, timeout_s: float = 10.0) -> None:
     must not block startup forever.
     """
     running = await store.writing_transactions()
-    started = time.monotonic()
-    while running and await store.still_running(running):
-        if time.monotonic() - started > timeout_s:
-            log.warning("rebuilding while older transactions still run", extra={
-                "xids": running, "waited_s": timeout_s,
-            })
-            return
-        await asyncio.sleep(0.02)
-    if running:
-        log.info("older transactions ended", extra={
-            "xids": running, "waited_s": round(time.monotonic() - started, 3),
+    if not running:
+        return
+    waited = await _until_none_run(lambda: store.still_running(running), timeout_s)
+    if waited is None:
+        log.warning("rebuilding while older transactions still run", extra={
+            "xids": running, "waited_s": timeout_s,
         })
+        return
+    log.info("older transactions ended", extra={"xids": running, "waited_s": waited})
+
+
+async def _until_none_run(running: Callable[[], Awaitable[int]], timeout_s: float) -> float | None:
+    """Ask `running()` every 20 ms until it counts none; the seconds that took, or None once
+    `timeout_s` have passed with some still running."""
+    started = time.monotonic()
+    while await running():
+        if time.monotonic() - started > timeout_s:
+            return None
+        await asyncio.sleep(0.02)
+    return round(time.monotonic() - started, 3)

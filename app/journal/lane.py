@@ -100,4 +100,3 @@ class AppendLane:
         if value is None:
             raise psycopg.InterfaceError("the journal statement returned no count")
         return int(value)
-

@@ -6,7 +6,7 @@ import contextlib
 import itertools
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -409,13 +409,9 @@ async def test_a_batch_the_socket_cannot_take_at_once_waits_on_it_without_stalli
     async with running_service(own_postgres, db_timeout_s=0.5) as (app, client):  # deadline: 3 s
         writer, listing = await lane_open(app, client)
         assert writer._lane is not None
-        backend = psutil.Process(writer._lane._conn.backend_pid)
-        backend.suspend()
-        try:
+        with suspended(writer._lane._conn.backend_pid) as backend:
             huge = writer.submit(an_event(blob="x" * 32_000_000))  # > the socket buffers
             longest = await longest_pause_until(huge.done)
-        finally:
-            backend.resume()
         assert longest < 1.5, f"the loop stalled {longest:.2f} s"  # the deadline is 3 s
         error = huge.exception()
         assert isinstance(error, TimeoutError) and "no commit within" in str(error)
@@ -437,10 +433,8 @@ async def test_a_batch_the_socket_takes_in_parts_commits_once_it_has_taken_all_o
         writer, _ = await lane_open(app, client)
         lane = writer._lane
         assert lane is not None
-        backend = psutil.Process(lane._conn.backend_pid)
         with patch.object(writer, "_lane_writable", wraps=writer._lane_writable) as writable:
-            backend.suspend()
-            try:
+            with suspended(lane._conn.backend_pid):
                 big = writer.submit(an_event(blob="x" * 32_000_000))  # > the socket buffers
 
                 async def sent() -> bool:
@@ -449,8 +443,6 @@ async def test_a_batch_the_socket_takes_in_parts_commits_once_it_has_taken_all_o
                 await eventually(sent, what="the batch on the lane")
                 await asyncio.sleep(0.2)
                 assert not big.done()
-            finally:
-                backend.resume()
             await asyncio.wait_for(big, timeout=30)
         assert writable.call_count >= 1, "the socket took the batch in parts"
         assert writer._lane is lane and not writer.recovering
@@ -508,10 +500,8 @@ async def test_a_lane_statement_the_server_has_not_read_never_commits_after_the_
     async with running_service(own_postgres, db_timeout_s=0.5) as (app, client):  # deadline: 3 s
         writer, _ = await lane_open(app, client)
         assert writer._lane is not None
-        backend = psutil.Process(writer._lane._conn.backend_pid)
         market = app.state.services.market
-        backend.suspend()
-        try:
+        with suspended(writer._lane._conn.backend_pid) as backend:
             stuck = writer.submit(an_event(stuck=True))
             longest = await longest_pause_until(stuck.done)
             error = stuck.exception()
@@ -521,8 +511,6 @@ async def test_a_lane_statement_the_server_has_not_read_never_commits_after_the_
                 longest, await longest_pause_until(lambda: time.monotonic() >= waited_until)
             )
             assert not market.writable, "rebuilt while the old session could still commit"
-        finally:
-            backend.resume()
         assert longest < 1.5, f"the loop stalled {longest:.2f} s"
         await writing_again(app)
         assert exited(backend), "the rebuild went on with the old session alive"
@@ -546,18 +534,14 @@ async def test_a_task_path_statement_the_server_has_not_read_never_commits_after
         listing = (await open_listing(client))["id"]
         conn = writer._pool_path._conn
         assert conn is not None, "the task's path keeps its connection"
-        backend = psutil.Process(conn.get_server_pid())
         market = app.state.services.market
-        backend.suspend()
-        try:
+        with suspended(conn.get_server_pid()) as backend:
             stuck = writer.submit(an_event(stuck=True))
             done, _ = await asyncio.wait([stuck], timeout=30)
             assert done, "the batch never failed"
             assert isinstance(stuck.exception(), TimeoutError)
             await asyncio.sleep(2)
             assert not market.writable, "rebuilt while the old session could still commit"
-        finally:
-            backend.resume()
         await writing_again(app)
         assert exited(backend), "the rebuild went on with the old session alive"
         await place_bid(client, listing, 100_000, 1_400)
@@ -658,6 +642,18 @@ def exited(process: psutil.Process) -> bool:
         return process.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+@contextlib.contextmanager
+def suspended(pid: int) -> Iterator[psutil.Process]:
+    """The server process `pid` stopped (SIGSTOP: a hung session, or a network gone quiet),
+    resumed on the way out."""
+    process = psutil.Process(pid)
+    process.suspend()
+    try:
+        yield process
+    finally:
+        resumed([process])
 
 
 def resumed(processes: list[psutil.Process]) -> None:
