@@ -12,22 +12,20 @@ import pytest
 
 import matching
 from app import database
+from tests import compiled_core
 
 TEMPLATE = "loan_auction_template"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Refuse to test a matching core that is not compiled, or was compiled before its source
-    last changed: an editable install builds it beside the sources (setup.py), and Python
-    imports the built module over the `.py`, so the tests would run the old code."""
-    core = Path(matching.__file__).parent
-    for source in sorted(core.glob("*.py")):
-        built = sorted(core.glob(f"{source.stem}.cpython-*.so"))
-        if not built or built[0].stat().st_mtime < source.stat().st_mtime:
-            raise pytest.UsageError(
-                f"{source} is {'newer than its build' if built else 'not compiled'}: "
-                "run the install again (README: pip install -e '.[test]')"
-            )
+    """Refuse to test a matching core that is not the compiled build of its current source: an
+    editable install builds it beside the sources (setup.py), and Python imports the built module
+    over the `.py`, so the tests would run other code (tests/compiled_core.py)."""
+    problem = compiled_core.stale(Path(matching.__file__).parent)
+    if problem is not None:
+        raise pytest.UsageError(
+            f"{problem}: run the install again (README: pip install -e '.[test]')"
+        )
 
 
 @pytest.fixture(scope="session")
