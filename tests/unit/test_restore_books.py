@@ -91,7 +91,8 @@ def test_a_book_restored_from_its_stored_bids_is_the_book_that_took_them_live(
 
 
 def test_bids_that_never_cover_the_listing_take_the_fast_path_and_those_that_do_do_not() -> None:
-    """The two paths are both exercised above; this pins which is which."""
+    """The two paths are both exercised above; this pins which is which, in the book and in
+    recovery's call of it."""
     market = Market()
     terms = listing_terms(amount=100_000)
     opened = OpenListing(terms, market.next_seq(), T0)
@@ -116,3 +117,9 @@ def test_bids_that_never_cover_the_listing_take_the_fast_path_and_those_that_do_
         covering.seqs, covering.placed_at,
     ), "the bid that covers the listing is added by the rules"
     assert book_state(restored) == book_state(book)
+
+    recovered = Engine(live.rules)  # as recovery replays them: through the engine
+    recovered.restore_listing(opened)
+    assert recovered.restore_bids(first), "recovery puts the three in as columns"
+    assert not recovered.restore_bids(covering), "and adds the covering bid by the rules"
+    assert book_state(recovered._books[terms.listing_id]) == book_state(book)
