@@ -1,8 +1,11 @@
 # Multi-stage: build a wheel-only virtualenv, then copy it into a slim runtime as a non-root user.
 FROM python:3.11-slim AS build
+# A C compiler for the matching core (setup.py compiles it with mypyc); the runtime needs none.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 RUN python -m venv /venv
-COPY pyproject.toml README.md constraints.txt ./
+COPY pyproject.toml setup.py README.md constraints.txt ./
 COPY app ./app
 COPY matching ./matching
 COPY migrations ./migrations

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sortedcontainers import SortedList
 
+from matching import engine as engine_module
 from matching import rejections as r
 from matching.commands import AdvanceClock, Deposit, ListingTerms, OpenListing, PlaceBid
 from matching.engine import Engine
@@ -54,6 +55,8 @@ CLOSE_BIDS = 10_000
 CLOSE_RUNS = 5  # close: median of CLOSE_RUNS
 
 RULES = MarketRules()
+#: What is measured: the core as the install compiled it (setup.py), or its Python source.
+CORE = "compiled" if Path(engine_module.__file__ or "").suffix == ".so" else "python source"
 
 
 def uuid_str(rng: random.Random) -> str:
@@ -309,7 +312,7 @@ def main() -> None:
     lenders = [uuid_str(rng) for _ in range(N_LENDERS)]
     spread_ids = [uuid_str(rng) for _ in range(SPREAD_LISTINGS)]
     print(
-        f"bench/engine.py  python {platform.python_version()}  seed {SEED}  "
+        f"bench/engine.py  python {platform.python_version()}  core {CORE}  seed {SEED}  "
         f"loadavg {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}"
     )
     print(
@@ -401,6 +404,7 @@ def main() -> None:
             "throughput_reps": REPS,
             "close_runs": CLOSE_RUNS,
             "python": platform.python_version(),
+            "core": CORE,
         },
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in load_after],

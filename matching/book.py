@@ -186,13 +186,13 @@ class ListingBook:
     def restore(
         self, bid_ids: Sequence[str], lenders: Sequence[str], amounts: Sequence[int],
         rates: Sequence[int], seqs: Sequence[int], placed_at: Sequence[int],
-    ) -> None:
+    ) -> bool:
         """Append stored bids in arrival order: the same book as `add` for each in turn.
 
         Recovery's fast path: bids that do not cover the listing even together pushed nothing
         out when they came, so they go in as columns, each linked to the latest bid at its rate
         (a dict of the levels, sorted once), with no call per bid. Bids that do are added one by
-        one (the outbids follow the rules).
+        one (the outbids follow the rules). Returns whether they took the fast path.
         """
         if not len(bid_ids) == len(lenders) == len(amounts) == len(rates) == len(seqs) == len(
             placed_at
@@ -202,7 +202,7 @@ class ListingBook:
         if self.total + added >= self.terms.amount:
             for bid in zip(bid_ids, lenders, amounts, rates, seqs, placed_at, strict=True):
                 self.add(*bid)
-            return
+            return False
         first = len(self.seqs)
         self.bid_ids.extend(bid_ids)
         self.lenders.extend(lenders)
@@ -222,6 +222,7 @@ class ListingBook:
             live = self.live_by_lender
             for lender, amount in zip(lenders, amounts, strict=True):
                 live[lender] = live.get(lender, 0) + amount
+        return True
 
     def mark_auto(self, index: int, order_id: str) -> None:
         """The bid at `index` was placed by a standing order. O(1)."""

@@ -178,17 +178,18 @@ class Engine:
     def restore_listing(self, cmd: OpenListing) -> None:
         self._add_listing(cmd)
 
-    def restore_bids(self, stored: StoredBids) -> None:
+    def restore_bids(self, stored: StoredBids) -> bool:
         """Replay a listing's stored bids, in seq order, after those already in its book: the
         book comes out as if each had been placed in turn. The money they reserved is in the
         restored balances (and, for auto bids, in their restored orders). At most
         `ListingBook.add`'s cost a bid; less for bids short of the amount (`ListingBook.restore`).
+        Returns whether they took that fast path.
         """
         interned = self._lenders
         lenders = [interned.setdefault(lender, lender) for lender in stored.lender_ids]
         book = self._books[stored.listing_id]
         first = book.bid_count
-        book.restore(
+        fast = book.restore(
             stored.bid_ids, lenders, stored.amounts, stored.rates_bps, stored.seqs,
             stored.placed_at,
         )
@@ -196,6 +197,7 @@ class Engine:
             for index, order_id in enumerate(stored.standing_order_ids, first):
                 if order_id is not None:
                     book.mark_auto(index, order_id)
+        return fast
 
     def restore_standing_order(self, stored: StandingOrderView) -> None:
         self.orders.restore(stored)

@@ -31,8 +31,9 @@ class Balance:
     reserved: int = 0
 
 
-# Not frozen, like the per-bid events: one of these is made for every bid placed.
-@dataclass(slots=True)
+# Like the per-bid events (matching/events.py): not frozen, its own __init__. One of these is
+# made for every bid placed.
+@dataclass(slots=True, init=False)
 class LedgerEntry:
     """One movement of `amount` (> 0) from the `debit` account to the `credit` account.
 
@@ -50,7 +51,24 @@ class LedgerEntry:
     listing_id: str | None
     bid_id: str | None
     at: int
-    reference: str | None = None
+    reference: str | None
+
+    def __init__(
+        self, entry_id: int, kind: EntryKind, debit: str, credit: str, amount: int,
+        cause_type: CauseType, cause_id: str, listing_id: str | None, bid_id: str | None, at: int,
+        reference: str | None = None,
+    ) -> None:
+        self.entry_id = entry_id
+        self.kind = kind
+        self.debit = debit
+        self.credit = credit
+        self.amount = amount
+        self.cause_type = cause_type
+        self.cause_id = cause_id
+        self.listing_id = listing_id
+        self.bid_id = bid_id
+        self.at = at
+        self.reference = reference
 
 
 class Ledger:

@@ -10,9 +10,22 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+import matching
 from app import database
+from tests import compiled_core
 
 TEMPLATE = "loan_auction_template"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test a matching core that is not the compiled build of its current source: an
+    editable install builds it beside the sources (setup.py), and Python imports the built module
+    over the `.py`, so the tests would run other code (tests/compiled_core.py)."""
+    problem = compiled_core.stale(Path(matching.__file__).parent)
+    if problem is not None:
+        raise pytest.UsageError(
+            f"{problem}: run the install again (README: pip install -e '.[test]')"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,9 @@ PricingIn = Literal["pay_as_bid", "uniform"]
 #: Amounts and rates are checked by the engine against the market's configured limits, so the
 #: answer names the real limit ("a bid is at least 5000"); here only the type is checked.
 Money = Annotated[StrictInt, Field(examples=[300_000])]
+#: A standing order's money, which no market limit bounds, is stored (bigint) and answered as
+#: given: capped as a deposit is, so a number past 64 bits is a 422, not a failed journal batch.
+OrderMoney = Annotated[Money, Field(le=10**15)]
 Bps = Annotated[StrictInt, Field(examples=[1250])]
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
 
@@ -407,8 +410,8 @@ class StandingOrderIn(Strict):
     term_months_min: Annotated[StrictInt, Field(ge=1, le=60, examples=[6])]
     term_months_max: Annotated[StrictInt, Field(ge=1, le=60, examples=[36])]
     min_rate_bps: Bps
-    amount_per_listing: Money
-    budget: Money
+    amount_per_listing: OrderMoney
+    budget: OrderMoney
     active: StrictBool = True
 
 
@@ -417,7 +420,7 @@ class StandingOrderPatch(Strict):
         {"active": False}, {"budget": 2_000_000},
     ]})
     active: StrictBool | None = None
-    budget: Money | None = None
+    budget: OrderMoney | None = None
 
     @model_validator(mode="after")
     def _something(self) -> "StandingOrderPatch":

@@ -1,4 +1,5 @@
-"""`pip install .` (not editable) ships everything the service needs, migrations included."""
+"""`pip install .` (not editable) ships everything the service needs, migrations included, and
+the matching core compiled (setup.py)."""
 
 import os
 import shutil
@@ -26,6 +27,7 @@ def docker_build_context() -> list[str]:
 def test_the_image_is_built_from_the_code_and_schema_only() -> None:
     assert sorted(docker_build_context()) == [
         "README.md", "app", "constraints.txt", "matching", "migrations", "pyproject.toml",
+        "setup.py",
     ]
     assert "bench" not in (ROOT / "Dockerfile").read_text()
 
@@ -38,7 +40,10 @@ def test_a_non_editable_install_migrates_a_database_from_any_folder(
     for name in docker_build_context():  # exactly what the Docker build sees
         path = ROOT / name
         if path.is_dir():
-            shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+            # .dockerignore keeps an editable install's built modules out of the image's build
+            shutil.copytree(
+                path, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.so")
+            )
         else:
             source.mkdir(exist_ok=True)
             shutil.copy2(path, source / name)
@@ -63,8 +68,9 @@ def test_a_non_editable_install_migrates_a_database_from_any_folder(
     versions = [f.name.removesuffix(".sql") for f in database.migration_files()]
     assert migrated.stdout.strip() == "applied: " + ", ".join(versions)
     where = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import app, migrations;"
-         " print(app.__file__); print(migrations.__file__)"],
+        [str(venv / "bin" / "python"), "-c", "import app, migrations, matching.engine;"
+         " print(app.__file__); print(migrations.__file__); print(matching.engine.__file__)"],
         cwd=elsewhere, env=env, capture_output=True, text=True, check=True, timeout=60,
     )
     assert all(line.startswith(str(venv)) for line in where.stdout.split()), where.stdout
+    assert where.stdout.split()[-1].endswith(".so"), "the installed core is compiled"

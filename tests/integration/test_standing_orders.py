@@ -161,6 +161,29 @@ async def test_a_bad_change_is_a_422_and_changes_nothing(client: httpx.AsyncClie
     assert await get_json(client, path) == order
 
 
+async def test_money_no_account_could_hold_is_a_422_and_the_market_goes_on(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    """An order's money is stored (bigint) and answered (JSON) as given: past 64 bits it could
+    be neither, so the body is refused, not a failed journal batch that sends the market to
+    rebuild its books (a 500, then 503s) or an order in memory only."""
+    for overrides, field in (
+        ({"budget": 2**63}, "budget"),
+        ({"budget": 10**30}, "budget"),
+        ({"amount_per_listing": 2**63, "budget": 10**15}, "amount_per_listing"),
+    ):
+        response = await client.post(PATH, headers=ADMIN, json=order_body(lender_id="l1",
+                                                                           **overrides))
+        assert error_fields(problem(response, 422, "validation_error")) == [field], overrides
+    order = await create_order(client)
+    path = f"{PATH}/{order['id']}"
+    for budget in (2**63, 10**30):
+        response = await client.patch(path, headers=ADMIN, json={"budget": budget})
+        assert error_fields(problem(response, 422, "validation_error")) == ["budget"], budget
+    assert await get_json(client, path) == order
+    assert len(await rows(database_url, "SELECT id FROM standing_orders")) == 1
+
+
 async def test_only_the_lender_or_an_admin_acts_on_an_order(
     client: httpx.AsyncClient, make_key: KeyMaker
 ) -> None:

@@ -2,13 +2,10 @@
 the book must come out exactly as the one that took the bids live, whether they fit in one go
 (the fast path) or fill the listing and push each other out, whatever the slices they come in."""
 
-from unittest.mock import patch
-
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from matching import Deposit, Engine, ListingPolicy, OpenListing, PlaceBid
-from matching.book import ListingBook
 from tests.unit.books import book_state, stored
 from tests.unit.builders import T0, Market, listing_terms
 
@@ -94,7 +91,8 @@ def test_a_book_restored_from_its_stored_bids_is_the_book_that_took_them_live(
 
 
 def test_bids_that_never_cover_the_listing_take_the_fast_path_and_those_that_do_do_not() -> None:
-    """The two paths are both exercised above; this pins which is which."""
+    """The two paths are both exercised above; this pins which is which, in the book and in
+    recovery's call of it."""
     market = Market()
     terms = listing_terms(amount=100_000)
     opened = OpenListing(terms, market.next_seq(), T0)
@@ -108,9 +106,20 @@ def test_bids_that_never_cover_the_listing_take_the_fast_path_and_those_that_do_
 
     engine = Engine(live.rules)
     engine.restore_listing(opened)
-    with patch.object(ListingBook, "add", autospec=True, side_effect=ListingBook.add) as add:
-        engine.restore_bids(stored(book, 0, 3))
-        assert add.call_count == 0, "three bids short of the amount go in as columns"
-        engine.restore_bids(stored(book, 3, 4))
-        assert add.call_count == 1, "the bid that covers the listing is added by the rules"
-    assert book_state(engine._books[terms.listing_id]) == book_state(book)
+    restored = engine._books[terms.listing_id]
+    first, covering = stored(book, 0, 3), stored(book, 3, 4)
+    assert restored.restore(
+        first.bid_ids, first.lender_ids, first.amounts, first.rates_bps, first.seqs,
+        first.placed_at,
+    ), "three bids short of the amount go in as columns"
+    assert not restored.restore(
+        covering.bid_ids, covering.lender_ids, covering.amounts, covering.rates_bps,
+        covering.seqs, covering.placed_at,
+    ), "the bid that covers the listing is added by the rules"
+    assert book_state(restored) == book_state(book)
+
+    recovered = Engine(live.rules)  # as recovery replays them: through the engine
+    recovered.restore_listing(opened)
+    assert recovered.restore_bids(first), "recovery puts the three in as columns"
+    assert not recovered.restore_bids(covering), "and adds the covering bid by the rules"
+    assert book_state(recovered._books[terms.listing_id]) == book_state(book)
