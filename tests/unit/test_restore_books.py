@@ -91,8 +91,8 @@ def test_a_book_restored_from_its_stored_bids_is_the_book_that_took_them_live(
 
 
 def test_bids_that_never_cover_the_listing_take_the_fast_path_and_those_that_do_do_not() -> None:
-    """The two paths are both exercised above; this pins which is which, in the book and in
-    recovery's call of it."""
+    """The two paths are both exercised above; this pins which is which, as recovery calls
+    them."""
     market = Market()
     terms = listing_terms(amount=100_000)
     opened = OpenListing(terms, market.next_seq(), T0)
@@ -104,22 +104,12 @@ def test_bids_that_never_cover_the_listing_take_the_fast_path_and_those_that_do_
     book = live._books[terms.listing_id]
     assert book.outbid, "the live book pushed a bid out"
 
-    engine = Engine(live.rules)
-    engine.restore_listing(opened)
-    restored = engine._books[terms.listing_id]
-    first, covering = stored(book, 0, 3), stored(book, 3, 4)
-    assert restored.restore(
-        first.bid_ids, first.lender_ids, first.amounts, first.rates_bps, first.seqs,
-        first.placed_at,
-    ), "three bids short of the amount go in as columns"
-    assert not restored.restore(
-        covering.bid_ids, covering.lender_ids, covering.amounts, covering.rates_bps,
-        covering.seqs, covering.placed_at,
-    ), "the bid that covers the listing is added by the rules"
-    assert book_state(restored) == book_state(book)
-
-    recovered = Engine(live.rules)  # as recovery replays them: through the engine
-    recovered.restore_listing(opened)
-    assert recovered.restore_bids(first), "recovery puts the three in as columns"
-    assert not recovered.restore_bids(covering), "and adds the covering bid by the rules"
+    recovered = Engine(live.rules)  # as recovery replays them: through the engine's call
+    recovered.restore_listing(opened)  # of the book's `restore`, which says the path it took
+    assert recovered.restore_bids(stored(book, 0, 3)), (
+        "three bids short of the amount go in as columns"
+    )
+    assert not recovered.restore_bids(stored(book, 3, 4)), (
+        "the bid that covers the listing is added by the rules"
+    )
     assert book_state(recovered._books[terms.listing_id]) == book_state(book)
