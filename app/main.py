@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from fastapi_offline import FastAPIOffline
 
 from app import database
@@ -65,6 +66,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: FastAPI's own OpenTelemetry hooks, off: the service reports through /metrics and its logs,
+#: and with them on every request asked OpenTelemetry for its three global providers (the
+#: environment included), ~2.6 µs a bid (BENCHMARKS.md), to find none set.
+NO_OPENTELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
 
 def create_app(settings: Settings) -> FastAPI:
     metrics = Metrics()
@@ -73,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
         version="1.0.0",
         description="Borrowers post listings, lenders bid rates, the cheapest bids fund the loan.",
         lifespan=_lifespan,
+        telemetry=NO_OPENTELEMETRY,
     )
     check_secrets_configured(settings)
     app.state.settings = settings
