@@ -9,7 +9,9 @@ COPY pyproject.toml setup.py README.md constraints.txt ./
 COPY app ./app
 COPY matching ./matching
 COPY migrations ./migrations
-RUN /venv/bin/pip install --no-cache-dir -c constraints.txt .
+# constraints.txt's versions for the build's own environment too (setuptools, mypy for mypyc):
+# `-c` would not reach it (docs/operations.md).
+RUN PIP_CONSTRAINT=constraints.txt PIP_BUILD_CONSTRAINT=constraints.txt /venv/bin/pip install --no-cache-dir .
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 auction

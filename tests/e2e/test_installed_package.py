@@ -14,7 +14,7 @@ from tests.e2e.conftest import ROOT
 
 
 def docker_build_context() -> list[str]:
-    """What the Dockerfile's build stage copies in before `pip install -c constraints.txt .`."""
+    """What the Dockerfile's build stage copies in before it runs `pip install .`."""
     stages = (ROOT / "Dockerfile").read_text().split("\nFROM ")
     build_stage = next(stage for stage in stages if " AS build\n" in stage)
     sources: list[str] = []
@@ -50,10 +50,11 @@ def test_a_non_editable_install_migrates_a_database_from_any_folder(
     venv = tmp_path / "venv"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env, timeout=120)
+    constraints = str(source / "constraints.txt")  # the build's environment too, as the image's
     installed = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "-c", str(source / "constraints.txt"),
-         str(source)],
-        env=env, capture_output=True, text=True, timeout=600,
+        [str(venv / "bin" / "pip"), "install", "-q", str(source)],
+        env={**env, "PIP_CONSTRAINT": constraints, "PIP_BUILD_CONSTRAINT": constraints},
+        capture_output=True, text=True, timeout=600,
     )
     assert installed.returncode == 0, installed.stderr[-3000:]
 
