@@ -37,8 +37,9 @@ class OpenListing:
 
 
 # Its own __init__, as the per-bid events have (matching/events.py): the shell builds one per
-# bid, and a compiled frozen dataclass sets each field through object.__setattr__ (587 -> 80 ns
-# from interpreted code, BENCHMARKS.md). Not frozen, so nothing but convention keeps it unchanged.
+# bid, and a compiled frozen dataclass sets each field through object.__setattr__ (587 -> 71 ns
+# from interpreted code, BENCHMARKS.md). Not frozen (so not hashable either): nothing but
+# convention keeps it unchanged; the engine copies its fields out and keeps no reference to it.
 @dataclass(slots=True, init=False)
 class PlaceBid:
     listing_id: str
