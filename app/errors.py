@@ -9,7 +9,7 @@ PROBLEM_JSON = "application/problem+json"
 
 
 class ApiError(Exception):
-    """Anything the API answers with a 4xx or 503. `code` is stable and machine-readable."""
+    """Anything the API answers with a 4xx, 500 or 503. `code` is stable and machine-readable."""
 
     status = 400
     title = "Bad request"
@@ -70,6 +70,15 @@ class Invalid(ApiError):
 
 class RateLimited(ApiError):
     status, title = 429, "Too many requests"
+
+
+class Internal(ApiError):
+    """A bug: an exception nothing else handled (logged with its traceback)."""
+
+    status, title = 500, "Internal server error"
+
+    def __init__(self) -> None:
+        super().__init__("internal_error", "an unexpected error; it has been logged")
 
 
 class Unavailable(ApiError):

@@ -14,6 +14,7 @@ from app.api.deps import field_errors
 from app.errors import (
     PROBLEM_JSON,
     ApiError,
+    Internal,
     Invalid,
     MethodNotAllowed,
     NotFound,
@@ -87,9 +88,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
         log.exception("unhandled error", exc_info=error)
-        internal = ApiError("internal_error", "an unexpected error; it has been logged")
-        internal.status = 500
-        return problem_response(internal, request)
+        return problem_response(Internal(), request)
 
 
 def _allowed_methods(request: Request) -> list[str]:

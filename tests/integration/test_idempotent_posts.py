@@ -174,6 +174,11 @@ async def test_a_key_is_minted_only_if_its_idempotency_record_commits_with_it(
         response = await client.post("/v1/api-keys", headers=headers,
                                      json={"role": "lender", "subject": "lena"})
     assert response.status_code == 500, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert (problem["status"], problem["title"], problem["code"]) == (
+        500, "Internal server error", "internal_error"
+    )
     assert await rows(database_url, "SELECT id FROM api_keys") == [], "rolled back together"
 
 
