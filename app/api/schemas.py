@@ -21,9 +21,11 @@ PricingIn = Literal["pay_as_bid", "uniform"]
 #: Amounts and rates are checked by the engine against the market's configured limits, so the
 #: answer names the real limit ("a bid is at least 5000"); here only the type is checked.
 Money = Annotated[StrictInt, Field(examples=[300_000])]
-#: A standing order's money, which no market limit bounds, is stored (bigint) and answered as
-#: given: capped as a deposit is, so a number past 64 bits is a 422, not a failed journal batch.
-OrderMoney = Annotated[Money, Field(le=10**15)]
+#: The most money one number in a request may be: a deposit, and a standing order's money, which
+#: no market limit bounds, are stored (bigint) and answered as given, so a number past 64 bits
+#: is a 422, not a failed journal batch.
+MAX_MONEY = 10**15
+OrderMoney = Annotated[Money, Field(le=MAX_MONEY)]
 Bps = Annotated[StrictInt, Field(examples=[1250])]
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
 
@@ -328,7 +330,7 @@ class MoneyIn(Strict):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"amount": 1_000_000, "reference": "bank-transfer-20261128-0042"}
     ]})
-    amount: Annotated[StrictInt, Field(ge=1, le=10**15, examples=[1_000_000])]
+    amount: Annotated[StrictInt, Field(ge=1, le=MAX_MONEY, examples=[1_000_000])]
     reference: Annotated[
         str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]*$",
                    description="The payment side's reference, kept on the ledger entry."),
