@@ -2,7 +2,8 @@
 
 Group commit: every entry submitted while a batch is in flight rides in the next one, so a
 burst of bids costs one statement and one commit, not one transaction each (on the lane, with
-the requests the event loop had ready when the last one committed). Entries are written in
+the requests the event loop had ready when the last one committed, and no more than half of
+them and the last batch: `_next_on_lane`). Entries are written in
 submission order, which is engine order, so event `seq` order is the order things happened.
 A request is answered only after its entry's batch commits.
 
@@ -97,6 +98,7 @@ class JournalWriter:
         self._recovery: asyncio.Task[None] | None = None
         #: The lane's next batch, due once the loop has run what was ready at the last commit.
         self._gathering: asyncio.Handle | None = None
+        self._last_on_lane = 0  # entries in the lane's last committed batch
 
     @property
     def recovering(self) -> bool:
@@ -182,11 +184,13 @@ class JournalWriter:
                     self._writing = False
             self._idle_if_done()
 
-    def _take(self) -> tuple[Batch, Entry]:
-        """The oldest pending entries, up to `max_batch` of them and `max_rows` rows (but never
-        fewer than one entry): a backlog of big entries commits in bounded transactions."""
+    def _take(self, limit: int | None = None) -> tuple[Batch, Entry]:
+        """The oldest pending entries, up to `max_batch` of them (and `limit`) and `max_rows`
+        rows, but never fewer than one entry: a backlog of big entries commits in bounded
+        transactions."""
         rows = taken = 0
-        for entry, _ in self._pending[: self._max_batch]:
+        most = self._max_batch if limit is None else max(1, min(limit, self._max_batch))
+        for entry, _ in self._pending[:most]:
             rows += entry.rows()
             if taken and rows > self._max_rows:
                 break
@@ -287,6 +291,7 @@ class JournalWriter:
             self._lane_failed(error)
             return
         self._on_lane = None
+        self._last_on_lane = len(on_lane.batch)
         on_lane.deadline.cancel()
         self._head = on_lane.head
         self._committed(on_lane.batch, on_lane.merged, on_lane.sent_at, on_lane=True)
@@ -305,11 +310,17 @@ class JournalWriter:
         self._next_on_lane()
 
     def _next_on_lane(self) -> None:
-        """Send what is pending at once; a batch that does not only append goes to the task."""
+        """Send what is pending at once, up to half of it and the batch that just committed; a
+        batch that does not only append goes to the task.
+
+        Callers that wait for their answer before they send again fall into two cohorts, one
+        committing while the other's requests are handled. Two cohorts of 60 and 4 left the
+        server idle while the 60 committed, and kept those sizes for dozens of batches; two of
+        32 keep it busy (BENCHMARKS.md, issue 14 tenth pass). What stays pending leaves next."""
         if not self._pending:
             self._wakeup.set()  # the task marks the writer idle
             return
-        batch, merged = self._take()
+        batch, merged = self._take((self._last_on_lane + len(self._pending) + 1) // 2)
         if merged.appends_only():
             self._send_on_lane(batch, merged)
         else:

@@ -20,7 +20,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.fence.store import application_name
-from app.journal import Entry, JournalWriter
+from app.journal import BatchStats, Entry, JournalWriter
 from app.journal import statements as sql
 from app.journal.lane import AppendLane
 from app.journal.transaction import PoolPath
@@ -177,6 +177,27 @@ async def test_the_next_lane_batch_takes_what_the_requests_woken_by_a_commit_sub
         woken = writer.submit(an_event())  # in the turn the commit woke this task
         await asyncio.wait_for(asyncio.gather(waiting, woken), timeout=10)
         assert batches(app, "lane") == before + 2
+
+
+async def test_the_next_lane_batch_takes_half_of_what_waits_and_of_the_batch_just_committed(
+    database_url: str,
+) -> None:
+    """Callers that wait for their answers take turns in two groups: one entry committed with
+    nine waiting sends five, then the other four, so the groups even out (docs/operations.md)."""
+    async with running_service(database_url) as (app, client):
+        writer, _ = await lane_open(app, client)
+        sizes: list[int] = []
+        on_commit = writer._on_commit
+
+        def recording(entry: Entry, stats: BatchStats) -> None:
+            sizes.append(stats.entries)
+            on_commit(entry, stats)
+
+        writer._on_commit = recording
+        waiting = await gathering(writer)
+        more = [writer.submit(an_event()) for _ in range(8)]
+        await asyncio.wait_for(asyncio.gather(waiting, *more), timeout=10)
+    assert sizes == [1, 5, 4]
 
 
 async def test_a_lane_session_that_ends_while_the_next_batch_gathers_leaves_it_to_the_task(
