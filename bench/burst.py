@@ -3,11 +3,14 @@
 Run by hand from the repo root (or as `loan-auction bench ...`):
 
     python bench/burst.py [--connections 64] [--seconds 10] [--listings 1,100] [--chain-off]
+                          [--warm-wal MIB]
 
 In one run it:
 
 1. starts an embedded PostgreSQL in a temporary folder (or uses DATABASE_URL; either way each
-   service gets a fresh database of its own, dropped afterwards when it can be), then, as real
+   service gets a fresh database of its own, dropped afterwards when it can be; with
+   --warm-wal, the embedded one first writes that much WAL and checkpoints, so its WAL segments
+   are recycled as on a server that has been running: `warm_wal`), then, as real
    uvicorn processes on free 127.0.0.1 ports: the service (`loan-auction serve`), the same
    service with its journal writer storing nothing (a non-durable baseline, launched through
    bench/variant_serve.py; no service setting does this), with --chain-off also the durable
@@ -230,6 +233,26 @@ async def drop_databases(base: str, names: list[str]) -> None:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+async def warm_wal(base: str, mib: int) -> None:
+    """Write ~`mib` MiB of WAL and checkpoint, so that its segments are recycled from then on,
+    as on a Postgres that has been running a while. A new cluster has none: every 16 MiB of WAL
+    a commit waits while Postgres creates and zero-fills the next segment (40-55 ms on this
+    machine under load; BENCHMARKS.md, issue 14 tenth pass)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(base)
+    try:
+        await conn.execute("CREATE TABLE bench_wal_warmup (filler text)")
+        await conn.execute(  # ~1 KiB of WAL a row
+            "INSERT INTO bench_wal_warmup SELECT repeat('x', 1000) FROM generate_series(1, $1)",
+            mib * 1000,
+        )
+        await conn.execute("DROP TABLE bench_wal_warmup")
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
 
 
 # --- the load generator ---------------------------------------------------------------------
@@ -637,6 +660,7 @@ class Config:
     chain_off: bool = False
     subscribers: int = 0
     stream_rounds: int = 2
+    warm_wal_mib: int = 0
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -1019,6 +1043,7 @@ def summarise(
         connections=cfg.connections,
         seconds=cfg.seconds,
         warmup_s=cfg.warmup,
+        warm_wal_mib=cfg.warm_wal_mib,
         bid_amount=cfg.bid_amount,
         cpu_count=os.cpu_count(),
         loadavg_before=[round(x, 2) for x in load_before],
@@ -1056,8 +1081,9 @@ def stream_summary(phases: list[Phase], count: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def postgres(tmp: Path) -> Iterator[tuple[str, int | None]]:
-    """(base URI, postmaster pid or None): DATABASE_URL if set, else an embedded server."""
+def postgres(tmp: Path, warm_wal_mib: int = 0) -> Iterator[tuple[str, int | None]]:
+    """(base URI, postmaster pid or None): DATABASE_URL if set, else an embedded server, its
+    WAL warmed first with `warm_wal_mib` (`warm_wal`)."""
     given = os.environ.get("DATABASE_URL") or os.environ.get("LOAN_AUCTION_DATABASE_URL")
     if given:
         yield given, None
@@ -1068,6 +1094,9 @@ def postgres(tmp: Path) -> Iterator[tuple[str, int | None]]:
     log(f"starting embedded postgres under {tmp}")
     server = start_embedded(tmp / "data")
     try:
+        if warm_wal_mib > 0:
+            log(f"warming its WAL: {warm_wal_mib} MiB, then a checkpoint")
+            asyncio.run(warm_wal(str(server.get_uri()), warm_wal_mib))
         pid = server.get_pid()
         yield str(server.get_uri()), int(pid) if pid is not None else None
     finally:
@@ -1116,6 +1145,14 @@ def parse_args(argv: list[str] | None) -> Config:
         action="store_true",
         help="skip the raw-server measurement of the client's own ceiling",
     )
+    parser.add_argument(
+        "--warm-wal",
+        type=int,
+        default=0,
+        metavar="MIB",
+        help="write this much WAL into the embedded Postgres first, then checkpoint, so its"
+        " segments are recycled as on a server that has been running (default: none)",
+    )
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--"]:  # `loan-auction bench -- --seconds 5` passes the separator on
         argv = argv[1:]
@@ -1135,6 +1172,7 @@ def parse_args(argv: list[str] | None) -> Config:
         args.chain_off,
         max(0, args.subscribers),
         max(1, args.stream_rounds),
+        max(0, args.warm_wal),
     )
 
 
@@ -1225,7 +1263,7 @@ def main(argv: list[str] | None = None) -> None:
     services: dict[str, Service] = {}
     names = [f"la_bench_{os.getpid()}_{name}" for name in cfg.services]
     try:
-        with postgres(tmp) as (base, pg_pid):
+        with postgres(tmp, cfg.warm_wal_mib) as (base, pg_pid):
             created = asyncio.run(create_databases(base, names))
             try:
                 phases, stored = start_and_run(

@@ -1,8 +1,10 @@
 """The bid route under Debian's `wrk` (not needed by the tests or CI: `apt-get install wrk`).
 
     python bench/wrk.py [--connections 64] [--seconds 10] [--warmup 3] [--listings 1,100]
+                        [--warm-wal MIB]
 
-Starts, as bench/burst.py does, an embedded PostgreSQL (a fresh database per service), the
+Starts, as bench/burst.py does, an embedded PostgreSQL (a fresh database per service; with
+--warm-wal, its WAL warmed first as bench/burst.py's option does), the
 durable service, the journal-off baseline (bench/variant_serve.py) and the trivial FastAPI
 endpoint (bench/trivial_app.py), mints one lender key per service and funds it, and for each
 listing count opens that many listings; then, in turn, `wrk -t1 -c<connections>` with
@@ -110,6 +112,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--listings", default="1,100")
+    parser.add_argument("--warm-wal", type=int, default=0, metavar="MIB",
+                        help="as bench/burst.py's: the embedded Postgres's WAL warmed first")
     args = parser.parse_args()
     counts = [int(c) for c in args.listings.split(",")]
     if shutil.which("wrk") is None:
@@ -121,7 +125,7 @@ def main() -> None:
     names = {n: f"la_wrk_{os.getpid()}_{n}" for n in ("durable", "journal_off")}
     results: dict[str, Any] = {}
     try:
-        with postgres(tmp) as (base, _):
+        with postgres(tmp, max(0, args.warm_wal)) as (base, _):
             asyncio.run(create_databases(base, list(names.values())))
             env = {k: v for k, v in os.environ.items() if not k.startswith("LOAN_AUCTION_")}
             env.pop("DATABASE_URL", None)
@@ -163,7 +167,8 @@ def main() -> None:
               f" durable/journal-off {durable / off:.3f}")
     print(json.dumps({"results": results, "loadavg_before": load_before,
                       "loadavg_after": os.getloadavg(), "connections": args.connections,
-                      "seconds": args.seconds, "warmup_s": args.warmup}))
+                      "seconds": args.seconds, "warmup_s": args.warmup,
+                      "warm_wal_mib": args.warm_wal}))
 
 
 if __name__ == "__main__":
