@@ -190,8 +190,8 @@ class JournalWriter:
         `max_rows` rows, but never fewer than one entry: a backlog of big entries commits in
         bounded transactions."""
         rows = taken = 0
-        most = self._max_batch if limit is None else max(1, min(limit, self._max_batch))
-        for entry, _ in self._pending[:most]:
+        most = self._max_batch if limit is None else min(limit, self._max_batch)
+        for entry, _ in self._pending[: max(1, most)]:
             rows += entry.rows()
             if taken and rows > self._max_rows:
                 break

@@ -427,6 +427,21 @@ async def test_bids_take_the_pool_while_the_lane_cannot_open(database_url: str) 
     assert count == 3
 
 
+
+@pytest.mark.parametrize("journal_lane", [True, False], ids=["lane", "no_lane"])
+async def test_a_journal_max_batch_of_zero_still_writes_one_entry_a_batch(
+    database_url: str, journal_lane: bool
+) -> None:
+    """A batch never takes fewer than one entry, on the lane's limited path or the task's (the
+    task's took none, and wrote empty batches for ever)."""
+    async with running_service(
+        database_url, journal_lane=journal_lane, journal_max_batch=0
+    ) as (_, client):
+        listing = (await asyncio.wait_for(open_listing(client), timeout=10))["id"]
+        await asyncio.wait_for(place_bid(client, listing, 100_000, 1_500), timeout=10)
+        count = (await client.get(f"/v1/listings/{listing}", headers=ADMIN)).json()["bid_count"]
+    assert count == 1
+
 @pytest.fixture
 async def own_postgres(tmp_path: Path) -> AsyncIterator[str]:
     """A Postgres of the test's own (its processes are stopped here), not the shared one's."""
