@@ -1,11 +1,12 @@
 """The journal writer: the one writer that turns what the engine decided into Postgres rows.
 
-Group commit: every entry submitted while a batch is in flight rides in the next one, so a
-burst of bids costs one statement and one commit, not one transaction each (on the lane, with
-the requests the event loop had ready when the last one committed, and no more than half of
-them and the last batch: `_next_on_lane`). Entries are written in
-submission order, which is engine order, so event `seq` order is the order things happened.
-A request is answered only after its entry's batch commits.
+Group commit: entries submitted while a batch is in flight ride together in the next one, so
+a burst of bids costs a commit or two, not one transaction each. On the lane the next batch
+leaves once the event loop has run the requests it had ready at the last commit, and carries at
+most half of what waits and of the batch just committed, counted together and rounded up; the
+rest leaves in the batch after (`_next_on_lane`). Entries are written in submission order,
+which is engine order, so event `seq` order is the order things happened. A request is answered
+only after its entry's batch commits.
 
 Two connections, one batch at a time, so the order holds across them: batches that only append
 (bids, their events, ledger entries, balances, idempotency keys) go on the libpq lane
@@ -185,12 +186,12 @@ class JournalWriter:
             self._idle_if_done()
 
     def _take(self, limit: int | None = None) -> tuple[Batch, Entry]:
-        """The oldest pending entries, up to `max_batch` of them (and `limit`) and `max_rows`
-        rows, but never fewer than one entry: a backlog of big entries commits in bounded
-        transactions."""
+        """The oldest pending entries, up to `max_batch` of them (and `limit`, if given) and
+        `max_rows` rows, but never fewer than one entry: a backlog of big entries commits in
+        bounded transactions."""
         rows = taken = 0
-        most = self._max_batch if limit is None else max(1, min(limit, self._max_batch))
-        for entry, _ in self._pending[:most]:
+        most = self._max_batch if limit is None else min(limit, self._max_batch)
+        for entry, _ in self._pending[: max(1, most)]:
             rows += entry.rows()
             if taken and rows > self._max_rows:
                 break
@@ -300,9 +301,10 @@ class JournalWriter:
 
     def _gathered(self) -> None:
         """The loop has run the requests that were ready at the last commit, the ones it woke
-        included: their entries join the batch. Sent at the commit itself, batches averaged
-        12-14 bids under bench/burst.py, 32 this way, and Postgres spends ~190 µs of CPU on a
-        batch before its first row (BENCHMARKS.md, issue 14 fifth pass)."""
+        included: their entries join the batch (up to `_next_on_lane`'s limit). Sent at the
+        commit itself, batches averaged 12-14 bids under bench/burst.py, 32 this way, and
+        Postgres spends ~190 µs of CPU on a batch before its first row (BENCHMARKS.md, issue 14
+        fifth pass)."""
         self._gathering = None
         if self._lane is None:  # the session ended meanwhile: the task opens another
             self._wakeup.set()
@@ -310,13 +312,18 @@ class JournalWriter:
         self._next_on_lane()
 
     def _next_on_lane(self) -> None:
-        """Send what is pending at once, up to half of it and the batch that just committed; a
-        batch that does not only append goes to the task.
+        """Send the oldest pending entries at once, at most half of them and of the batch that
+        just committed, counted together and rounded up; a batch that does not only append goes
+        to the task. What stays pending leaves in the next batch (the next limit is never
+        smaller than what stayed), unless `max_batch` or `max_rows` hold it back.
 
         Callers that wait for their answer before they send again fall into two cohorts, one
         committing while the other's requests are handled. Two cohorts of 60 and 4 left the
-        server idle while the 60 committed, and kept those sizes for dozens of batches; two of
-        32 keep it busy (BENCHMARKS.md, issue 14 tenth pass). What stays pending leaves next."""
+        server idle while the 60 committed, and kept those sizes for dozens of batches; the
+        limit evens them out (60 committed and 4 waiting: the 4 leave, then 32 of the 60, then
+        the other 28 with the 4), and two of 32 keep it busy (BENCHMARKS.md, issue 14 tenth
+        pass). The cost: entries that arrive while a small batch commits can wait one commit
+        more (1 committed and 63 waiting leave as 32, then 31)."""
         if not self._pending:
             self._wakeup.set()  # the task marks the writer idle
             return

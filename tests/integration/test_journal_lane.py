@@ -200,6 +200,34 @@ async def test_the_next_lane_batch_takes_half_of_what_waits_and_of_the_batch_jus
     assert sizes == [1, 5, 4]
 
 
+async def test_an_entry_that_does_not_only_append_left_waiting_by_the_half_goes_to_the_task_next(
+    database_url: str,
+) -> None:
+    """Five waiting after a batch of one: the three before it go on the lane, then it and the
+    one after it in the task's transaction, and the events are stored in submission order."""
+    async with running_service(database_url) as (app, client):
+        writer, _ = await lane_open(app, client)
+        commits: list[tuple[int, bool]] = []
+        on_commit = writer._on_commit
+
+        def recording(entry: Entry, stats: BatchStats) -> None:
+            commits.append((stats.entries, stats.on_lane))
+            on_commit(entry, stats)
+
+        writer._on_commit = recording
+        waiting = await gathering(writer)
+        settles = Entry(  # an update that matches no bid: it commits, but not on the lane
+            events=an_event(n=2).events, settled_bids=[(str(uuid4()), "rejected", 0)]
+        )
+        entries = [an_event(n=0), an_event(n=1), settles, an_event(n=3)]
+        more = [writer.submit(entry) for entry in entries]
+        await asyncio.wait_for(asyncio.gather(waiting, *more), timeout=10)
+        await asyncio.wait_for(writer.flushed(), timeout=10)
+    assert commits == [(1, True), (3, True), (2, False)]
+    stored = await rows(database_url, "SELECT data->>'n' FROM events WHERE data ? 'n' ORDER BY seq")
+    assert [row[0] for row in stored] == ["0", "1", "2", "3"]
+
+
 async def test_a_lane_session_that_ends_while_the_next_batch_gathers_leaves_it_to_the_task(
     database_url: str,
 ) -> None:
@@ -398,6 +426,21 @@ async def test_bids_take_the_pool_while_the_lane_cannot_open(database_url: str) 
         count = (await client.get(f"/v1/listings/{listing}", headers=ADMIN)).json()["bid_count"]
     assert count == 3
 
+
+
+@pytest.mark.parametrize("journal_lane", [True, False], ids=["lane", "no_lane"])
+async def test_a_journal_max_batch_of_zero_still_writes_one_entry_a_batch(
+    database_url: str, journal_lane: bool
+) -> None:
+    """A batch never takes fewer than one entry, on the lane's limited path or the task's (the
+    task's took none, and wrote empty batches for ever)."""
+    async with running_service(
+        database_url, journal_lane=journal_lane, journal_max_batch=0
+    ) as (_, client):
+        listing = (await asyncio.wait_for(open_listing(client), timeout=10))["id"]
+        await asyncio.wait_for(place_bid(client, listing, 100_000, 1_500), timeout=10)
+        count = (await client.get(f"/v1/listings/{listing}", headers=ADMIN)).json()["bid_count"]
+    assert count == 1
 
 @pytest.fixture
 async def own_postgres(tmp_path: Path) -> AsyncIterator[str]:
