@@ -427,7 +427,6 @@ async def test_bids_take_the_pool_while_the_lane_cannot_open(database_url: str) 
     assert count == 3
 
 
-
 @pytest.mark.parametrize("journal_lane", [True, False], ids=["lane", "no_lane"])
 async def test_a_journal_max_batch_of_zero_still_writes_one_entry_a_batch(
     database_url: str, journal_lane: bool
@@ -441,6 +440,7 @@ async def test_a_journal_max_batch_of_zero_still_writes_one_entry_a_batch(
         await asyncio.wait_for(place_bid(client, listing, 100_000, 1_500), timeout=10)
         count = (await client.get(f"/v1/listings/{listing}", headers=ADMIN)).json()["bid_count"]
     assert count == 1
+
 
 @pytest.fixture
 async def own_postgres(tmp_path: Path) -> AsyncIterator[str]:
