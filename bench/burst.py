@@ -238,7 +238,7 @@ async def drop_databases(base: str, names: list[str]) -> None:
 async def warm_wal(base: str, mib: int) -> None:
     """Write ~`mib` MiB of WAL and checkpoint, so that its segments are recycled from then on,
     as on a Postgres that has been running a while. A new cluster has none: every 16 MiB of WAL
-    a commit waits while Postgres creates and zero-fills the next segment (40-55 ms on this
+    a commit waits while Postgres creates and zero-fills the next segment (27-55 ms on this
     machine under load; BENCHMARKS.md, issue 14 tenth pass)."""
     import asyncpg
 
