@@ -125,7 +125,7 @@ def main() -> None:
     names = {n: f"la_wrk_{os.getpid()}_{n}" for n in ("durable", "journal_off")}
     results: dict[str, Any] = {}
     try:
-        with postgres(tmp, max(0, args.warm_wal)) as (base, _):
+        with postgres(tmp, args.warm_wal) as (base, _):
             asyncio.run(create_databases(base, list(names.values())))
             env = {k: v for k, v in os.environ.items() if not k.startswith("LOAN_AUCTION_")}
             env.pop("DATABASE_URL", None)

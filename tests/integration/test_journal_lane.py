@@ -165,6 +165,19 @@ async def gathering(writer: JournalWriter) -> "asyncio.Future[None]":
     return waiting
 
 
+def recorded_commits(writer: JournalWriter) -> list[BatchStats]:
+    """Each batch the writer commits from now on, in order (it still reports it as before)."""
+    commits: list[BatchStats] = []
+    on_commit = writer._on_commit
+
+    def recording(entry: Entry, stats: BatchStats) -> None:
+        commits.append(stats)
+        on_commit(entry, stats)
+
+    writer._on_commit = recording
+    return commits
+
+
 async def test_the_next_lane_batch_takes_what_the_requests_woken_by_a_commit_submit(
     database_url: str,
 ) -> None:
@@ -186,18 +199,11 @@ async def test_the_next_lane_batch_takes_half_of_what_waits_and_of_the_batch_jus
     nine waiting sends five, then the other four, so the groups even out (docs/operations.md)."""
     async with running_service(database_url) as (app, client):
         writer, _ = await lane_open(app, client)
-        sizes: list[int] = []
-        on_commit = writer._on_commit
-
-        def recording(entry: Entry, stats: BatchStats) -> None:
-            sizes.append(stats.entries)
-            on_commit(entry, stats)
-
-        writer._on_commit = recording
+        commits = recorded_commits(writer)
         waiting = await gathering(writer)
         more = [writer.submit(an_event()) for _ in range(8)]
         await asyncio.wait_for(asyncio.gather(waiting, *more), timeout=10)
-    assert sizes == [1, 5, 4]
+    assert [stats.entries for stats in commits] == [1, 5, 4]
 
 
 async def test_an_entry_that_does_not_only_append_left_waiting_by_the_half_goes_to_the_task_next(
@@ -207,14 +213,7 @@ async def test_an_entry_that_does_not_only_append_left_waiting_by_the_half_goes_
     one after it in the task's transaction, and the events are stored in submission order."""
     async with running_service(database_url) as (app, client):
         writer, _ = await lane_open(app, client)
-        commits: list[tuple[int, bool]] = []
-        on_commit = writer._on_commit
-
-        def recording(entry: Entry, stats: BatchStats) -> None:
-            commits.append((stats.entries, stats.on_lane))
-            on_commit(entry, stats)
-
-        writer._on_commit = recording
+        commits = recorded_commits(writer)
         waiting = await gathering(writer)
         settles = Entry(  # an update that matches no bid: it commits, but not on the lane
             events=an_event(n=2).events, settled_bids=[(str(uuid4()), "rejected", 0)]
@@ -223,7 +222,9 @@ async def test_an_entry_that_does_not_only_append_left_waiting_by_the_half_goes_
         more = [writer.submit(entry) for entry in entries]
         await asyncio.wait_for(asyncio.gather(waiting, *more), timeout=10)
         await asyncio.wait_for(writer.flushed(), timeout=10)
-    assert commits == [(1, True), (3, True), (2, False)]
+    assert [(stats.entries, stats.on_lane) for stats in commits] == [
+        (1, True), (3, True), (2, False)
+    ]
     stored = await rows(database_url, "SELECT data->>'n' FROM events WHERE data ? 'n' ORDER BY seq")
     assert [row[0] for row in stored] == ["0", "1", "2", "3"]
 
