@@ -30,6 +30,11 @@ _INDEX_BITS: Final = 32
 _INDEX_MASK: Final = (1 << _INDEX_BITS) - 1
 _NONE_PUSHED_OUT: Final[list[int]] = []  # shared, never mutated: most bids push nothing out
 NO_BID: Final = _INDEX_MASK  # `earlier` of the first bid at its rate: no index is this large
+#: The bids' number columns: unsigned 64-bit (every value is positive), by the typecode whose
+#: append converts an int fastest. A signed array parses its argument; on CPython 3.11 "Q"
+#: converts an int over 2^30 (a time in µs) through a byte array, "L" (C's unsigned long)
+#: digit by digit, ~25 ns faster an append, where it is 64 bits wide (Linux, macOS).
+_U64: Final = "L" if array("L").itemsize == 8 else "Q"
 
 
 def priority_key(rate_bps: int, index: int) -> int:
@@ -61,12 +66,10 @@ class ListingBook:
         self.closed_at: int | None = None
         self.bid_ids: list[str] = []
         self.lenders: list[str] = []
-        # Unsigned 64-bit: every column is positive, and an unsigned array's append converts
-        # the int directly, about twice as fast as a signed one's (which parses its argument).
-        self.amounts = array("Q")
-        self.rates = array("Q")
-        self.seqs = array("Q")
-        self.placed_at = array("Q")
+        self.amounts = array(_U64)
+        self.rates = array(_U64)
+        self.seqs = array(_U64)
+        self.placed_at = array(_U64)
         #: Per bid, the index of the bid before it at its rate when it joined (or NO_BID).
         self.earlier = array("I")
         #: The funding set by rate level: its distinct rates ascending, each level's latest bid.

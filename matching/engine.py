@@ -52,7 +52,6 @@ class Engine:
         self._books: dict[str, ListingBook] = {}
         # (closes_at, opened_seq, listing_id) of every open listing: one ordered queue, no timers.
         self._deadlines: SortedList[tuple[int, int, str]] = SortedList()
-        self._lenders: dict[str, str] = {}
         # Per borrower: open listings' amounts plus funded principal (the borrower limit's base).
         self._exposure: dict[str, int] = {}
         self.orders = StandingOrders(rules)
@@ -185,8 +184,7 @@ class Engine:
         `ListingBook.add`'s cost a bid; less for bids short of the amount (`ListingBook.restore`).
         Returns whether they took that fast path.
         """
-        interned = self._lenders
-        lenders = [interned.setdefault(lender, lender) for lender in stored.lender_ids]
+        lenders = [self.ledger.account_id(lender) for lender in stored.lender_ids]
         book = self._books[stored.listing_id]
         first = book.bid_count
         fast = book.restore(
@@ -309,10 +307,10 @@ class Engine:
         if rejection is not None:
             return rejection
         amount, rate, at = cmd.amount, cmd.min_rate_bps, cmd.at
-        lender = self._lenders.setdefault(cmd.lender_id, cmd.lender_id)
-        balance = self.ledger.accounts.get(lender)
-        if balance is None or balance.available < amount:
-            return admission.insufficient_funds(0 if balance is None else balance.available, amount)
+        account = self.ledger.accounts.get(cmd.lender_id)
+        if account is None or account.available < amount:
+            return admission.insufficient_funds(0 if account is None else account.available, amount)
+        lender = account.account_id  # the book keeps the account's copy of the id, not the bid's
         listing_id, bid_id, seq = cmd.listing_id, cmd.bid_id, cmd.seq
         allocated, pushed_out = book.add(bid_id, lender, amount, rate, seq, at)
         order_id = None
@@ -322,7 +320,7 @@ class Engine:
             self.orders.reserve(order, amount)
         events: list[Event] = [
             BidPlaced(listing_id, bid_id, lender, amount, rate, seq, at, allocated, order_id),
-            self.ledger.reserve(balance, lender, amount, listing_id, bid_id, at),
+            self.ledger.reserve(account, amount, listing_id, bid_id, at),
         ]
         if pushed_out:
             release_outbid(book, pushed_out, seq, at, self.ledger, self.orders, events)

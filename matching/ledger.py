@@ -27,8 +27,23 @@ PLATFORM_ACCOUNTS: Final = (FEES, RESERVE_POOL)
 
 @dataclass(slots=True)
 class Balance:
+    """An account's two columns, as views hand them out (a copy)."""
+
     available: int = 0
     reserved: int = 0
+
+
+class Account:
+    """An account as the ledger holds it: its two columns and its id, the one copy of the id
+    that books keep for each of a lender's bids (a bid's own copy is dropped), found with the
+    balance in the lookup a bid needs anyway."""
+
+    __slots__ = ("account_id", "available", "reserved")
+
+    def __init__(self, account_id: str, available: int = 0, reserved: int = 0) -> None:
+        self.account_id = account_id
+        self.available = available
+        self.reserved = reserved
 
 
 # Like the per-bid events (matching/events.py): not frozen, its own __init__. One of these is
@@ -75,7 +90,7 @@ class Ledger:
     __slots__ = ("accounts", "last_entry_id", "net_inflow")
 
     def __init__(self) -> None:
-        self.accounts: dict[str, Balance] = {}
+        self.accounts: dict[str, Account] = {}
         self.last_entry_id = 0
         self.net_inflow = 0  # deposits minus withdrawals, ever
 
@@ -83,10 +98,16 @@ class Ledger:
         balance = self.accounts.get(account)
         return 0 if balance is None else balance.available
 
-    def _account(self, account: str) -> Balance:
+    def account_id(self, account: str) -> str:
+        """The ledger's copy of the id (`account` itself if no such account: recovery then
+        reports a bid whose lender has none). O(1)."""
+        found = self.accounts.get(account)
+        return account if found is None else found.account_id
+
+    def _account(self, account: str) -> Account:
         balance = self.accounts.get(account)
         if balance is None:
-            balance = self.accounts[account] = Balance()
+            balance = self.accounts[account] = Account(account)
         return balance
 
     def _next_id(self) -> int:
@@ -119,14 +140,15 @@ class Ledger:
     # --- bids -------------------------------------------------------------------------------
 
     def reserve(
-        self, balance: Balance, lender: str, amount: int, listing_id: str, bid_id: str, at: int
+        self, lender: Account, amount: int, listing_id: str, bid_id: str, at: int
     ) -> LedgerEntry:
-        """Freeze a bid's amount. The caller looked `balance` up and checked it covers `amount`."""
-        balance.available -= amount
-        balance.reserved += amount
+        """Freeze a bid's amount. The caller looked `lender` up and checked it covers `amount`."""
+        lender.available -= amount
+        lender.reserved += amount
         self.last_entry_id += 1
+        account = lender.account_id
         return LedgerEntry(
-            self.last_entry_id, "reserve", lender, lender, amount, "bid", bid_id, listing_id,
+            self.last_entry_id, "reserve", account, account, amount, "bid", bid_id, listing_id,
             bid_id, at,
         )
 
@@ -172,7 +194,7 @@ class Ledger:
 
     def restore(self, account: str, available: int, reserved: int) -> None:
         """Put back a stored balance (recovery). The net inflow is the sum of what is held."""
-        self.accounts[account] = Balance(available, reserved)
+        self.accounts[account] = Account(account, available, reserved)
         self.net_inflow += available + reserved
 
     def check_invariants(self, live_reserved: dict[str, int]) -> None:

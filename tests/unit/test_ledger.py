@@ -54,6 +54,18 @@ def test_a_lender_without_an_account_has_nothing_available() -> None:
     assert refused.available == 0
 
 
+def test_a_book_keeps_one_copy_of_a_lenders_id_whatever_copy_each_bid_brings() -> None:
+    """Each request parses its own copy of the id; a book of many bids keeps the account's."""
+    m = new_market()
+    events(m.deposit(LENA, 100_000))
+    copies = ["".join(LENA) for _ in range(2)]
+    assert copies[0] is not LENA and copies[1] is not copies[0]
+    for copy in copies:
+        events(m.bid(5_000, 1_000, lender=copy))
+    held = m.engine.ledger.accounts[LENA].account_id
+    assert all(lender is held for lender in m.engine._books["L1"].lenders)
+
+
 def test_an_outbid_bid_gets_its_whole_amount_back() -> None:
     m = new_market()
     events(m.deposit(LENA, 100_000))

@@ -113,3 +113,21 @@ def test_bids_that_never_cover_the_listing_take_the_fast_path_and_those_that_do_
         "the bid that covers the listing is added by the rules"
     )
     assert book_state(recovered._books[terms.listing_id]) == book_state(book)
+
+
+def test_restored_bids_keep_one_copy_of_a_lenders_id_the_accounts() -> None:
+    """Storage gives each bid its own copy of its lender's id; the book keeps the account's."""
+    market = Market()
+    terms = listing_terms(amount=100_000)
+    opened = OpenListing(terms, market.next_seq(), T0)
+    market.execute(opened)
+    for _ in range(3):
+        market.bid(10_000, 900, lender="lender-0")
+    live = market.engine
+    held = live.ledger.accounts["lender-0"]
+    recovered = Engine(live.rules)
+    recovered.restore_account("".join("lender-0"), held.available, held.reserved)
+    recovered.restore_listing(opened)
+    recovered.restore_bids(stored(live._books[terms.listing_id], 0, 3))
+    copy = recovered.ledger.accounts["lender-0"].account_id
+    assert all(lender is copy for lender in recovered._books[terms.listing_id].lenders)
