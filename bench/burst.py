@@ -8,9 +8,10 @@ Run by hand from the repo root (or as `loan-auction bench ...`):
 In one run it:
 
 1. starts an embedded PostgreSQL in a temporary folder (or uses DATABASE_URL; either way each
-   service gets a fresh database of its own, dropped afterwards when it can be; with
-   --warm-wal, the embedded one first writes that much WAL and checkpoints, so its WAL segments
-   are recycled as on a server that has been running: `warm_wal`), then, as real
+   service gets a fresh database of its own, dropped afterwards when it can be; the embedded
+   one first writes `--warm-wal` MiB of WAL, 1200 unless told, and checkpoints, so its WAL
+   segments are recycled as on a server that has been running: `warm_wal`; `--warm-wal 0`
+   measures a new cluster), then, as real
    uvicorn processes on free 127.0.0.1 ports: the service (`loan-auction serve`), the same
    service with its journal writer storing nothing (a non-durable baseline, launched through
    bench/variant_serve.py; no service setting does this), with --chain-off also the durable
@@ -233,6 +234,12 @@ async def drop_databases(base: str, names: list[str]) -> None:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+#: WAL the embedded Postgres writes before the first phase unless told otherwise: past what a
+#: run writes (a wrk.py run ~940 MiB), so the phases write into recycled WAL files as on a
+#: server that has been running, not into new ones as on a cluster just made.
+DEFAULT_WARM_WAL_MIB = 1200
 
 
 async def warm_wal(base: str, mib: int) -> None:
@@ -660,7 +667,7 @@ class Config:
     chain_off: bool = False
     subscribers: int = 0
     stream_rounds: int = 2
-    warm_wal_mib: int = 0
+    warm_wal_mib: int = DEFAULT_WARM_WAL_MIB
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -1148,10 +1155,11 @@ def parse_args(argv: list[str] | None) -> Config:
     parser.add_argument(
         "--warm-wal",
         type=int,
-        default=0,
+        default=DEFAULT_WARM_WAL_MIB,
         metavar="MIB",
         help="write this much WAL into the embedded Postgres first, then checkpoint, so its"
-        " segments are recycled as on a server that has been running (default: none)",
+        f" segments are recycled as on a server that has been running (default:"
+        f" {DEFAULT_WARM_WAL_MIB}; 0 measures a new cluster)",
     )
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--"]:  # `loan-auction bench -- --seconds 5` passes the separator on

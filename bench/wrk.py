@@ -3,8 +3,8 @@
     python bench/wrk.py [--connections 64] [--seconds 10] [--warmup 3] [--listings 1,100]
                         [--warm-wal MIB]
 
-Starts, as bench/burst.py does, an embedded PostgreSQL (a fresh database per service; with
---warm-wal, its WAL warmed first as bench/burst.py's option does), the
+Starts, as bench/burst.py does, an embedded PostgreSQL (a fresh database per service; its WAL
+warmed first as bench/burst.py's `--warm-wal` does, 1200 MiB unless told, 0 for none), the
 durable service, the journal-off baseline (bench/variant_serve.py) and the trivial FastAPI
 endpoint (bench/trivial_app.py), mints one lender key per service and funds it, and for each
 listing count opens that many listings; then, in turn, `wrk -t1 -c<connections>` with
@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 from burst import (
+    DEFAULT_WARM_WAL_MIB,
     HOST,
     ROOT,
     Service,
@@ -112,8 +113,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--listings", default="1,100")
-    parser.add_argument("--warm-wal", type=int, default=0, metavar="MIB",
-                        help="as bench/burst.py's: the embedded Postgres's WAL warmed first")
+    parser.add_argument("--warm-wal", type=int, default=DEFAULT_WARM_WAL_MIB, metavar="MIB",
+                        help="as bench/burst.py's: the embedded Postgres's WAL warmed first"
+                        f" (default {DEFAULT_WARM_WAL_MIB}; 0 measures a new cluster)")
     args = parser.parse_args()
     counts = [int(c) for c in args.listings.split(",")]
     if shutil.which("wrk") is None:
