@@ -33,7 +33,8 @@ NO_BID: Final = _INDEX_MASK  # `earlier` of the first bid at its rate: no index 
 #: The bids' number columns: unsigned 64-bit (every value is positive), by the typecode whose
 #: append converts an int fastest. A signed array parses its argument; on CPython 3.11 "Q"
 #: converts an int over 2^30 (a time in µs) through a byte array, "L" (C's unsigned long)
-#: digit by digit, ~25 ns faster an append, where it is 64 bits wide (Linux, macOS).
+#: digit by digit, ~25 ns faster an append. "L" is 64 bits wide on 64-bit Linux and macOS;
+#: where it is 32 (Windows, 32-bit builds) the columns are "Q", as before.
 _U64: Final = "L" if array("L").itemsize == 8 else "Q"
 #: Called as a function, not as a method: compiled, a call then skips looking the method up on
 #: the array's type (~5 % of a bid spread over many listings, bench/engine.py).

@@ -45,6 +45,9 @@ class Account:
         self.available = available
         self.reserved = reserved
 
+    def __repr__(self) -> str:  # what a failed invariant shows (`Ledger.check_invariants`)
+        return f"Account({self.account_id!r}, available={self.available}, reserved={self.reserved})"
+
 
 # Like the per-bid events (matching/events.py): not frozen, its own __init__. One of these is
 # made for every bid placed.

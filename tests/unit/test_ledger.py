@@ -66,6 +66,16 @@ def test_a_book_keeps_one_copy_of_a_lenders_id_whatever_copy_each_bid_brings() -
     assert all(lender is held for lender in m.engine._books["L1"].lenders)
 
 
+def test_a_broken_balance_is_reported_with_its_account_and_both_columns() -> None:
+    """The invariant check after every command names what it found, not an object address."""
+    m = new_market()
+    events(m.deposit(LENA, 10_000))
+    events(m.bid(5_000, 1_000, lender=LENA))
+    m.engine.ledger.accounts[LENA].reserved += 1
+    with pytest.raises(AssertionError, match=r"'lena'.*available=5000, reserved=5001"):
+        m.engine.check_invariants()
+
+
 def test_an_outbid_bid_gets_its_whole_amount_back() -> None:
     m = new_market()
     events(m.deposit(LENA, 100_000))

@@ -2,9 +2,11 @@
 the book must come out exactly as the one that took the bids live, whether they fit in one go
 (the fast path) or fill the listing and push each other out, whatever the slices they come in."""
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from app import recovery
 from matching import Deposit, Engine, ListingPolicy, OpenListing, PlaceBid
 from tests.unit.books import book_state, stored
 from tests.unit.builders import T0, Market, listing_terms
@@ -131,3 +133,26 @@ def test_restored_bids_keep_one_copy_of_a_lenders_id_the_accounts() -> None:
     recovered.restore_bids(stored(live._books[terms.listing_id], 0, 3))
     copy = recovered.ledger.accounts["lender-0"].account_id
     assert all(lender is copy for lender in recovered._books[terms.listing_id].lenders)
+
+
+def test_live_bids_of_a_lender_without_an_account_fail_recovery_naming_the_lender() -> None:
+    """Storage lost a lender's account: its bids still replay (their stored copy of the id
+    stands in for the account's), and recovery's check names the lender, not a KeyError."""
+    market = Market()
+    terms = listing_terms(amount=100_000)
+    opened = OpenListing(terms, market.next_seq(), T0)
+    market.execute(opened)
+    for n in range(3):
+        market.bid(30_000, 900 - n, lender="lena")
+    market.bid(40_000, 800, lender="leo")  # covers the listing: the replay adds bid by bid
+    live = market.engine
+    recovered = Engine(live.rules)
+    for account, balance in live.ledger.accounts.items():
+        if account != "lena":
+            recovered.restore_account(account, balance.available, balance.reserved)
+    recovered.restore_listing(opened)
+    assert not recovered.restore_bids(stored(live._books[terms.listing_id], 0, 4))
+    with pytest.raises(
+        recovery.RecoveryError, match=r"live bids of lenders without an account: \['lena'\]"
+    ):
+        recovery._check_reservations(recovered)

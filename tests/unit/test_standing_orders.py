@@ -104,6 +104,19 @@ def test_auto_bids_take_the_seqs_after_their_listing_and_ids_derived_from_the_pa
     assert manual.standing_order_id is None
 
 
+def test_an_auto_bid_keeps_the_accounts_copy_of_the_lenders_id_not_the_orders() -> None:
+    """The order was created from its own request (its own copy of the id); its bids' book
+    keeps the account's copy, as a manual bid's does (tests/unit/test_ledger.py)."""
+    m = funded(LENA)
+    order_copy = "".join(LENA)
+    assert order_copy is not LENA
+    events(m.order(order_copy, order_id="O1", amount_per_listing=20_000))
+    assert auto_bids(m.open(listing_terms("L1"))) == [("O1", 20_000, 1_000)]
+    held = m.engine.ledger.accounts[LENA].account_id
+    lenders = m.engine._books["L1"].lenders
+    assert len(lenders) == 1 and lenders[0] is held
+
+
 # --- what an order bids -------------------------------------------------------------------------
 
 
