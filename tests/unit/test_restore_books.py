@@ -92,13 +92,19 @@ def test_a_book_restored_from_its_stored_bids_is_the_book_that_took_them_live(
     rebuilt.check_invariants()
 
 
+def market_with_listing() -> tuple[Market, OpenListing]:
+    """A market with one open listing of 100,000, and the command that opened it (to replay)."""
+    market = Market()
+    opened = OpenListing(listing_terms(amount=100_000), market.next_seq(), T0)
+    assert isinstance(market.execute(opened), list)
+    return market, opened
+
+
 def test_bids_that_never_cover_the_listing_take_the_fast_path_and_those_that_do_do_not() -> None:
     """The two paths are both exercised above; this pins which is which, as recovery calls
     them."""
-    market = Market()
-    terms = listing_terms(amount=100_000)
-    opened = OpenListing(terms, market.next_seq(), T0)
-    market.execute(opened)
+    market, opened = market_with_listing()
+    terms = opened.terms
     for n in range(3):
         market.bid(30_000, 900 - n)
     market.bid(40_000, 800)  # covers the listing with the first bid to spare: pushes it out
@@ -119,10 +125,8 @@ def test_bids_that_never_cover_the_listing_take_the_fast_path_and_those_that_do_
 
 def test_restored_bids_keep_one_copy_of_a_lenders_id_the_accounts() -> None:
     """Storage gives each bid its own copy of its lender's id; the book keeps the account's."""
-    market = Market()
-    terms = listing_terms(amount=100_000)
-    opened = OpenListing(terms, market.next_seq(), T0)
-    market.execute(opened)
+    market, opened = market_with_listing()
+    terms = opened.terms
     for _ in range(3):
         market.bid(10_000, 900, lender="lender-0")
     live = market.engine
@@ -138,10 +142,8 @@ def test_restored_bids_keep_one_copy_of_a_lenders_id_the_accounts() -> None:
 def test_live_bids_of_a_lender_without_an_account_fail_recovery_naming_the_lender() -> None:
     """Storage lost a lender's account: its bids still replay (their stored copy of the id
     stands in for the account's), and recovery's check names the lender, not a KeyError."""
-    market = Market()
-    terms = listing_terms(amount=100_000)
-    opened = OpenListing(terms, market.next_seq(), T0)
-    market.execute(opened)
+    market, opened = market_with_listing()
+    terms = opened.terms
     for n in range(3):
         market.bid(30_000, 900 - n, lender="lena")
     market.bid(40_000, 800, lender="leo")  # covers the listing: the replay adds bid by bid
